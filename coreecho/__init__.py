@@ -1,0 +1,65 @@
+"""coreecho: ejection fraction and continuous embeddings from echocardiogram videos (CoReEcho).
+
+The public API is small and stable:
+
+- :func:`load_model` — a registered name, a folder, a Hub repo id or an official ``.pth`` → :class:`CoReEcho`.
+- :func:`predict_ef` / :func:`embed` — EF or 512-d embeddings of videos (paths, arrays, lists).
+- :class:`CoReLoss` — the exact Rank-N-Contrast loss of CoReEcho's first stage.
+- :class:`CoReEcho` — the model (UniFormer encoder + MLP head + preprocessing config).
+
+Names are imported lazily so that ``import coreecho`` stays fast; training code lives in
+:mod:`coreecho.train` and is never imported by the package itself.
+
+Example:
+    >>> import coreecho
+    >>> model = coreecho.load_model("phantom-tiny")  # doctest: +SKIP
+    >>> model.predict_ef("a4c.avi")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coreecho._version import __version__
+from coreecho.errors import CoReEchoError
+
+__all__ = ["load_model", "embed", "predict_ef", "CoReLoss", "CoReEcho", "list_models", "CoReEchoError",
+           "__version__"]
+
+_LAZY = {
+    "load_model": "coreecho.hub",
+    "list_models": "coreecho.hub",
+    "embed": "coreecho.inference",
+    "predict_ef": "coreecho.inference",
+    "CoReLoss": "coreecho.losses",
+    "CoReEcho": "coreecho.models.coreecho",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coreecho.hub import list_models, load_model
+    from coreecho.inference import embed, predict_ef
+    from coreecho.losses import CoReLoss
+    from coreecho.models.coreecho import CoReEcho
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'coreecho' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _install_timm_hook() -> None:
+    from coreecho.models.timm_hook import install
+
+    install()
+
+
+_install_timm_hook()

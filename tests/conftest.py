@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models (fast on CPU) and helpers importable by tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TINY_ENCODER = {"depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8}
+
+
+def tiny_config(**overrides):
+    from coreecho.models.config import ModelConfig
+
+    return ModelConfig(architecture="uniformer_custom", encoder_args=dict(TINY_ENCODER), license="MIT", **overrides)
+
+
+@pytest.fixture
+def tiny_model():
+    import torch
+
+    from coreecho import CoReEcho
+
+    torch.manual_seed(0)
+    return CoReEcho(tiny_config()).eval()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own coreecho cache and no Hub access."""
+    monkeypatch.setenv("COREECHO_CACHE", str(tmp_path_factory.mktemp("coreecho_cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

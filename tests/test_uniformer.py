@@ -1,0 +1,92 @@
+"""UniFormer encoder: official key names and shapes, float64 parity with the official network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coreecho.models.uniformer import UniFormer, build_uniformer, uniformer_base, uniformer_small
+from official import forward_reference, official_encoder_state, official_input, official_keys
+
+
+def test_state_dict_names_and_shapes_equal_official():
+    model = uniformer_small(num_classes=1)
+    ours = {k: (list(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()}
+    ref = {key: (shape, dtype) for key, shape, dtype, _ in official_keys()}
+    assert ours == ref
+    assert len(ours) == 331
+    # without a head: the official keys less head.*
+    assert set(uniformer_small().state_dict()) == {k for k in ref if not k.startswith("head.")}
+
+
+def test_float64_parity_with_official_forward():
+    ref = forward_reference()
+    model = uniformer_small(num_classes=1)
+    model.load_state_dict(official_encoder_state(), strict=True)
+    model = model.double().eval()
+    x = official_input()
+    assert x.sum().item() == pytest.approx(ref["input"]["sum"], rel=1e-6)
+    with torch.no_grad():
+        feats = model.forward_features(x.double())
+        emb = model.forward_head(feats, pre_logits=True)
+        out = model.head(emb)
+    assert tuple(feats.shape) == (2, 512, 18, 3, 3)
+    want_emb = torch.tensor(ref["float64"]["features"], dtype=torch.float64)
+    want_out = torch.tensor(ref["float64"]["head_output"], dtype=torch.float64)
+    assert torch.allclose(emb, want_emb, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(out, want_out, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(model(x.double()), want_out, rtol=1e-9, atol=1e-12)
+
+
+def test_stage_shapes_follow_the_official_downsampling():
+    ref = forward_reference()["float64"]["intermediates"]
+    shapes = {r["module"]: r["shape"] for r in ref}
+    model = uniformer_small().eval()
+    seen = {}
+    for name in ("patch_embed1", "patch_embed2", "patch_embed3", "patch_embed4"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, n=name: seen.__setitem__(n, list(o.shape)))
+    with torch.no_grad():
+        model(torch.zeros(2, 3, 36, 112, 112))
+    for name, shape in seen.items():
+        if name in shapes:
+            assert shape == shapes[name]
+    assert seen["patch_embed4"] == [2, 512, 18, 3, 3]
+
+
+def test_base_size_and_custom_build():
+    base = uniformer_base()
+    assert base.depth == (5, 8, 20, 7)
+    assert len(base.blocks3) == 20 and base.num_features == 512
+    custom = build_uniformer("uniformer_custom", depth=(1, 1, 1, 1), embed_dim=(8, 16, 32, 64), head_dim=8)
+    assert custom(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 64)
+    with pytest.raises(ValueError, match="unknown UniFormer size"):
+        build_uniformer("uniformer_huge")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = UniFormer(depth=(1, 1, 1, 1), embed_dim=(8, 16, 32, 64), head_dim=8, drop_rate=0.0).double()
+    x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
+    model(x).square().sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).square().sum().backward()
+    for a, p in zip(plain, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_timm_builds_the_encoder():
+    import timm
+
+    import coreecho  # noqa: F401 - installs the registration hook
+
+    model = timm.create_model("uniformer_small")
+    assert isinstance(model, UniFormer) and model.depth == (3, 4, 8, 3)
+    with pytest.raises(ValueError, match="load_model"):
+        timm.create_model("uniformer_small", pretrained=True)
+
+
+def test_bad_input_rank_is_reported():
+    with pytest.raises(ValueError, match=r"\(B, C, T, H, W\)"):
+        uniformer_small()(torch.zeros(3, 36, 112, 112))
