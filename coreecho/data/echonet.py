@@ -1,0 +1,425 @@
+"""EchoNet-Dynamic on its real on-disk layout, and a generic CSV-listed video regression dataset.
+
+The EchoNet-Dynamic folder holds ``FileList.csv`` (``FileName, EF, ..., Split``), ``VolumeTracings.csv``
+(``FileName, X1, Y1, X2, Y2, Frame``) and ``Videos/*.avi``. As in the official CoReEcho code, videos with fewer
+than two distinct traced frames in ``VolumeTracings.csv`` are dropped (this leaves 1,276 test videos).
+
+Clip sampling follows the official recipe: a clip is ``frames`` frames taken every ``stride`` frames; a video
+shorter than ``frames * stride`` is zero-padded at the end (in pixel space, before normalisation) to that length;
+a random start is drawn uniformly from ``0 .. padded_length - (frames - 1) * stride - 1``. With ``augment=True``
+every clip is zero-padded by ``pad`` pixels on each side and cropped back to ``size`` at a random offset, the same
+offset for all frames of the clip. Pixels are then normalised per channel with ``mean``/``std`` (0–255 units).
+Only the frames a clip needs are decoded.
+
+Items are dicts (the default DataLoader collate stacks them):
+
+* ``"video"``: float32 clips. Training mode (``clips=None``) gives ``(3, T, S, S)`` for ``views=1`` and
+  ``(V, 3, T, S, S)`` for ``views=V > 1``; evaluation mode (``clips=k``, ``clips="all"`` or ``starts=...``)
+  always gives ``(K, 3, T, S, S)``.
+* ``"ef"``: the label (float32 scalar tensor); ``"name"``: the file name (``NAME.avi``); ``"starts"``: int64
+  start frame of each clip; ``"index"``: the item index.
+
+Randomness is a pure function of ``(seed, epoch, index)`` (:meth:`ClipDataset.set_epoch`), so items are identical
+whatever the number of DataLoader workers or the order in which they are requested, and a resumed training run
+sees the same clips. With ``seed=None`` every call draws fresh OS entropy (also worker-safe).
+
+Example:
+    >>> from coreecho.data.echonet import EchoNetDynamic
+    >>> ds = EchoNetDynamic("EchoNet-Dynamic", "train", views=2, augment=True)  # doctest: +SKIP
+    >>> ds[0]["video"].shape  # doctest: +SKIP
+    torch.Size([2, 3, 36, 112, 112])
+    >>> loader = ds.loader(batch_size=16, shuffle=True, num_workers=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from coreecho.errors import DatasetError, InputError
+from coreecho.models.config import ECHONET_MEAN, ECHONET_STD
+
+__all__ = ["ClipDataset", "EchoNetDynamic", "VideoRegressionDataset", "VideoRecord", "collate_clips",
+           "read_csv_table", "SPLITS"]
+
+#: Split names of ``FileList.csv`` (compared case-insensitively); ``"all"`` selects every row.
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a dataset.
+
+    Attributes:
+        name: the name used in outputs and starts files (``NAME.avi`` for EchoNet).
+        path: the video file.
+        label: the regression target (EF in %).
+    """
+
+    name: str
+    path: Path
+    label: float
+
+
+def read_csv_table(path: Path, required: Sequence[str], what: str) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts, checking that it exists and has the ``required`` columns.
+
+    Raises:
+        DatasetError: the file is missing or unreadable, or a required column is absent (the message names the
+            file, the missing columns and the columns found).
+
+    Example:
+        >>> read_csv_table(Path("nope.csv"), ["a"], "a table")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        DatasetError: nope.csv: ...
+    """
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found; expected {what} with columns {', '.join(required)}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{path}: cannot read it as CSV ({err})") from err
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; expected {what} with columns "
+                           f"{', '.join(required)}, found {', '.join(columns) or 'no header'}")
+    return rows
+
+
+def _float(value: str, path: Path, row: int, column: str) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        raise DatasetError(f"{path}: row {row + 2}, column {column}: expected a number, found {value!r}") from None
+    if not np.isfinite(out):
+        raise DatasetError(f"{path}: row {row + 2}, column {column}: expected a finite number, found {value!r}")
+    return out
+
+
+def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate items with different clip counts (``clips="all"``): clips are concatenated along dim 0.
+
+    Returns a dict with ``"video"`` ``(sum K, 3, T, S, S)``, ``"counts"`` (clips per item), ``"ef"`` ``[B]``,
+    ``"name"`` (list), ``"starts"`` (list of tensors) and ``"index"`` ``[B]``.
+
+    Example:
+        >>> import torch
+        >>> a = {"video": torch.zeros(2, 3, 4, 8, 8), "ef": torch.tensor(50.), "name": "a.avi",
+        ...      "starts": torch.tensor([0, 4]), "index": 0}
+        >>> b = dict(a, video=torch.zeros(3, 3, 4, 8, 8), starts=torch.tensor([0, 1, 2]), index=1)
+        >>> out = collate_clips([a, b])
+        >>> out["video"].shape, out["counts"].tolist()
+        (torch.Size([5, 3, 4, 8, 8]), [2, 3])
+    """
+    videos = [it["video"] if it["video"].dim() == 5 else it["video"][None] for it in items]
+    return {
+        "video": torch.cat(videos),
+        "counts": torch.tensor([v.shape[0] for v in videos], dtype=torch.int64),
+        "ef": torch.stack([torch.as_tensor(it["ef"], dtype=torch.float32) for it in items]),
+        "name": [it["name"] for it in items],
+        "starts": [it["starts"] for it in items],
+        "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.int64),
+    }
+
+
+def _item_rng(seed: int | None, epoch: int, index: int) -> np.random.Generator:
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x0EC0])
+
+
+class ClipDataset(Dataset):
+    """Clips of labelled videos with the CoReEcho sampling, augmentation and normalisation (base class).
+
+    Subclasses fill :attr:`records`. See the module docstring for the item format.
+
+    Args:
+        records: the videos.
+        frames: frames per clip (official 36).
+        stride: step between frames of a clip (official 4).
+        size: output side in pixels; frames of another size are resized (bilinear, antialiased) first.
+        views: clips per item in training mode (2 for stage 1, 1 for stage 2).
+        augment: zero-pad by ``pad`` pixels and random-crop back to ``size`` (same offset for a clip's frames).
+        pad: padding of the augmentation (official 12).
+        mean: per-channel mean, 0–255 units (EchoNet-Dynamic values by default).
+        std: per-channel std, 0–255 units.
+        clips: ``None`` (training mode: ``views`` random clips), an int ``k`` (``k`` random starts, the official
+            validation), or ``"all"`` (every start).
+        starts: fixed starts per video (``{name: [s1, s2, s3]}``, e.g. the official test starts); names match with
+            or without the ``.avi`` extension. Overrides ``clips``.
+        seed: base seed of the per-item randomness; ``None`` for fresh randomness each call.
+        backend: video decoder (see :func:`coreecho.video.io.read_video`).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], *, frames: int = 36, stride: int = 4, size: int = 112,
+                 views: int = 1, augment: bool = False, pad: int = 12,
+                 mean: Sequence[float] = ECHONET_MEAN, std: Sequence[float] = ECHONET_STD,
+                 clips: int | str | None = None, starts: Mapping[str, Sequence[int]] | None = None,
+                 seed: int | None = 0, backend: str = "auto"):
+        if frames < 1 or stride < 1 or size < 1 or views < 1 or pad < 0:
+            raise InputError("dataset", f"need frames, stride, size, views >= 1 and pad >= 0; got frames={frames}, "
+                             f"stride={stride}, size={size}, views={views}, pad={pad}")
+        if not (clips is None or clips == "all" or (isinstance(clips, int) and not isinstance(clips, bool)
+                                                     and clips >= 1)):
+            raise InputError("clips", f"expected None, a positive int or 'all', got {clips!r}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise InputError("mean/std", f"need 3 values each and std > 0, got mean={mean}, std={std}")
+        self.records = list(records)
+        self.frames, self.stride, self.size, self.views = int(frames), int(stride), int(size), int(views)
+        self.augment, self.pad = bool(augment), int(pad)
+        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32).view(3, 1, 1, 1)
+        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32).view(3, 1, 1, 1)
+        self.clips = clips
+        self.starts = self._index_starts(starts) if starts is not None else None
+        self.seed = seed
+        self.backend = backend
+        self.epoch = 0
+        self._lengths: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ public helpers
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels of all records (float64), e.g. for the mean-predictor baseline."""
+        return np.array([r.label for r in self.records], dtype=np.float64)
+
+    @property
+    def names(self) -> list[str]:
+        """The record names, in order."""
+        return [r.name for r in self.records]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of an epoch (call before iterating; DataLoader workers get a copy)."""
+        self.epoch = int(epoch)
+
+    @property
+    def span(self) -> int:
+        """Frames covered by one clip: ``(frames - 1) * stride + 1``."""
+        return (self.frames - 1) * self.stride + 1
+
+    def num_starts(self, n_frames: int) -> int:
+        """Number of valid starts of a video of ``n_frames`` frames after the official end padding."""
+        padded = max(int(n_frames), self.frames * self.stride)
+        return padded - (self.frames - 1) * self.stride
+
+    def loader(self, batch_size: int, *, shuffle: bool = False, num_workers: int = 0, pin_memory: bool | None = None,
+               drop_last: bool = False, sampler: Any = None, **kwargs: Any) -> DataLoader:
+        """A :class:`~torch.utils.data.DataLoader` over this dataset.
+
+        ``pin_memory=None`` pins when CUDA is available. Evaluation modes with ``clips="all"`` use
+        :func:`collate_clips` (items have different clip counts).
+        """
+        if pin_memory is None:
+            pin_memory = torch.cuda.is_available()
+        if self.clips == "all" and "collate_fn" not in kwargs:
+            kwargs["collate_fn"] = collate_clips
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                          sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last,
+                          persistent_workers=False, **kwargs)
+
+    # ------------------------------------------------------------------ items
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} videos")
+        rec = self.records[index]
+        rng = _item_rng(self.seed, self.epoch, index)
+        n_frames = self._length(index)
+        starts = self._choose_starts(rec, n_frames, rng)
+        clips = self._read(rec, n_frames, starts)  # uint8 [K, T, H, W, 3]
+        video = self._to_tensor(clips, rng)  # float32 [K, 3, T, S, S]
+        if self.clips is None and self.starts is None and self.views == 1:
+            video = video[0]
+        return {"video": video, "ef": torch.tensor(rec.label, dtype=torch.float32), "name": rec.name,
+                "starts": torch.as_tensor(starts, dtype=torch.int64), "index": index}
+
+    def _length(self, index: int) -> int:
+        if index not in self._lengths:
+            from coreecho.video.io import probe_video
+
+            self._lengths[index] = int(probe_video(self.records[index].path, backend=self.backend).n_frames)
+        return self._lengths[index]
+
+    def _index_starts(self, starts: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        table = {}
+        for key, value in starts.items():
+            arr = np.asarray(value).reshape(-1)
+            if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0:
+                raise InputError(f"starts[{key!r}]", f"expected non-negative integer starts, got {value!r}")
+            table[_stem(str(key))] = [int(v) for v in arr]
+        missing = [r.name for r in self.records if _stem(r.name) not in table]
+        if missing:
+            raise DatasetError(f"the starts file has no entry for {len(missing)} of {len(self.records)} videos "
+                               f"(e.g. {', '.join(missing[:3])}); it must list every video of the split")
+        return table
+
+    def _choose_starts(self, rec: VideoRecord, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+        if self.starts is not None:
+            return np.asarray(self.starts[_stem(rec.name)], dtype=np.int64)
+        count = self.num_starts(n_frames)
+        if self.clips == "all":
+            return np.arange(count, dtype=np.int64)
+        k = self.views if self.clips is None else int(self.clips)
+        return rng.integers(0, count, size=k).astype(np.int64)
+
+    def _read(self, rec: VideoRecord, n_frames: int, starts: np.ndarray) -> np.ndarray:
+        """Decode the frames of the clips; frames past the end are zeros (the official end padding)."""
+        from coreecho.video.io import read_video
+
+        idx = starts[:, None] + np.arange(self.frames, dtype=np.int64)[None, :] * self.stride  # [K, T]
+        inside = idx < n_frames
+        wanted = np.unique(idx[inside])
+        video = read_video(rec.path, indices=wanted, backend=self.backend)
+        frames = video.frames
+        if frames.shape[0] != wanted.shape[0]:
+            raise DatasetError(f"{rec.path}: decoded {frames.shape[0]} frames, expected {wanted.shape[0]}")
+        h, w = frames.shape[1:3]
+        out = np.zeros((*idx.shape, h, w, 3), dtype=np.uint8)
+        out[inside] = frames[np.searchsorted(wanted, idx[inside])]
+        return out
+
+    def _to_tensor(self, clips: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float()  # [K, 3, T, H, W], 0..255
+        k, c, t, h, w = x.shape
+        if (h, w) != (self.size, self.size):
+            x = F.interpolate(x.reshape(k, c * t, h, w), size=(self.size, self.size), mode="bilinear",
+                              align_corners=False, antialias=True).reshape(k, c, t, self.size, self.size)
+        if self.augment and self.pad > 0:
+            padded = F.pad(x, (self.pad, self.pad, self.pad, self.pad))  # zeros, in pixel space
+            out = torch.empty_like(x)
+            for j in range(k):
+                top, left = (int(v) for v in rng.integers(0, 2 * self.pad, size=2))
+                out[j] = padded[j, :, :, top:top + self.size, left:left + self.size]
+            x = out
+        return (x - self.mean) / self.std
+
+
+def _stem(name: str) -> str:
+    return name[:-4] if name.lower().endswith(".avi") else name
+
+
+class EchoNetDynamic(ClipDataset):
+    """The EchoNet-Dynamic dataset (``FileList.csv``, ``VolumeTracings.csv``, ``Videos/``).
+
+    Args:
+        root: the dataset folder.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (case-insensitive; matched against ``Split``).
+        min_traced_frames: drop videos with fewer distinct traced frames in ``VolumeTracings.csv`` (official: 2;
+            ``0`` keeps every video and does not read the tracings).
+        label: the ``FileList.csv`` column to regress (``"EF"``; ``"ESV"``/``"EDV"`` also work).
+        **kwargs: clip options of :class:`ClipDataset` (``frames``, ``stride``, ``views``, ``augment``, ``pad``,
+            ``mean``, ``std``, ``clips``, ``starts``, ``seed``, ...).
+
+    Raises:
+        DatasetError: a missing folder, file or column, an unknown split, a split with no usable video, or video
+            files listed but absent.
+
+    Example:
+        >>> ds = EchoNetDynamic("EchoNet-Dynamic", "test", clips=3)  # doctest: +SKIP
+        >>> len(ds), ds[0]["video"].shape  # doctest: +SKIP
+        (1276, torch.Size([3, 3, 36, 112, 112]))
+    """
+
+    FILELIST = "FileList.csv"
+    TRACINGS = "VolumeTracings.csv"
+    VIDEOS = "Videos"
+
+    def __init__(self, root: str | os.PathLike, split: str = "train", *, min_traced_frames: int = 2,
+                 label: str = "EF", **kwargs: Any):
+        self.root = Path(root).expanduser()
+        self.split = str(split).lower()
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: dataset folder not found; expected the EchoNet-Dynamic folder with "
+                               f"{self.FILELIST}, {self.TRACINGS} and {self.VIDEOS}/")
+        records = self._records(min_traced_frames, label)
+        super().__init__(records, **kwargs)
+
+    def _records(self, min_traced_frames: int, label: str) -> list[VideoRecord]:
+        flist = self.root / self.FILELIST
+        rows = read_csv_table(flist, ["FileName", label, "Split"], "the EchoNet-Dynamic file list")
+        found = sorted({r["Split"].lower() for r in rows})
+        if self.split != "all" and self.split not in found:
+            raise DatasetError(f"{flist}: no video in split {self.split!r}; the Split column holds "
+                               f"{', '.join(found) or 'nothing'} (choose one of those or 'all')")
+        rows = [(i, r) for i, r in enumerate(rows) if self.split == "all" or r["Split"].lower() == self.split]
+        traced = self._traced_frames() if min_traced_frames > 0 else None
+        videos = self.root / self.VIDEOS
+        if not videos.is_dir():
+            raise DatasetError(f"{videos}: folder not found; expected the videos of {flist} there")
+        records, absent = [], []
+        for i, row in rows:
+            stem = _stem(row["FileName"])
+            if traced is not None and traced.get(stem, 0) < min_traced_frames:
+                continue
+            name = row["FileName"] if Path(row["FileName"]).suffix else row["FileName"] + ".avi"
+            path = videos / name
+            if not path.is_file():
+                absent.append(name)
+                continue
+            records.append(VideoRecord(name, path, _float(row[label], flist, i, label)))
+        if absent:
+            raise DatasetError(f"{videos}: {len(absent)} video(s) listed in {flist.name} are missing (e.g. "
+                               f"{', '.join(absent[:3])}); copy them or fix the file list")
+        if not records:
+            raise DatasetError(f"{flist}: split {self.split!r} has no video with at least {min_traced_frames} "
+                               f"traced frames in {self.TRACINGS}")
+        return records
+
+    def _traced_frames(self) -> dict[str, int]:
+        path = self.root / self.TRACINGS
+        rows = read_csv_table(path, ["FileName", "Frame"], "the EchoNet-Dynamic volume tracings")
+        frames: dict[str, set[str]] = {}
+        for row in rows:
+            frames.setdefault(_stem(row["FileName"]), set()).add(row["Frame"])
+        return {k: len(v) for k, v in frames.items()}
+
+
+class VideoRegressionDataset(ClipDataset):
+    """Any videos listed in a CSV file with one numeric label each.
+
+    Args:
+        csv_path: the CSV file.
+        root: folder that relative paths are resolved against (default: the CSV's folder).
+        path_column: column holding the video path.
+        label_column: column holding the label.
+        **kwargs: clip options of :class:`ClipDataset`.
+
+    Raises:
+        DatasetError: the CSV or a column is missing, a label is not a number, or a video file is absent.
+
+    Example:
+        >>> ds = VideoRegressionDataset("videos.csv", path_column="file", label_column="ef", clips=3)  # doctest: +SKIP
+    """
+
+    def __init__(self, csv_path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                 path_column: str = "path", label_column: str = "label", **kwargs: Any):
+        csv_path = Path(csv_path).expanduser()
+        base = Path(root).expanduser() if root is not None else csv_path.parent
+        rows = read_csv_table(csv_path, [path_column, label_column], "a video list")
+        records, absent = [], []
+        for i, row in enumerate(rows):
+            path = Path(row[path_column])
+            path = path if path.is_absolute() else base / path
+            if not path.is_file():
+                absent.append(str(path))
+                continue
+            records.append(VideoRecord(Path(row[path_column]).name, path,
+                                       _float(row[label_column], csv_path, i, label_column)))
+        if absent:
+            raise DatasetError(f"{csv_path}: {len(absent)} listed video(s) are missing (e.g. "
+                               f"{', '.join(absent[:3])})")
+        if not records:
+            raise DatasetError(f"{csv_path}: lists no video")
+        super().__init__(records, **kwargs)
