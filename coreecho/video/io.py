@@ -546,27 +546,50 @@ def _decord_open(path: Path):
         raise VideoReadError(str(path), f"is not a readable video file (decord: {str(exc).splitlines()[0][:200]})") from exc
 
 
-def _decord_probe(path: Path) -> VideoInfo:
-    vr = _decord_open(path)
+def _frame_size_without_decoding(path: Path) -> tuple[int, int] | None:
+    """Frame size from the container header via PyAV (no decoding), or None when PyAV cannot tell."""
+    try:
+        import av  # noqa: PLC0415
+
+        with av.open(str(path)) as container:
+            if container.streams.video:
+                cc = container.streams.video[0].codec_context
+                if cc.height > 0 and cc.width > 0:
+                    return int(cc.height), int(cc.width)
+    except Exception:  # noqa: BLE001 - only a shortcut; decord decodes a frame otherwise
+        return None
+    return None
+
+
+def _decord_probe(path: Path, vr=None) -> tuple[VideoInfo, Any]:
+    vr = _decord_open(path) if vr is None else vr
     n = len(vr)
     if n == 0:
         raise VideoReadError(str(path), "contains no frames (0-frame video)")
-    try:
-        h, w = vr[0].shape[:2]
-        fps = float(vr.get_avg_fps())
-    except Exception as exc:  # noqa: BLE001
-        raise VideoReadError(str(path), f"decord cannot decode its first frame: {str(exc).splitlines()[0][:200]}") from exc
-    return VideoInfo(str(path), n, fps if fps > 0 else None, int(h), int(w), "video", "")
+    fps = float(vr.get_avg_fps())
+    size = _frame_size_without_decoding(path)
+    if size is None:
+        try:
+            size = tuple(vr[0].shape[:2])
+            vr.seek(0)
+        except Exception as exc:  # noqa: BLE001
+            raise VideoReadError(str(path), f"decord cannot decode its first frame: {str(exc).splitlines()[0][:200]}") from exc
+    info = VideoInfo(str(path), n, fps if np.isfinite(fps) and fps > 0 else None, int(size[0]), int(size[1]), "video", "")
+    return info, vr
 
 
-def _decord_decode(path: Path, wanted: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Decode sorted unique ``wanted`` frames; contiguous runs avoid decord's per-frame seeks."""
-    vr = _decord_open(path)
+def _decord_decode(path: Path, vr, wanted: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Decode sorted unique ``wanted`` frames.
+
+    decord's ``get_batch`` seeks for every non-consecutive index, which is slow on intra-only codecs, so
+    nearby indices are grouped into runs decoded contiguously (a run is capped at 256 MiB of frames).
+    """
     out = np.empty((len(wanted), height, width, 3), dtype=np.uint8)
     k = 0
     runs: list[list[int]] = []
+    max_span = max(1, (256 * 1024**2) // (height * width * 3))  # a decoded run stays under 256 MiB
     for i in wanted.tolist():
-        if runs and i - runs[-1][-1] <= 8 and i - runs[-1][0] < 64:
+        if runs and i - runs[-1][-1] <= 8 and i - runs[-1][0] < max_span:
             runs[-1].append(i)
         else:
             runs.append([i])
@@ -911,13 +934,13 @@ def probe_video(path: str | os.PathLike, *, backend: str = "auto") -> VideoInfo:
         _, hdr = _dicom_header(p)
         return VideoInfo(str(p), hdr.n_frames, hdr.fps, hdr.rows, hdr.columns, "dicom", hdr.transfer_syntax_name)
     if backend == "decord":
-        return _decord_probe(p)
+        return _decord_probe(p)[0]
     try:
         pr = _av_probe(p)
     except MissingDependencyError:
         if backend == "pyav":
             raise
-        return _decord_probe(p)
+        return _decord_probe(p)[0]
     return VideoInfo(str(p), pr.n_frames, pr.fps, pr.height, pr.width, "video", pr.codec)
 
 
@@ -1002,11 +1025,11 @@ def _read_with_pyav(p: Path, indices, max_bytes: int, max_side: int) -> Video:
 
 
 def _read_with_decord(p: Path, indices, max_bytes: int, max_side: int) -> Video:
-    info = _decord_probe(p)
+    info, vr = _decord_probe(p)
     idx = _validate_indices(str(p), indices, info.n_frames)
     _check_size(str(p), len(idx), info.height, info.width, 3, max_bytes, max_side)
     wanted, inverse = _gather(idx)
-    frames = _decord_decode(p, wanted, info.height, info.width)
+    frames = _decord_decode(p, vr, wanted, info.height, info.width)
     if len(wanted) != len(idx) or not np.array_equal(wanted, idx):
         frames = frames[inverse]
     return Video(frames, info.fps, str(p), info.n_frames, idx, "decord", {})
