@@ -1,0 +1,316 @@
+"""EF and embeddings of whole videos: clip sampling, preprocessing from the config, batched forward passes.
+
+The model's :class:`~coreecho.models.config.ModelConfig` decides everything: clip length and stride, input
+size, mean/std, the default number of test clips and the training fps. Clips of many videos are batched
+through one forward (``batch_size`` clips at a time, so memory stays bounded however long the list), under
+:func:`torch.inference_mode`.
+
+Example:
+    >>> from coreecho.data.phantom import make_phantom
+    >>> frames, meta = make_phantom(ef=55, seed=0)
+    >>> model = coreecho.load_model("phantom-tiny")  # doctest: +SKIP
+    >>> predict_ef(frames, model=model, return_details=True).clip_efs  # doctest: +SKIP
+    array([54.1, 56.0, 55.2], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from coreecho.errors import CoReEchoError, InputError
+from coreecho.models.coreecho import CoReEcho
+
+__all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "DEFAULT_MODEL", "FPS_TOLERANCE"]
+
+#: Model used by the module-level functions when none is given.
+DEFAULT_MODEL = "coreecho-echonet"
+#: Relative fps difference from the training fps above which a warning is issued.
+FPS_TOLERANCE = 0.3
+
+
+@dataclass
+class Prediction:
+    """Per-video details (``return_details=True``).
+
+    Attributes:
+        source: the path, or ``"item i"`` for in-memory input.
+        ef: mean of the per-clip outputs (EF in % for EF models); NaN when ``error`` is set.
+        clip_efs: head output of each clip.
+        ef_std: standard deviation of ``clip_efs`` (0 for a single clip).
+        starts: first frame of each clip (in the resampled time base when ``resample_fps`` is on).
+        fps: the video's frame rate, or ``None`` when unknown.
+        n_frames: number of frames in the video.
+        embedding: mean of the clip embeddings (``embed`` only, else ``None``).
+        clip_embeddings: per-clip embeddings (``embed`` only).
+        warnings: notes about this video (fps far from training, short video padded).
+        error: the message when this video failed (``errors="nan"``), else ``None``.
+    """
+
+    source: str
+    ef: float = float("nan")
+    clip_efs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    ef_std: float = float("nan")
+    starts: list[int] = field(default_factory=list)
+    fps: float | None = None
+    n_frames: int = 0
+    embedding: np.ndarray | None = None
+    clip_embeddings: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the video was processed."""
+        return self.error is None
+
+
+def _is_single(video: Any) -> bool:
+    if isinstance(video, (str, os.PathLike)):
+        return True
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return True
+    if isinstance(video, (list, tuple)):
+        return False
+    raise InputError("video", f"expected a path, an array/tensor of frames or a list of those; got "
+                              f"{type(video).__name__}")
+
+
+def _source_name(item: Any, i: int) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"item {i}"
+
+
+def _load(item: Any, index: int, model: CoReEcho, clips: int | str, starts: Sequence[int] | None,
+          resample_fps: bool, fps: float | None) -> tuple[torch.Tensor, Prediction]:
+    """Read, sample and normalise the clips of one video."""
+    from coreecho.video.io import load_video, probe_video
+    from coreecho.video.sampling import read_clips
+    from coreecho.video.transforms import normalize, prepare_frames
+
+    pre = model.config.preprocessing
+    name = _source_name(item, index)
+    if isinstance(item, (str, os.PathLike)):
+        info = probe_video(item)
+        source: Any = item
+        n_frames, video_fps = info.n_frames, info.fps
+    else:
+        source = load_video(item, source=name, fps=fps)
+        n_frames, video_fps = source.n_frames, source.fps
+    pred = Prediction(source=name, fps=video_fps, n_frames=n_frames)
+    target = None
+    if video_fps is not None and abs(video_fps / pre.fps - 1) > FPS_TOLERANCE:
+        if resample_fps:
+            target = pre.fps
+        else:
+            note = (f"{video_fps:g} fps is far from the {pre.fps:g} fps the model was trained at; clips then "
+                    "cover a different time span (pass resample_fps=True to resample in time)")
+            pred.warnings.append(note)
+            warnings.warn(f"{name}: {note}", stacklevel=4)
+    policy: Any = list(starts) if starts is not None else clips
+    transform = functools.partial(prepare_frames, size=pre.size, crop_sector=pre.crop_sector)
+    raw, used = read_clips(source, policy, frames=pre.frames, stride=pre.stride, transform=transform,
+                           target_fps=target)
+    span = (pre.frames - 1) * pre.stride + 1
+    length = n_frames if target is None else int(round(n_frames * target / video_fps))  # type: ignore[operator]
+    if length < span:
+        pred.warnings.append(f"{length} frames is shorter than one clip ({span}); zero-padded as in training")
+    pred.starts = [int(s) for s in used]
+    return normalize(raw, pre.mean, pre.std), pred
+
+
+def _progress(total: int, enabled: bool | None, desc: str):
+    if enabled is None:
+        enabled = total >= 10 and sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="video")
+
+
+def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = None,
+        starts: Sequence[int] | Sequence[Sequence[int]] | None = None, batch_size: int = 16,
+        want_embeddings: bool = False, resample_fps: bool = False, fps: float | None = None,
+        errors: str = "raise", progress: bool | None = None) -> Iterator[Prediction]:
+    """Yield one :class:`Prediction` per video, in order, as soon as its clips have gone through the model.
+
+    This is the engine behind :func:`predict_ef`, :func:`embed` and ``coreecho predict``; use it directly to
+    stream results (a crash or Ctrl-C then loses nothing already yielded).
+
+    Args:
+        videos: paths and/or arrays.
+        model: a :class:`~coreecho.CoReEcho`.
+        clips: clips per video (``int`` evenly spaced, or ``"all"``); default: ``model.config.test_clips``.
+        starts: explicit clip starts: one list for all videos, or one list per video.
+        batch_size: clips per forward pass (bounds memory).
+        want_embeddings: also return embeddings.
+        resample_fps: resample videos whose fps is far from the training fps (nearest frame).
+        fps: frame rate of in-memory arrays (files carry their own).
+        errors: ``"raise"`` stops at the first bad video; ``"nan"`` records the error in the prediction and
+            goes on.
+        progress: show a progress bar (default: for 10+ videos on a terminal).
+    """
+    if errors not in ("raise", "nan"):
+        raise InputError("errors", f"must be 'raise' or 'nan', got {errors!r}")
+    if batch_size < 1:
+        raise InputError("batch_size", f"must be >= 1, got {batch_size}")
+    clips = model.config.test_clips if clips is None else clips
+    per_video_starts = (starts is not None and len(starts) > 0 and not np.isscalar(starts[0]))
+    if per_video_starts and len(starts) != len(videos):  # type: ignore[arg-type]
+        raise InputError("starts", f"got {len(starts)} start lists for {len(videos)} videos")  # type: ignore[arg-type]
+    device, dtype = model.device, model.dtype
+    was_training = model.training
+    model.eval()
+    bar = _progress(len(videos), progress, "predict")
+    pending: list[tuple[Prediction, torch.Tensor]] = []  # videos whose clips are not all computed yet
+    queue: list[torch.Tensor] = []
+    n_queued = 0
+    done_emb: list[torch.Tensor] = []
+
+    def flush() -> Iterator[Prediction]:
+        nonlocal queue, n_queued
+        if n_queued:
+            batch = torch.cat(queue).to(device=device, dtype=dtype)
+            with torch.inference_mode():
+                for chunk in batch.split(batch_size):
+                    done_emb.append(model.encoder(chunk).float().cpu())
+            queue, n_queued = [], 0
+        all_emb = torch.cat(done_emb) if done_emb else torch.zeros(0)
+        done_emb.clear()
+        offset = 0
+        with torch.inference_mode():
+            for pred, x in pending:
+                k = x.shape[0]
+                emb = all_emb[offset:offset + k]
+                offset += k
+                out = model.head(emb.to(device=device, dtype=dtype)).float().cpu().numpy()
+                pred.clip_efs = out.astype(np.float32)
+                pred.ef = float(out.mean(axis=0)) if out.ndim == 1 else out.mean(axis=0)
+                pred.ef_std = float(out.std(axis=0)) if out.ndim == 1 else out.std(axis=0)
+                if want_embeddings:
+                    pred.clip_embeddings = emb.numpy()
+                    pred.embedding = emb.mean(0).numpy()
+                yield pred
+        pending.clear()
+
+    try:
+        for i, item in enumerate(videos):
+            try:
+                s = starts[i] if per_video_starts else starts  # type: ignore[index]
+                x, pred = _load(item, i, model, clips, s, resample_fps, fps)
+            except CoReEchoError as err:
+                if errors == "raise":
+                    raise
+                yield from flush()
+                yield Prediction(source=_source_name(item, i), error=str(err))
+                if bar:
+                    bar.update(1)
+                continue
+            pending.append((pred, x))
+            queue.append(x)
+            n_queued += x.shape[0]
+            if n_queued >= batch_size:
+                yield from flush()
+            if bar:
+                bar.update(1)
+        yield from flush()
+    finally:
+        if bar:
+            bar.close()
+        model.train(was_training)
+
+
+def _collect(video: Any, model: CoReEcho, want_embeddings: bool, **kwargs: Any) -> list[Prediction]:
+    single = _is_single(video)
+    items = [video] if single else list(video)
+    if not items:
+        raise InputError("video", "the list of videos is empty")
+    if single and kwargs.get("starts") is not None:
+        kwargs["starts"] = list(kwargs["starts"])
+    return list(run(items, model, want_embeddings=want_embeddings, **kwargs))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name: str, device: str | None) -> CoReEcho:
+    from coreecho.hub import load_model
+
+    return load_model(name, device=device)
+
+
+def get_model(model: CoReEcho | str | Path | None, device: str | torch.device | None = None) -> CoReEcho:
+    """A model object, loading (once, cached) by name or path when given a string."""
+    if isinstance(model, CoReEcho):
+        return model if device is None else model.to(device)
+    name = DEFAULT_MODEL if model is None else str(model)
+    return _cached_model(name, None if device is None else str(device))
+
+
+def predict_ef(video: Any, *, model: CoReEcho | str | None = None, clips: int | str | None = None,
+               starts: Any = None, batch_size: int = 16, return_details: bool = False,
+               device: str | torch.device | None = None, **kwargs: Any) -> Any:
+    """Ejection fraction (%) of a video, or of each video of a list.
+
+    Args:
+        video: a path (AVI/MP4/MOV/MKV/GIF, DICOM, ``.npy``), an array or tensor of raw frames ``(T, H, W)`` or
+            ``(T, H, W, C)`` (uint8, or float in 0–255), or a list of those.
+        model: a :class:`~coreecho.CoReEcho`, or a name/path for :func:`coreecho.load_model` (loaded once and
+            cached); default ``"coreecho-echonet"``.
+        clips: clips per video (evenly spaced) or ``"all"``; default: the model config's ``test_clips`` (3).
+        starts: explicit clip starts (the official protocol): a list for one video, or one list per video.
+        batch_size: clips per forward pass.
+        return_details: return :class:`Prediction` objects instead of numbers.
+        device: where to run when ``model`` is a name.
+        **kwargs: ``resample_fps``, ``fps`` (for arrays), ``errors`` (``"raise"``/``"nan"``), ``progress``.
+
+    Returns:
+        One video: a float (or a :class:`Prediction`). A list: a float array ``[N]`` (or a list of
+        :class:`Prediction`).
+
+    Example:
+        >>> import coreecho
+        >>> coreecho.predict_ef("a4c.avi", model="phantom-tiny")  # doctest: +SKIP
+        57.3
+    """
+    m = get_model(model, device)
+    preds = _collect(video, m, False, clips=clips, starts=starts, batch_size=batch_size, **kwargs)
+    if return_details:
+        return preds[0] if _is_single(video) else preds
+    values = np.array([p.ef for p in preds], dtype=np.float64)
+    return float(values[0]) if _is_single(video) else values
+
+
+def embed(video: Any, *, model: CoReEcho | str | None = None, clips: int | str | None = None, starts: Any = None,
+          batch_size: int = 16, return_details: bool = False, device: str | torch.device | None = None,
+          **kwargs: Any) -> Any:
+    """Embedding of a video (mean over its clips), or of each video of a list.
+
+    Arguments as in :func:`predict_ef`.
+
+    Returns:
+        One video: a float32 array ``[D]`` (512 for UniFormer-S). A list: ``[N, D]``. With
+        ``return_details``, :class:`Prediction` objects with ``embedding`` and ``clip_embeddings``.
+
+    Example:
+        >>> import coreecho
+        >>> coreecho.embed(["a.avi", "b.avi"], model="phantom-tiny").shape  # doctest: +SKIP
+        (2, 512)
+    """
+    m = get_model(model, device)
+    preds = _collect(video, m, True, clips=clips, starts=starts, batch_size=batch_size, **kwargs)
+    if return_details:
+        return preds[0] if _is_single(video) else preds
+    if not all(p.ok for p in preds):
+        dim = m.embed_dim
+        rows = [p.embedding if p.ok else np.full(dim, np.nan, np.float32) for p in preds]
+    else:
+        rows = [p.embedding for p in preds]
+    out = np.stack(rows).astype(np.float32)
+    return out[0] if _is_single(video) else out
