@@ -171,7 +171,9 @@ def _check_size(
 def _missing(package: str, extra: str | None, feature: str, hint: str) -> MissingDependencyError:
     """A MissingDependencyError whose message names the exact package to install."""
     err = MissingDependencyError(package, extra or "dicom", feature)
-    err.args = (f"{feature} needs the package '{package}', which is not installed. {hint}",)
+    message = f"{feature} needs the package '{package}', which is not installed. {hint}"
+    err.args = (message,)
+    err.msg = message  # ImportError.__str__ prints .msg
     return err
 
 
@@ -785,6 +787,27 @@ def _dicom_check_decoder(p: Path, hdr: _DicomHeader) -> None:
         )
 
 
+def _dicom_check_length(p: Path, ds, hdr: _DicomHeader) -> None:
+    """Native (uncompressed) pixel data shorter than the header declares means a truncated file."""
+    from pydicom.uid import UID  # noqa: PLC0415
+
+    if UID(hdr.transfer_syntax).is_compressed:
+        return
+    try:
+        elem = ds.get_item("PixelData")
+        length = int(elem.length) if getattr(elem, "length", None) is not None else len(elem.value)
+    except Exception:  # noqa: BLE001 - undefined length or unusual storage: let the decoder judge
+        return
+    bits = hdr.n_frames * hdr.rows * hdr.columns * hdr.samples * hdr.bits_allocated
+    expected = (bits + 7) // 8
+    if 0 <= length < expected:
+        raise VideoReadError(
+            str(p),
+            f"is truncated: its pixel data holds {length} bytes but the header declares {hdr.n_frames} frames of "
+            f"{hdr.rows}x{hdr.columns} ({expected} bytes); copy or export the file again",
+        )
+
+
 def _dicom_decode(p: Path, ds, idx_sorted: np.ndarray | None, hdr: _DicomHeader) -> np.ndarray:
     """Decoded pixels (YBR converted to RGB by pydicom), shaped [T, H, W] or [T, H, W, S]."""
     try:
@@ -809,7 +832,8 @@ def _dicom_decode(p: Path, ds, idx_sorted: np.ndarray | None, hdr: _DicomHeader)
         raise
     except Exception as exc:  # noqa: BLE001
         text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        if "less than expected" in text or "too short" in text.lower() or "truncat" in text.lower():
+        low = text.lower()
+        if any(k in low for k in ("less than expected", "too short", "truncat", "cannot reshape", "end of file")):
             raise VideoReadError(str(p), f"is truncated: its pixel data is shorter than the header declares ({text})") from exc
         raise VideoReadError(str(p), f"pixel data could not be decoded ({type(exc).__name__}: {text})") from exc
     return arr
@@ -881,6 +905,7 @@ def _read_dicom(p: Path, indices, max_bytes: int, max_side: int) -> Video:
     raw_bpp = hdr.samples * max(1, (hdr.bits_allocated + 7) // 8)
     _check_size(str(p), len(idx), hdr.rows, hdr.columns, max(3, raw_bpp), max_bytes, max_side)
     _dicom_check_decoder(p, hdr)
+    _dicom_check_length(p, ds, hdr)
     wanted, inverse = _gather(idx)
     partial = indices is not None and not np.array_equal(wanted, np.arange(hdr.n_frames))
     arr = _dicom_decode(p, ds, wanted if partial else None, hdr)
