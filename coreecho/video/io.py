@@ -629,11 +629,11 @@ def _npy_header(p: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
 
 def _read_npy(p: Path, indices, max_bytes: int, max_side: int) -> Video:
     shape, dtype, _ = _npy_header(p)
-    if len(shape) not in (3, 4):
-        raise InputError(str(p), f"expected frames shaped (T, H, W) or (T, H, W, C), got shape {shape}")
     if dtype.hasobject:
         raise VideoReadError(str(p), "holds Python objects (pickled data), which are not loaded for safety; "
                                      "save a plain numeric array")
+    if len(shape) not in (3, 4):
+        raise InputError(str(p), f"expected frames shaped (T, H, W) or (T, H, W, C), got shape {shape}")
     if shape[0] == 0:
         raise VideoReadError(str(p), "contains no frames (0-frame array)")
     idx = _validate_indices(str(p), indices, shape[0])
