@@ -14,7 +14,7 @@ Only the frames a clip needs are decoded.
 Items are dicts (the default DataLoader collate stacks them):
 
 * ``"video"``: float32 clips. Training mode (``clips=None``) gives ``(3, T, S, S)`` for ``views=1`` and
-  ``(V, 3, T, S, S)`` for ``views=V > 1``; evaluation mode (``clips=k``, ``clips="all"`` or ``starts=...``)
+  ``(V, 3, T, S, S)`` for ``views=V > 1``; evaluation mode (``clips=k``, ``"all"``, ``"every"`` or ``starts=...``)
   always gives ``(K, 3, T, S, S)``.
 * ``"ef"``: the label (float32 scalar tensor); ``"name"``: the file name (``NAME.avi``); ``"starts"``: int64
   start frame of each clip; ``"index"``: the item index.
@@ -108,7 +108,7 @@ def _float(value: str, path: Path, row: int, column: str) -> float:
 
 
 def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Collate items with different clip counts (``clips="all"``): clips are concatenated along dim 0.
+    """Collate items with different clip counts (``clips="all"``/``"every"``): clips are concatenated along dim 0.
 
     Returns a dict with ``"video"`` ``(sum K, 3, T, S, S)``, ``"counts"`` (clips per item), ``"ef"`` ``[B]``,
     ``"name"`` (list), ``"starts"`` (list of tensors) and ``"index"`` ``[B]``.
@@ -154,8 +154,12 @@ class ClipDataset(Dataset):
         pad: padding of the augmentation (official 12).
         mean: per-channel mean, 0–255 units (EchoNet-Dynamic values by default).
         std: per-channel std, 0–255 units.
-        clips: ``None`` (training mode: ``views`` random clips), an int ``k`` (``k`` random starts, the official
-            validation), or ``"all"`` (every start).
+        clips: ``None`` (training mode: ``views`` random clips), an int ``k`` (``k`` clips chosen by
+            ``clip_policy``), ``"all"`` (non-overlapping clips covering the video) or ``"every"`` (every valid
+            start); ``"all"``/``"every"`` and ``clip_policy="even"`` use :func:`coreecho.video.sampling.test_starts`,
+            as inference does.
+        clip_policy: for ``clips=k``: ``"random"`` (uniform random starts, the official validation) or ``"even"``
+            (k evenly spaced starts).
         starts: fixed starts per video (``{name: [s1, s2, s3]}``, e.g. the official test starts); names match with
             or without the ``.avi`` extension. Overrides ``clips``.
         seed: base seed of the per-item randomness; ``None`` for fresh randomness each call.
@@ -166,13 +170,15 @@ class ClipDataset(Dataset):
                  views: int = 1, augment: bool = False, pad: int = 12,
                  mean: Sequence[float] = ECHONET_MEAN, std: Sequence[float] = ECHONET_STD,
                  clips: int | str | None = None, starts: Mapping[str, Sequence[int]] | None = None,
-                 seed: int | None = 0, backend: str = "auto"):
+                 clip_policy: str = "random", seed: int | None = 0, backend: str = "auto"):
         if frames < 1 or stride < 1 or size < 1 or views < 1 or pad < 0:
             raise InputError("dataset", f"need frames, stride, size, views >= 1 and pad >= 0; got frames={frames}, "
                              f"stride={stride}, size={size}, views={views}, pad={pad}")
-        if not (clips is None or clips == "all" or (isinstance(clips, int) and not isinstance(clips, bool)
-                                                     and clips >= 1)):
-            raise InputError("clips", f"expected None, a positive int or 'all', got {clips!r}")
+        if not (clips is None or clips in ("all", "every") or (isinstance(clips, int) and not isinstance(clips, bool)
+                                                                and clips >= 1)):
+            raise InputError("clips", f"expected None, a positive int, 'all' or 'every', got {clips!r}")
+        if clip_policy not in ("random", "even"):
+            raise InputError("clip_policy", f"expected 'random' or 'even', got {clip_policy!r}")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise InputError("mean/std", f"need 3 values each and std > 0, got mean={mean}, std={std}")
         self.records = list(records)
@@ -181,6 +187,7 @@ class ClipDataset(Dataset):
         self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32).view(3, 1, 1, 1)
         self.std = torch.tensor([float(s) for s in std], dtype=torch.float32).view(3, 1, 1, 1)
         self.clips = clips
+        self.clip_policy = clip_policy
         self.starts = self._index_starts(starts) if starts is not None else None
         self.seed = seed
         self.backend = backend
@@ -212,19 +219,20 @@ class ClipDataset(Dataset):
 
     def num_starts(self, n_frames: int) -> int:
         """Number of valid starts of a video of ``n_frames`` frames after the official end padding."""
-        padded = max(int(n_frames), self.frames * self.stride)
-        return padded - (self.frames - 1) * self.stride
+        from coreecho.video.sampling import max_start
+
+        return max_start(n_frames, self.frames, self.stride) + 1
 
     def loader(self, batch_size: int, *, shuffle: bool = False, num_workers: int = 0, pin_memory: bool | None = None,
                drop_last: bool = False, sampler: Any = None, **kwargs: Any) -> DataLoader:
         """A :class:`~torch.utils.data.DataLoader` over this dataset.
 
-        ``pin_memory=None`` pins when CUDA is available. Evaluation modes with ``clips="all"`` use
-        :func:`collate_clips` (items have different clip counts).
+        ``pin_memory=None`` pins when CUDA is available. ``clips="all"``/``"every"`` use :func:`collate_clips`
+        (items have different clip counts).
         """
         if pin_memory is None:
             pin_memory = torch.cuda.is_available()
-        if self.clips == "all" and "collate_fn" not in kwargs:
+        if self.clips in ("all", "every") and "collate_fn" not in kwargs:
             kwargs["collate_fn"] = collate_clips
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                           sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last,
@@ -268,11 +276,12 @@ class ClipDataset(Dataset):
     def _choose_starts(self, rec: VideoRecord, n_frames: int, rng: np.random.Generator) -> np.ndarray:
         if self.starts is not None:
             return np.asarray(self.starts[_stem(rec.name)], dtype=np.int64)
-        count = self.num_starts(n_frames)
-        if self.clips == "all":
-            return np.arange(count, dtype=np.int64)
-        k = self.views if self.clips is None else int(self.clips)
-        return rng.integers(0, count, size=k).astype(np.int64)
+        if self.clips is None or (isinstance(self.clips, int) and self.clip_policy == "random"):
+            k = self.views if self.clips is None else int(self.clips)
+            return rng.integers(0, self.num_starts(n_frames), size=k).astype(np.int64)
+        from coreecho.video.sampling import test_starts
+
+        return np.asarray(test_starts(n_frames, self.frames, self.stride, self.clips), dtype=np.int64)
 
     def _read(self, rec: VideoRecord, n_frames: int, starts: np.ndarray) -> np.ndarray:
         """Decode the frames of the clips; frames past the end are zeros (the official end padding)."""

@@ -1,0 +1,322 @@
+"""The epoch loop shared by both stages: data order, per-step seeding, validation, checkpoints, resume, logging.
+
+Exact resume. Every random choice of a run is a pure function of the seed and the position in the run:
+
+* the order of an epoch is the permutation of ``(seed, epoch)`` (:class:`~coreecho.train.distributed.ResumableSampler`);
+* a training item's clip starts and crops come from ``(seed, epoch, video index)`` (the dataset's ``set_epoch``);
+* dropout and any other torch randomness of step ``k`` of epoch ``e`` come from ``torch.manual_seed`` of a seed
+  derived from ``(seed, stage, epoch, k, rank)``, set right before the step;
+* validation clips come from ``(seed, epoch)``.
+
+A checkpoint (every epoch, and every ``save_every_steps`` steps) stores the weights, the optimiser and loss-scaler
+states, the epoch, the number of steps done in it, the best validation error, the history and the partial sums of
+the epoch's training losses. A resumed run skips the batches already done and continues with the same data and
+the same random numbers, so it ends with the same weights and metrics as a run that was never interrupted (bit
+for bit on the same hardware and software, with deterministic kernels). The learning rate is a function of the
+epoch (:meth:`~coreecho.train.config.TrainConfig.lr_at`), so no scheduler state is needed.
+
+Outputs in ``cfg.out``: ``checkpoint_last.pt``, ``metrics.csv`` (one row per epoch), ``train_config.json``,
+``best_model/`` (best validation MAE so far, a :func:`coreecho.load_model` folder), ``last_model/`` and, for
+stage 2, ``model/`` (the final export); ``tensorboard/`` when TensorBoard is installed.
+
+Example:
+    >>> derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 1, 3)
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from coreecho.data.echonet import EchoNetDynamic
+from coreecho.errors import CoReEchoError, DatasetError, WeightsError
+from coreecho.models.coreecho import CoReEcho
+from coreecho.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from coreecho.train.config import TrainConfig
+from coreecho.train.distributed import DistEnv, ResumableSampler, barrier, unwrap
+from coreecho.train.evaluation import predict_dataset
+from coreecho.train.metrics import regression_metrics
+
+__all__ = ["TrainingInterrupted", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
+           "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint_last.pt"
+_STAGE_IDS = {"stage1": 1, "stage2": 2}
+
+
+class TrainingInterrupted(CoReEchoError):
+    """Raised by the ``stop_after_steps`` testing hook (stands for a run killed mid-epoch)."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (order matters), via :class:`numpy.random.SeedSequence`."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        out: the output folder.
+        best_model: folder of the best model (by validation MAE).
+        final_model: the exported model folder (stage 2: ``model/``; stage 1: ``best_model/``).
+        best_val_mae: its validation MAE.
+        best_epoch: its (0-based) epoch.
+        history: one dict per epoch (losses, learning rate, validation metrics, seconds).
+    """
+
+    out: Path
+    best_model: Path
+    final_model: Path
+    best_val_mae: float
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Stage:
+    """The stage-specific parts of a run, given to :func:`run`.
+
+    Attributes:
+        name: ``"stage1"`` or ``"stage2"``.
+        model: the unwrapped model (weights to save and export).
+        encoder, head: the modules used for training (possibly DDP-wrapped).
+        optimizers: by name; their state is checkpointed.
+        base_lrs: learning rate of each optimiser at epoch 0.
+        step: runs one optimisation step on a batch and returns scalars to log (``{"loss": ..., "l1": ...}``).
+        train_modes: puts the modules in the modes of training (called at the start of every epoch).
+        scaler: the fp16 loss scaler, if any.
+        metadata: training facts recorded in the exported model's ``config.json``.
+        export_final: also export ``model/`` (the best model with the run's metadata) at the end.
+    """
+
+    name: str
+    model: CoReEcho
+    encoder: nn.Module
+    head: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    base_lrs: dict[str, float]
+    step: Callable[[dict[str, Any]], dict[str, float]]
+    train_modes: Callable[[], None]
+    scaler: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    export_final: bool = False
+
+
+def build_datasets(cfg: TrainConfig, views: int) -> tuple[EchoNetDynamic, EchoNetDynamic]:
+    """Training (random clips, augmentation) and validation (``val_clips`` random clips) datasets."""
+    common = dict(frames=cfg.frames, stride=cfg.stride, size=cfg.size, mean=cfg.mean, std=cfg.std)
+    train = EchoNetDynamic(cfg.data, "train", views=views, augment=cfg.pad > 0, pad=cfg.pad, seed=cfg.seed, **common)
+    val = EchoNetDynamic(cfg.data, "val", clips=cfg.val_clips, clip_policy="random",
+                         seed=derive_seed(cfg.seed, 0x7A1), **common)
+    if cfg.limit_train is not None:
+        train.records = train.records[: cfg.limit_train]
+    if cfg.limit_val is not None:
+        val.records = val.records[: cfg.limit_val]
+    return train, val
+
+
+def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | None:
+    """The checkpoint to resume from (``cfg.resume`` and ``out/checkpoint_last.pt`` present), checked."""
+    path = Path(cfg.out) / CHECKPOINT_NAME
+    if not cfg.resume or not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    if ckpt.get("stage") != stage:
+        raise WeightsError(f"{path}: is a {ckpt.get('stage')} checkpoint; cannot resume {stage} from it "
+                           "(use another --out folder)")
+    if int(ckpt.get("world_size", 1)) != env.world_size:
+        raise WeightsError(f"{path}: was written by {ckpt.get('world_size')} processes; resume with the same "
+                           f"number (now {env.world_size}) so that the data order is the same")
+    return ckpt
+
+
+class _Log:
+    """metrics.csv (rewritten from the whole history, so a resumed run has clean rows) and TensorBoard."""
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool):
+        self.out, self.enabled, self.writer = out, enabled, None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                self.writer = None
+
+    def epoch(self, history: list[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
+        keys: list[str] = []
+        for row in history:
+            keys += [k for k in row if k not in keys]
+        with open(self.out / "metrics.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys, lineterminator="\n")
+            w.writeheader()
+            w.writerows(history)
+        if self.writer is not None and history:
+            row = history[-1]
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.writer.add_scalar(k, v, row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _export(model: CoReEcho, folder: Path, metadata: dict[str, Any], title: str) -> Path:
+    from coreecho.hub import save_pretrained
+
+    model.config.metadata = {**model.config.metadata, **metadata}
+    return save_pretrained(model, folder, title=title, description=metadata.get("description"),
+                           training_data=metadata.get("training_data"))
+
+
+def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic, val_set: EchoNetDynamic,
+        resume: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``stage`` for ``cfg.epochs`` epochs (from ``resume`` if given); see the module docstring."""
+    out = Path(cfg.out)
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(cfg.to_json() + "\n")
+    model, stage_id = stage.model, _STAGE_IDS.get(stage.name, 9)
+    start_epoch, start_step, global_step = 0, 0, 0
+    best_mae, best_epoch, history = math.inf, -1, []
+    sums: dict[str, float] = {}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        for name, opt in stage.optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        if stage.scaler is not None and resume.get("scaler"):
+            stage.scaler.load_state_dict(resume["scaler"])
+        start_epoch, start_step = int(resume["epoch"]), int(resume["step_in_epoch"])
+        global_step = int(resume["global_step"])
+        best_mae, best_epoch = float(resume["best_val_mae"]), int(resume["best_epoch"])
+        history = list(resume["history"])
+        sums = dict(resume.get("epoch_sums") or {})
+        set_rng_state(resume["rng"])
+
+    sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                               seed=cfg.seed)
+    pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"
+    steps_per_epoch = sampler.num_samples // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise DatasetError(f"{cfg.data}: the training split has {len(train_set)} videos, fewer than one batch of "
+                           f"{cfg.batch_size} per process ({env.world_size} process(es)); lower --batch-size")
+    log = _Log(out, env.main, cfg.tensorboard)
+
+    def checkpoint(epoch: int, step_in_epoch: int) -> None:
+        if env.main:
+            save_checkpoint(out / CHECKPOINT_NAME, {
+                "stage": stage.name, "config": cfg.to_dict(), "model_config": model.config.to_dict(),
+                "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
+                "scaler": stage.scaler.state_dict() if stage.scaler is not None else None,
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "best_val_mae": best_mae, "best_epoch": best_epoch, "history": history, "epoch_sums": dict(sums),
+                "rng": rng_state(), "world_size": env.world_size,
+                "sampler": {"seed": cfg.seed, "epoch": epoch, "skip": step_in_epoch * cfg.batch_size},
+            })
+        barrier()
+
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            began = time.perf_counter()
+            lrs = {}
+            for name, opt in stage.optimizers.items():
+                lrs[name] = cfg.lr_at(epoch, stage.base_lrs[name])
+                for group in opt.param_groups:
+                    group["lr"] = lrs[name]
+            skip = start_step if epoch == start_epoch else 0
+            if epoch != start_epoch:
+                sums = {}
+            sampler.set_epoch(epoch)
+            sampler.skip = skip * cfg.batch_size
+            train_set.set_epoch(epoch)
+            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                                num_workers=cfg.num_workers, pin_memory=pin)
+            stage.train_modes()
+            bar = None
+            if env.main and cfg.progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"{stage.name} epoch {epoch + 1}/{cfg.epochs}",
+                           unit="step", leave=False)
+            for k, batch in enumerate(loader, start=skip):
+                torch.manual_seed(derive_seed(cfg.seed, stage_id, epoch, k, env.rank))
+                scalars = stage.step(batch)
+                for key, value in scalars.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                sums["_steps"] = sums.get("_steps", 0.0) + 1
+                global_step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({key: f"{v:.3f}" for key, v in scalars.items()})
+                if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and k + 1 < steps_per_epoch:
+                    checkpoint(epoch, k + 1)
+                if cfg.stop_after_steps is not None and global_step >= cfg.stop_after_steps:
+                    raise TrainingInterrupted(f"stopped after {global_step} steps (stop_after_steps)")
+            if bar is not None:
+                bar.close()
+
+            val_set.set_epoch(epoch)
+            rows = predict_dataset(unwrap(stage.encoder), unwrap(stage.head), val_set, batch_size=2 * cfg.batch_size,
+                                   device=env.device, precision=cfg.precision, num_workers=cfg.num_workers,
+                                   rank=env.rank, world_size=env.world_size)
+            val = regression_metrics([r["ef_true"] for r in rows], [r["ef_pred"] for r in rows], bootstrap=0)
+            steps = max(1.0, sums.get("_steps", 0.0))
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update({f"lr_{name}": v for name, v in lrs.items()})
+            row.update({f"train_{key}": v / steps for key, v in sums.items() if not key.startswith("_")})
+            row.update({"val_mae": val["mae"], "val_rmse": val["rmse"], "val_r2": val["r2"],
+                        "seconds": round(time.perf_counter() - began, 3)})
+            history.append(row)
+            if val["mae"] < best_mae:
+                best_mae, best_epoch = float(val["mae"]), epoch
+                if env.main:
+                    _export(model, out / "best_model", {**stage.metadata, "epoch": epoch, "metrics": {
+                        "val_mae": val["mae"], "val_rmse": val["rmse"], "val_r2": val["r2"]}},
+                        title=f"CoReEcho {stage.name} (best validation MAE)")
+            sums = {}
+            checkpoint(epoch + 1, 0)
+            log.epoch(history)
+            if env.main and cfg.progress:
+                print(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)), flush=True)
+    finally:
+        log.close()
+
+    best_dir = out / "best_model"
+    final = best_dir
+    if env.main:
+        last_meta = {**stage.metadata, "epoch": cfg.epochs - 1, "metrics": {"val_mae": history[-1]["val_mae"]}
+                     if history else {}}
+        _export(model, out / "last_model", last_meta, title=f"CoReEcho {stage.name} (last epoch)")
+        if stage.export_final and best_dir.is_dir():
+            from coreecho.hub import load_model
+
+            best = load_model(best_dir, device="cpu")
+            best_row = next((r for r in history if r["epoch"] == best_epoch), {})
+            final = _export(best, out / "model", {**stage.metadata, "epoch": best_epoch, "metrics": {
+                "val_mae": best_row.get("val_mae"), "val_rmse": best_row.get("val_rmse"),
+                "val_r2": best_row.get("val_r2")}, "history": history}, title="CoReEcho (trained with coreecho)")
+        (out / "result.json").write_text(json.dumps({"best_val_mae": best_mae, "best_epoch": best_epoch,
+                                                      "epochs": cfg.epochs, "history": history}, indent=2) + "\n")
+    elif stage.export_final:
+        final = out / "model"
+    barrier()
+    return TrainResult(out, best_dir, final, best_mae, best_epoch, history)

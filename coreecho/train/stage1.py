@@ -1,0 +1,209 @@
+"""Stage 1 of CoReEcho: Rank-N-Contrast on two views per video, with the EF head trained alongside.
+
+Each step takes ``B`` videos with two independently sampled and augmented clips each, embeds all ``2B`` clips in
+one encoder batch, and minimises :class:`~coreecho.losses.CoReLoss` on the ``[B, 2, D]`` embeddings (encoder
+AdamW). The head is trained at the same time with an L1 loss on the **detached** embeddings of both views (its
+own AdamW), so it never changes the encoder. Under torchrun the encoder and head are DDP-wrapped and the loss
+gathers the embeddings of all ranks (``gather_distributed=True``): the update equals that of one process on the
+global batch (BatchNorm aside, see ``tests/test_train_ddp.py``). With ``cached_batch`` the encoder runs in
+micro-batches under gradient caching (:mod:`coreecho.train.gradcache`): same loss, activation memory of one
+micro-batch.
+
+Example:
+    >>> from coreecho.train import TrainConfig, train_stage1
+    >>> result = train_stage1(TrainConfig(data="EchoNet-Dynamic", out="runs/stage1"))  # doctest: +SKIP
+    >>> result.best_model  # doctest: +SKIP
+    PosixPath('runs/stage1/best_model')
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coreecho.errors import ConfigError
+from coreecho.losses import CoReLoss
+from coreecho.models.config import ModelConfig, PreprocessConfig
+from coreecho.models.coreecho import CoReEcho
+from coreecho.train import engine
+from coreecho.train.config import TrainConfig
+from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
+from coreecho.train.evaluation import autocast_for
+
+__all__ = ["train_stage1", "stage1_step", "build_stage1_model", "make_scaler"]
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def make_scaler(device: torch.device, precision_used: str) -> Any:
+    """A GradScaler for fp16 on CUDA, else ``None``."""
+    if precision_used == "fp16" and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
+    """The model of stage 1 (seeded by ``cfg.seed``), with the encoder initialised as ``cfg.init`` says.
+
+    ``init``: a registered encoder checkpoint (``uniformer-small-k400``), a ``.pth`` file (Kinetics or official
+    CoReEcho), a coreecho model folder (its encoder is used), or ``none``.
+    """
+    arch, args = cfg.encoder()
+    pre = PreprocessConfig(frames=cfg.frames, stride=cfg.stride, size=cfg.size, mean=cfg.mean, std=cfg.std)
+    mcfg = ModelConfig(architecture=arch, encoder_args=args, head_args=dict(cfg.head_args), preprocessing=pre)
+    torch.manual_seed(cfg.seed)
+    model = CoReEcho(mcfg)
+    init = cfg.resolved_init()
+    if init.lower() == "none":
+        return model
+    from coreecho.hub import REGISTRY, fetch_weights_file, load_encoder_weights, load_model
+
+    if init in REGISTRY:
+        if REGISTRY[init].kind != "hub-checkpoint":
+            raise ConfigError(f"--init {init}: only downloadable encoder checkpoints can initialise stage 1 "
+                              f"({', '.join(k for k, v in REGISTRY.items() if v.kind == 'hub-checkpoint')}), a "
+                              "path, or 'none'")
+        load_encoder_weights(model.encoder, fetch_weights_file(init))
+    elif Path(init).is_dir():
+        model.encoder.load_state_dict(load_model(init, device="cpu").encoder.state_dict())
+    else:
+        load_encoder_weights(model.encoder, init)
+    model.config.metadata["encoder_init"] = init
+    return model
+
+
+def stage1_step(encoder: nn.Module, head: nn.Module, clips: torch.Tensor, ef: torch.Tensor, *,
+                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                opt_encoder: torch.optim.Optimizer, opt_head: torch.optim.Optimizer,
+                autocast: Callable[[], Any] = contextlib.nullcontext, scaler: Any = None,
+                micro_batch: int | None = None) -> dict[str, float]:
+    """One stage-1 step: Rank-N-Contrast update of the encoder, then an L1 update of the head on detached
+    embeddings.
+
+    Args:
+        encoder: ``[N, 3, T, S, S] -> [N, D]`` (possibly DDP-wrapped).
+        head: ``[N, D] -> [N]`` (possibly DDP-wrapped).
+        clips: ``[B, V, 3, T, S, S]`` (``V`` views per video), on the device.
+        ef: ``[B]`` labels.
+        loss_fn: the contrastive loss, e.g. ``CoReLoss(temperature=1.0)``.
+        opt_encoder, opt_head: the two optimisers.
+        autocast: mixed-precision context factory.
+        scaler: a GradScaler (fp16) or ``None``.
+        micro_batch: use gradient caching with this many clips per encoder call.
+
+    Returns:
+        ``{"loss": global Rank-N-Contrast loss, "l1": head L1 loss}``.
+
+    Example:
+        >>> from coreecho.models.head import RegressionHead
+        >>> enc = nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 4 * 4, 8))
+        >>> head = RegressionHead(8)
+        >>> x, y = torch.randn(4, 2, 3, 2, 4, 4), torch.rand(4) * 60 + 20
+        >>> out = stage1_step(enc, head, x, y, loss_fn=CoReLoss(),
+        ...                   opt_encoder=torch.optim.AdamW(enc.parameters()),
+        ...                   opt_head=torch.optim.AdamW(head.parameters()))
+        >>> sorted(out)
+        ['l1', 'loss']
+    """
+    b, v = clips.shape[:2]
+    opt_encoder.zero_grad(set_to_none=True)
+    if micro_batch:
+        from coreecho.train.gradcache import cached_contrastive_step
+
+        def scaled(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            value = loss_fn(_float(features), labels)
+            return scaler.scale(value) if scaler is not None else value
+
+        with autocast():
+            loss, emb = cached_contrastive_step(encoder, clips, ef, scaled, micro_batch, return_embeddings=True)
+        emb = emb.flatten(0, 1)
+    else:
+        with autocast():
+            emb = encoder(clips.flatten(0, 1))
+        loss = loss_fn(_float(emb).view(b, v, -1), ef)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+    if scaler is not None:
+        scaler.step(opt_encoder)
+    else:
+        opt_encoder.step()
+
+    opt_head.zero_grad(set_to_none=True)
+    pred = head(_float(emb.detach()).reshape(b * v, -1))
+    target = ef.to(pred.dtype).reshape(b).repeat_interleave(v)  # rows of emb are video-major
+    l1 = F.l1_loss(pred, target)
+    (scaler.scale(l1) if scaler is not None else l1).backward()
+    if scaler is not None:
+        scaler.step(opt_head)
+        scaler.update()
+    else:
+        opt_head.step()
+    global_loss = getattr(loss_fn, "last_global_loss", None)
+    return {"loss": float(global_loss if global_loss is not None else loss), "l1": float(l1.detach())}
+
+
+def _metadata(cfg: TrainConfig, stage: str, env: DistEnv, precision: str) -> dict[str, Any]:
+    return {
+        "description": f"CoReEcho {stage} trained with coreecho",
+        "training_data": f"EchoNet-Dynamic layout at {cfg.data}",
+        "stage": stage, "seed": cfg.seed, "command": cfg.command, "recipe": cfg.to_dict(),
+        "world_size": env.world_size, "precision": precision,
+    }
+
+
+def train_stage1(cfg: TrainConfig) -> engine.TrainResult:
+    """Run stage 1 (see the module docstring); under torchrun every process calls it.
+
+    Returns:
+        A :class:`~coreecho.train.engine.TrainResult`; ``best_model`` is the input of stage 2.
+
+    Example:
+        >>> cfg = TrainConfig(data="phantom", out="runs/s1", preset="tiny", frames=16, epochs=2)  # doctest: +SKIP
+        >>> train_stage1(cfg).best_val_mae  # doctest: +SKIP
+    """
+    env = init_distributed(cfg.device)
+    try:
+        autocast, precision = autocast_for(env.device, cfg.precision)
+        train_set, val_set = engine.build_datasets(cfg, views=2)
+        resume = engine.find_resume(cfg, "stage1", env)
+        model = build_stage1_model(cfg) if resume is None else _model_from_checkpoint(resume)
+        model.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
+        model = model.to(env.device)
+        encoder = wrap_ddp(model.encoder, env, sync_bn=cfg.sync_bn and env.device.type == "cuda")
+        head = wrap_ddp(model.head, env)
+        if encoder is not model.encoder and cfg.sync_bn:
+            model.encoder = encoder.module  # the SyncBatchNorm-converted copy is the one trained and saved
+        opt_encoder = torch.optim.AdamW(model.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+        scaler = make_scaler(env.device, precision)
+        loss_fn = CoReLoss(temperature=cfg.temperature, gather_distributed=env.distributed,
+                           chunk_size=cfg.loss_chunk_size)
+
+        def step(batch: dict[str, Any]) -> dict[str, float]:
+            clips = batch["video"].to(env.device, non_blocking=True)
+            ef = batch["ef"].to(env.device, non_blocking=True)
+            return stage1_step(encoder, head, clips, ef, loss_fn=loss_fn, opt_encoder=opt_encoder,
+                               opt_head=opt_head, autocast=autocast, scaler=scaler,
+                               micro_batch=cfg.micro_batch if cfg.cached_batch else None)
+
+        def modes() -> None:
+            encoder.train()
+            head.train()
+
+        stage = engine.Stage("stage1", model, encoder, head, {"encoder": opt_encoder, "head": opt_head},
+                             {"encoder": cfg.lr, "head": cfg.head_lr}, step, modes, scaler,
+                             _metadata(cfg, "stage1", env, precision))
+        return engine.run(cfg, env, stage, train_set, val_set, resume)
+    finally:
+        cleanup_distributed(env)
+
+
+def _model_from_checkpoint(ckpt: dict[str, Any]) -> CoReEcho:
+    """A model with the architecture recorded in a training checkpoint (weights are loaded by the engine)."""
+    return CoReEcho(ModelConfig.from_dict(dict(ckpt["model_config"]), source="checkpoint"))

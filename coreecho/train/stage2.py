@@ -1,0 +1,141 @@
+"""Stage 2 of CoReEcho: the encoder of stage 1 frozen (eval mode), the EF head trained with L1.
+
+The stage-1 model gives the encoder, the head to continue from (or a fresh one with ``reinit_head``) and the
+preprocessing (frames, stride, size, mean, std): stage 2 always uses the stage-1 model's preprocessing, whatever
+``cfg.frames``/``cfg.stride``/... say. One augmented clip per video per step; head AdamW (``head_lr`` 1e-4,
+``head_weight_decay``); the best head by validation MAE (``val_clips`` random clips) is exported with
+:func:`coreecho.hub.save_pretrained` to ``out/model`` with the training metadata (recipe of both stages, seed,
+command, metrics) in ``config.json``.
+
+Example:
+    >>> from coreecho.train import TrainConfig, train_stage2
+    >>> result = train_stage2(TrainConfig(data="EchoNet-Dynamic", out="runs/stage2",
+    ...                                   init="runs/stage1"))  # doctest: +SKIP
+    >>> result.final_model  # doctest: +SKIP
+    PosixPath('runs/stage2/model')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coreecho.errors import ConfigError
+from coreecho.models.coreecho import CoReEcho
+from coreecho.train import engine
+from coreecho.train.config import TrainConfig
+from coreecho.train.distributed import cleanup_distributed, init_distributed, wrap_ddp
+from coreecho.train.evaluation import autocast_for
+from coreecho.train.stage1 import _float, _metadata, _model_from_checkpoint, make_scaler
+
+__all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
+
+
+def load_stage1_model(init: str) -> CoReEcho:
+    """The stage-1 model: a stage-1 output folder (its ``best_model/``), a model folder, or an official ``.pth``."""
+    if init in ("", "auto", "none"):
+        raise ConfigError("stage 2 needs the stage-1 model: pass --init RUN_DIR (the stage-1 --out folder), "
+                          "a model folder, or an official best.pth")
+    from coreecho.hub import load_model
+
+    path = Path(init).expanduser()
+    if (path / "best_model").is_dir():
+        path = path / "best_model"
+    return load_model(path if path.exists() else init, device="cpu")
+
+
+def stage2_step(encoder: nn.Module, head: nn.Module, clips: torch.Tensor, ef: torch.Tensor, *,
+                opt_head: torch.optim.Optimizer, autocast: Callable[[], Any] = contextlib.nullcontext,
+                scaler: Any = None) -> dict[str, float]:
+    """One stage-2 step: frozen encoder forward without gradients, L1 update of the head.
+
+    Args:
+        encoder: the frozen encoder (in eval mode).
+        head: the head (train mode; possibly DDP-wrapped).
+        clips: ``[B, 3, T, S, S]``.
+        ef: ``[B]``.
+        opt_head: the head's optimiser.
+        autocast: mixed-precision context factory.
+        scaler: GradScaler (fp16) or ``None``.
+
+    Returns:
+        ``{"l1": loss}``.
+
+    Example:
+        >>> from coreecho.models.head import RegressionHead
+        >>> enc, head = nn.Sequential(nn.Flatten(), nn.Linear(24, 8)).eval(), RegressionHead(8)
+        >>> stage2_step(enc, head, torch.randn(4, 3, 2, 2, 2), torch.rand(4) * 60,
+        ...             opt_head=torch.optim.AdamW(head.parameters())).keys()
+        dict_keys(['l1'])
+    """
+    with torch.no_grad(), autocast():
+        emb = encoder(clips)
+    opt_head.zero_grad(set_to_none=True)
+    pred = head(_float(emb))
+    l1 = F.l1_loss(pred, ef.to(pred.dtype).reshape(pred.shape))
+    (scaler.scale(l1) if scaler is not None else l1).backward()
+    if scaler is not None:
+        scaler.step(opt_head)
+        scaler.update()
+    else:
+        opt_head.step()
+    return {"l1": float(l1.detach())}
+
+
+def train_stage2(cfg: TrainConfig) -> engine.TrainResult:
+    """Run stage 2 (see the module docstring); under torchrun every process calls it.
+
+    Returns:
+        A :class:`~coreecho.train.engine.TrainResult`; ``final_model`` (``out/model``) is the deliverable.
+    """
+    env = init_distributed(cfg.device)
+    try:
+        autocast, precision = autocast_for(env.device, cfg.precision)
+        resume = engine.find_resume(cfg, "stage2", env)
+        if resume is None:
+            model = load_stage1_model(cfg.init)
+            stage1_meta = dict(model.config.metadata)
+            if cfg.reinit_head:
+                torch.manual_seed(cfg.seed)
+                model.reset_head(1, **{k: v for k, v in cfg.head_args.items()
+                                       if k in ("hidden_dim", "dropout", "bias_init")})
+        else:
+            model = _model_from_checkpoint(resume)
+            meta_now = model.config.metadata
+            stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
+        pre = model.config.preprocessing
+        cfg = dataclasses.replace(cfg, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
+                                  std=pre.std, preset=None, architecture=model.config.architecture,
+                                  encoder_args=dict(model.config.encoder_args))
+        train_set, val_set = engine.build_datasets(cfg, views=1)
+        model = model.to(env.device)
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        head = wrap_ddp(model.head, env)
+        opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+        scaler = make_scaler(env.device, precision)
+        encoder = model.encoder
+
+        def step(batch: dict[str, Any]) -> dict[str, float]:
+            clips = batch["video"].to(env.device, non_blocking=True)
+            ef = batch["ef"].to(env.device, non_blocking=True)
+            return stage2_step(encoder, head, clips, ef, opt_head=opt_head, autocast=autocast, scaler=scaler)
+
+        def modes() -> None:
+            encoder.eval()
+            head.train()
+
+        meta = _metadata(cfg, "stage2", env, precision)
+        meta["stage1"] = {k: v for k, v in stage1_meta.items() if k != "stage1"}
+        meta["description"] = "CoReEcho (stage 1 Rank-N-Contrast encoder + stage 2 head) trained with coreecho"
+        stage = engine.Stage("stage2", model, encoder, head, {"head": opt_head}, {"head": cfg.head_lr}, step, modes,
+                             scaler, meta, export_final=True)
+        return engine.run(cfg, env, stage, train_set, val_set, resume)
+    finally:
+        cleanup_distributed(env)
