@@ -7,15 +7,16 @@ of a batch according to the ranking of their label distances. With ``n`` samples
 
     -log( exp(s_ij / tau) / sum_{k != i, |y_i - y_k| >= |y_i - y_j|} exp(s_ik / tau) )
 
-and the loss is the mean of the ``n (n - 1)`` terms. Label distances are L1 (summed over label dimensions);
-label ties count as negatives (``>=``).
+and the loss is the mean of the ``n (n - 1)`` terms. Label distances are ``|y_i - y_k|`` (scalar labels, such as
+the ejection fraction); label ties count as negatives (``>=``).
 
 The official implementation loops over the ``n - 1`` positive ranks and masks the whole ``[n, n]`` matrix in
-each iteration (``O(n^3)`` work). Here, for every anchor the other samples are sorted by label distance and the
-denominators are reverse cumulative log-sum-exps in that order (``O(n^2 log n)`` time, ``O(n^2)`` memory, or
-``O(chunk * n)`` with ``chunk_size``); a tie group shares the sum that starts at its first member. The
-log-sum-exp is stabilised per anchor and per suffix (:func:`torch.logcumsumexp`), so the loss stays finite where
-the official code overflows in float32 (distances over roughly ``88 * tau``); elsewhere both agree to rounding.
+each iteration (``O(n^3)`` work). Here the samples are sorted once by label; for every anchor, the samples at
+least as far in label as the positive form a prefix and a suffix of that order, found by binary search, and the
+denominators are prefix and suffix sums (``O(n^2 log n)`` time, ``O(n^2)`` memory, or ``O(chunk * n)`` with
+``chunk_size``). Sums are shifted by each anchor's largest similarity, and when a row spans more than the
+exponent range, computed with :func:`torch.logcumsumexp`, so the loss stays finite where the official code
+overflows in float32 (distances over roughly ``88 * tau``); elsewhere both agree to rounding.
 
 Example:
     >>> import torch
@@ -69,7 +70,7 @@ def _check_chunk_size(chunk_size: object) -> int | None:
 
 
 def _flatten(features: Tensor, labels: Tensor, check_finite: bool, min_samples: int) -> tuple[Tensor, Tensor]:
-    """Validate the inputs; return ``z`` ``[n, D]`` (official view-major order) and ``y`` ``[n, L]``."""
+    """Validate the inputs; return ``z`` ``[n, D]`` (official view-major order) and ``y`` ``[n]``."""
     if not isinstance(features, Tensor):
         raise InputError("features", f"expected a torch.Tensor, got {type(features).__name__}")
     if not isinstance(labels, Tensor):
@@ -95,26 +96,24 @@ def _flatten(features: Tensor, labels: Tensor, check_finite: bool, min_samples: 
 
     if labels.is_complex() or labels.dtype == torch.bool:
         raise InputError("labels", f"expected real numbers, got dtype {labels.dtype}")
-    if labels.dim() == 1:
-        y = labels[:, None]
-    elif labels.dim() == 2:
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        y = labels[:, 0]
+    elif labels.dim() == 1:
         y = labels
     else:
-        raise InputError("labels", f"expected [B], [B, 1] or [B, L] (L1 distance), got shape {tuple(labels.shape)}")
+        raise InputError(
+            "labels", f"expected one scalar label per video or sample, [B] or [B, 1]; got shape {tuple(labels.shape)}"
+        )
     if y.shape[0] != rows:
         raise InputError("labels", f"got {y.shape[0]} labels (shape {tuple(labels.shape)}); expected {what}")
-    if y.shape[1] < 1:
-        raise InputError("labels", f"shape {tuple(labels.shape)} has no label values")
     n = z.shape[0]
     if n < min_samples:
         raise InputError(
             "features", f"Rank-N-Contrast needs at least 2 samples (videos x views), got {n}; use a larger batch"
         )
     # label distances: floating labels in their own precision (at least float32), integers exactly in float64
-    if y.is_floating_point():
-        y = y.detach().to(device=z.device, dtype=torch.promote_types(y.dtype, torch.float32))
-    else:
-        y = y.detach().to(device=z.device, dtype=torch.float64)
+    dtype = torch.promote_types(y.dtype, torch.float32) if y.is_floating_point() else torch.float64
+    y = y.detach().to(device=z.device, dtype=dtype)
     if check_finite:
         if not bool(torch.isfinite(y).all()):
             raise InputError("labels", "contain NaN or infinite values; drop or fix those samples")
@@ -123,71 +122,95 @@ def _flatten(features: Tensor, labels: Tensor, check_finite: bool, min_samples: 
                 "features", "contain NaN or infinite values (diverged encoder or a bad input clip upstream)"
             )
     if v > 1:
-        y = y.repeat(v, 1)
+        y = y.repeat(v)
     return z, y
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the core: sum of the terms of a range of anchors
+# the core: sum of the terms of a set of anchors
 # ----------------------------------------------------------------------------------------------------------------
+#
+# All samples are sorted once by label. For the anchor at sorted position i, the signed label differences
+# y_k - y_i increase with k, so the samples whose label distance is >= that of the positive j are a prefix
+# [0, L_ij) of the samples left of i and a suffix [R_ij, n) of those right of i. L and R are two binary searches
+# of -|y_j - y_i| and +|y_j - y_i| in the row of differences (the very floating-point values the official code
+# compares, so ties are decided identically), and the denominators are prefix and suffix sums. No per-anchor
+# sort: O(n^2 log n) for the searches, O(n^2) memory, or O(chunk * n) per chunk of anchors.
 
 
-def _anchor_terms_sum(z: Tensor, y: Tensor, start: int, stop: int, temperature: float) -> Tensor:
-    """Sum of the loss terms of anchors ``start..stop-1`` against all ``n`` samples (no normalisation).
+def _log_denominators(x: Tensor, prefix_end: Tensor, suffix_from_end: Tensor, fast: bool) -> Tensor:
+    """``log( sum_{k < L} exp(x_k) + sum_{k >= R} exp(x_k) )`` for every entry, with ``L = prefix_end`` and
+    ``n - R = suffix_from_end``.
 
-    ``z`` is ``[n, D]`` (ideally centred), ``y`` is ``[n, L]``. Memory is ``O((stop - start) * n)``.
+    ``fast``: plain cumulative sums of ``exp(x)``, valid when no ``x`` of a row underflows (the caller checks
+    that the spread of every row is within ``0.7 * |log(tiny)|``); otherwise :func:`torch.logcumsumexp`, stable
+    for any spread.
+    """
+    if fast:
+        e = x.exp()
+        zero = x.new_zeros((x.shape[0], 1))
+        prefix = torch.cat([zero, e.cumsum(dim=1)], dim=1)  # prefix[:, L] = sum of the first L
+        suffix = torch.cat([zero, e.flip(1).cumsum(dim=1)], dim=1)  # suffix[:, m] = sum of the last m
+        return (prefix.gather(1, prefix_end) + suffix.gather(1, suffix_from_end)).log()
+    edge = x.new_full((x.shape[0], 1), -math.inf)
+    prefix = torch.cat([edge, torch.logcumsumexp(x, dim=1)], dim=1)
+    suffix = torch.cat([edge, torch.logcumsumexp(x.flip(1), dim=1)], dim=1)
+    return torch.logaddexp(prefix.gather(1, prefix_end), suffix.gather(1, suffix_from_end))
+
+
+def _anchor_terms_sum(z: Tensor, y: Tensor, anchors: Tensor, temperature: float) -> Tensor:
+    """Sum of the loss terms of the anchors at sorted positions ``anchors`` against all ``n`` samples.
+
+    ``z`` ``[n, D]`` (ideally centred) and ``y`` ``[n]`` are sorted by label (ascending). Memory is
+    ``O(len(anchors) * n)``.
     """
     n = z.shape[0]
-    rows = stop - start
-    zr = z[start:stop]
     sq = (z * z).sum(dim=1)
-    # squared distances from the anchors to everybody (Gram form: one matrix product)
-    d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (zr @ z.T)
-    # the others of anchor i: columns 0..n-1 without i (drop the diagonal before any sqrt)
-    m = torch.arange(n - 1, device=z.device)
-    i = torch.arange(start, stop, device=z.device)
-    others = m[None, :] + (m[None, :] >= i[:, None]).to(m.dtype)  # [rows, n-1]
-    d2 = d2.gather(1, others)
-    # floor at the rounding noise of the Gram form (and never 0): finite gradients for (near) duplicates
+    zr = z.index_select(0, anchors)
+    sqr = sq.index_select(0, anchors)
+    inv_t2 = 1.0 / (temperature * temperature)
+    # (distance / tau)^2 from the Gram form: one matrix product
+    u2 = torch.addmm(sqr[:, None] + sq[None, :], zr, z.T, beta=inv_t2, alpha=-2.0 * inv_t2)
+    # floor at the rounding noise of the Gram form (never 0, so sqrt has a finite gradient everywhere; the
+    # diagonal is masked below and receives no gradient)
     finfo = torch.finfo(z.dtype)
-    floor = finfo.eps * (sq[start:stop, None] + sq[others]) + finfo.tiny
-    logits = torch.sqrt(torch.maximum(d2, floor)) / (-temperature)  # s_ik / tau, [rows, n-1]
+    floor = (sq.detach().amax() * (2.0 * finfo.eps * inv_t2)).clamp_min(finfo.tiny)
+    u = torch.clamp_min(u2, floor).sqrt()  # u_ik = ||z_i - z_k|| / tau = -s_ik / tau
+    rows = anchors[:, None]
+    diagonal = torch.arange(n, device=z.device)[None, :] == rows
 
     with torch.no_grad():
-        # L1 label distances of each anchor to its others, sorted from far to near
-        if y.shape[1] == 1:
-            ldist = (y[start:stop] - y[:, 0][others]).abs()
-        else:
-            ldist = (y[start:stop, None, :] - y[others]).abs().sum(dim=-1)
-        ldist, order = ldist.sort(dim=1, descending=True)
-        # position of the last (nearest-ranked) member of each tie group in the far-to-near order:
-        # the denominator of a pair covers every k whose label distance is >= its own, ties included
-        neg = ldist.neg_()
-        group_end = torch.searchsorted(neg, neg, right=True).sub_(1)
-        del neg, ldist
+        diff = y[None, :] - y.index_select(0, anchors)[:, None]  # non-decreasing along each row
+        dist = diff.abs()
+        # L = #{k < i : |y_k - y_i| >= |y_j - y_i|}; n - R = #{k > i : same}
+        prefix_end = torch.minimum(torch.searchsorted(diff, dist.neg(), right=True), rows)
+        suffix_from_end = torch.minimum(n - torch.searchsorted(diff, dist), (n - 1) - rows)
+        del diff, dist
+        # stabilisation: shift every row by its largest similarity (its nearest other sample)
+        nearest = u.masked_fill(diagonal, math.inf).amin(dim=1, keepdim=True)
+        spread = (u.amax(dim=1, keepdim=True) - nearest).amax()
+        fast = bool(spread < 0.7 * -math.log(finfo.tiny))
 
-    sorted_logits = logits.gather(1, order)
-    # log of the running sum of exp(logits) from the farthest sample on: stable per anchor and per suffix
-    log_denominators = torch.logcumsumexp(sorted_logits, dim=1).gather(1, group_end)
-    # sum_j [ -s_ij/tau + log denominator_ij ]; the order of j does not matter for the sum
-    return log_denominators.sum() - logits.sum()
+    x = (nearest - u).masked_fill(diagonal, 0.0)  # s_ik / tau - max_k s_ik / tau, <= 0
+    log_den = _log_denominators(x, prefix_end, suffix_from_end, fast)
+    # term(i, j) = -s_ij / tau + log sum exp(s_ik / tau) = u_ij + log_den_ij - nearest_i
+    return (u + log_den).masked_fill(diagonal, 0.0).sum() - (n - 1) * nearest.sum()
 
 
-def _rnc_sum(z: Tensor, y: Tensor, temperature: float, start: int, stop: int, chunk_size: int | None) -> Tensor:
-    """Sum of the terms of anchors ``start..stop-1``, optionally in checkpointed chunks of anchors."""
-    if chunk_size is None or chunk_size >= stop - start:
-        return _anchor_terms_sum(z, y, start, stop, temperature)
+def _rnc_sum(z: Tensor, y: Tensor, temperature: float, anchors: Tensor, chunk_size: int | None) -> Tensor:
+    """Sum of the terms of ``anchors`` (sorted positions), optionally in checkpointed chunks of anchors."""
+    if chunk_size is None or chunk_size >= anchors.numel():
+        return _anchor_terms_sum(z, y, anchors, temperature)
     total = z.new_zeros(())
     use_checkpoint = torch.is_grad_enabled() and z.requires_grad
-    for s in range(start, stop, chunk_size):
-        e = min(s + chunk_size, stop)
+    for part_anchors in anchors.split(chunk_size):
         if use_checkpoint:
             # keeps only the inputs; the chunk's O(chunk * n) intermediates are recomputed in backward
             part = checkpoint(
-                _anchor_terms_sum, z, y, s, e, temperature, use_reentrant=False, preserve_rng_state=False
+                _anchor_terms_sum, z, y, part_anchors, temperature, use_reentrant=False, preserve_rng_state=False
             )
         else:
-            part = _anchor_terms_sum(z, y, s, e, temperature)
+            part = _anchor_terms_sum(z, y, part_anchors, temperature)
         total = total + part
     return total
 
@@ -237,15 +260,13 @@ class _GatherWithGradient(torch.autograd.Function):
 def _gather(z: Tensor, y: Tensor, rank: int, world: int, group: object) -> tuple[Tensor, Tensor, int, int]:
     """Global ``z``, ``y`` and this rank's anchor range ``[offset, offset + n_local)``."""
     dist = torch.distributed
-    meta = torch.tensor([z.shape[0], z.shape[1], y.shape[1]], dtype=torch.int64, device=z.device)
+    meta = torch.tensor([z.shape[0], z.shape[1]], dtype=torch.int64, device=z.device)
     metas = [torch.empty_like(meta) for _ in range(world)]
     dist.all_gather(metas, meta, group=group)
     table = torch.stack(metas).tolist()
     sizes = [int(t[0]) for t in table]
-    if len({(t[1], t[2]) for t in table}) != 1:
-        raise InputError(
-            "features", f"ranks disagree on the embedding or label dimension ([n, D, L] per rank: {table})"
-        )
+    if len({t[1] for t in table}) != 1:
+        raise InputError("features", f"ranks disagree on the embedding dimension ([n, D] per rank: {table})")
     if sum(sizes) < 2:
         raise InputError("features", f"Rank-N-Contrast needs at least 2 samples over all ranks, got {sum(sizes)}")
     z_all = _GatherWithGradient.apply(z, sizes, rank, group)
@@ -276,8 +297,7 @@ def rank_n_contrast(
         features: embeddings ``[B, V, D]`` (``V >= 1`` views of each of ``B`` videos; they are stacked view by
             view, as the official code does, into ``n = B * V`` samples) or ``[N, D]`` (``n = N``).
         labels: ``[B]`` or ``[B, 1]`` (one label per video, shared by its views) for ``[B, V, D]`` features;
-            ``[N]`` or ``[N, 1]`` for ``[N, D]``. ``[.., L]`` labels use the L1 distance summed over ``L``.
-            Labels carry no gradient.
+            ``[N]`` or ``[N, 1]`` for ``[N, D]``. Labels carry no gradient.
         temperature: ``tau > 0``; similarities ``-||z_i - z_j||`` are divided by it.
         chunk_size: if set, anchors are processed in chunks of this many rows, each under activation
             checkpointing: memory ``O(chunk_size * n)`` instead of ``O(n^2)``, same value and gradient, about one
@@ -325,7 +345,11 @@ def rank_n_contrast(
         n = z.shape[0]
         # distances are translation invariant; centring shrinks the norms in the Gram form (fewer rounding errors)
         z = z - z.mean(dim=0, keepdim=True).detach()
-        total = _rnc_sum(z, y, tau, start, stop, chunk)
+        # sort all samples by label once; this rank's anchors are global samples start..stop-1
+        order = torch.argsort(y, stable=True)
+        position = torch.empty_like(order)
+        position[order] = torch.arange(n, device=order.device)
+        total = _rnc_sum(z.index_select(0, order), y[order], tau, position[start:stop], chunk)
         return total * (world / (n * (n - 1)))
 
 
