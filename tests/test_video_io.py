@@ -348,7 +348,12 @@ def test_npy_bad(tmp_path):
 # ----------------------------------------------------------------------------------------------------------
 # DICOM
 
-pydicom = pytest.importorskip("pydicom")
+try:
+    import pydicom
+except ImportError:  # pragma: no cover - the dicom extra is optional
+    pydicom = None
+
+needs_pydicom = pytest.mark.skipif(pydicom is None, reason="pydicom (the dicom extra) not installed")
 
 
 def _testfile(name: str) -> str:
@@ -395,6 +400,7 @@ def _write_dicom(path: Path, arr: np.ndarray, photometric: str, extra: dict | No
     return path
 
 
+@needs_pydicom
 def test_dicom_ybr_jpeg_cine():
     path = _testfile("examples_ybr_color.dcm")  # US, YBR_FULL_422, JPEG baseline, 30 frames, FrameTime 33.333
     ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -411,6 +417,7 @@ def test_dicom_ybr_jpeg_cine():
     assert (info.n_frames, info.height, info.width, info.kind) == (30, 240, 320, "dicom")
 
 
+@needs_pydicom
 def test_dicom_multiframe_us_cine_partial_decode():
     path = _testfile("color3d_jpeg_baseline.dcm")  # US, 120 frames 480x640, YBR_FULL_422 JPEG baseline
     info = probe_video(path)
@@ -422,6 +429,7 @@ def test_dicom_multiframe_us_cine_partial_decode():
     assert np.abs(v.frames.astype(int) - ref).max() <= 1
 
 
+@needs_pydicom
 def test_dicom_ultrasound_rgb_and_jpeg2000():
     unc = read_video(_testfile("US1_UNCR.dcm"))
     assert unc.frames.shape == (1, 480, 640, 3) and unc.fps is None
@@ -432,6 +440,7 @@ def test_dicom_ultrasound_rgb_and_jpeg2000():
     assert np.array_equal(j2k.frames, unc.frames)
 
 
+@needs_pydicom
 def test_dicom_palette_16bit_lut():
     path = _testfile("examples_palette.dcm")  # US, PALETTE COLOR, 16-bit LUT entries
     from pydicom.pixels import apply_color_lut
@@ -443,17 +452,20 @@ def test_dicom_palette_16bit_lut():
     assert np.abs(v.frames[0].astype(int) - ref).max() <= 1 and v.frames.max() > 200
 
 
+@needs_pydicom
 def test_dicom_palette_aloka():
     v = read_video(_testfile("gdcm-US-ALOKA-16.dcm"))
     assert v.frames.shape == (1, 480, 640, 3) and 200 < v.frames.max() <= 255
 
 
+@needs_pydicom
 def test_dicom_monochrome_16bit():
     v = read_video(_testfile("emri_small.dcm"))  # MR, 10 frames, 16-bit
     assert v.frames.shape == (10, 64, 64, 3) and v.frames.min() == 0 and v.frames.max() == 255
     assert "min-max" in v.metadata["grey_mapping"]
 
 
+@needs_pydicom
 def test_dicom_synthetic_monochrome_ybr_fps(tmp_path):
     a = np.random.default_rng(0).integers(0, 256, (3, 8, 10), dtype=np.uint8)
     v1 = read_video(_write_dicom(tmp_path / "m1.dcm", a, "MONOCHROME1", {"CineRate": 25}))
@@ -475,6 +487,7 @@ def test_dicom_synthetic_monochrome_ybr_fps(tmp_path):
     assert v6.frames[0, 0, 0, 0] == 0 and v6.frames[1, 0, 0, 0] == 255
 
 
+@needs_pydicom
 def test_dicom_bad(tmp_path):
     with pytest.raises(VideoReadError, match="no pixel data") as e:
         read_video(_testfile("rtplan.dcm"))
@@ -500,6 +513,7 @@ def test_dicom_bad(tmp_path):
     assert probe_video(big).n_frames == 100  # the header alone is fine
 
 
+@needs_pydicom
 def test_dicom_missing_decoder_names_package():
     path = _testfile("emri_small_jpeg_ls_lossless.dcm")
     from pydicom.pixels import get_decoder
@@ -511,6 +525,7 @@ def test_dicom_missing_decoder_names_package():
     assert "JPEG-LS" in str(e.value) and "pip install" in str(e.value)
 
 
+@needs_pydicom
 def test_dicom_without_pydicom(tmp_path, monkeypatch):
     a = np.zeros((2, 4, 4), np.uint8)
     p = _write_dicom(tmp_path / "x.dcm", a, "MONOCHROME2")

@@ -360,7 +360,7 @@ def resample_indices(n_frames: int, fps_in: float, fps_out: float) -> np.ndarray
     """Source frame of each output frame for nearest-frame resampling from ``fps_in`` to ``fps_out``.
 
     Output frame ``j`` is at time ``j / fps_out``; it takes the source frame nearest that time,
-    ``round(j * fps_in / fps_out)``. The output has ``max(1, round(n_frames * fps_out / fps_in))`` frames.
+    ``round(j * fps_in / fps_out)`` (ties go to the earlier frame). The output has ``max(1, round(n_frames * fps_out / fps_in))`` frames.
 
     Args:
         n_frames: source length.
@@ -380,7 +380,7 @@ def resample_indices(n_frames: int, fps_in: float, fps_out: float) -> np.ndarray
     if n_frames < 1:
         raise InputError(f"n_frames={n_frames}", "needs at least one frame")
     n_out = max(1, int(round(n_frames * fps_out / fps_in)))
-    idx = np.floor(np.arange(n_out) * (fps_in / fps_out) + 0.5).astype(np.int64)
+    idx = np.ceil(np.arange(n_out) * (fps_in / fps_out) - 0.5 - 1e-9).astype(np.int64)
     return np.minimum(idx, n_frames - 1)
 
 
