@@ -153,6 +153,9 @@ def test_starts(
     return [int(v) for v in np.floor(np.linspace(0, last, int(clips)) + 0.5).astype(np.int64)]
 
 
+test_starts.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into tests
+
+
 def clip_indices(starts: Sequence[int] | np.ndarray, frames: int = 36, stride: int = 4) -> np.ndarray:
     """Frame numbers of each clip: ``starts[k] + stride * arange(frames)``.
 

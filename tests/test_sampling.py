@@ -1,0 +1,194 @@
+"""Tests of coreecho.video.sampling: official clip policies, zero padding, selective decoding."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+import pytest
+
+from coreecho.data.phantom import make_phantom
+from coreecho.errors import InputError, VideoReadError
+from coreecho.video import sampling
+from coreecho.video import (
+    clip_indices,
+    extract_clips,
+    load_video,
+    max_start,
+    padded_length,
+    prepare_frames,
+    read_clips,
+    read_video,
+    test_starts,
+    train_start,
+    write_video,
+)
+
+
+def _ramp(n: int, h: int = 4, w: int = 5) -> np.ndarray:
+    """Frame i is filled with (i % 250) + 1, so padding (0) is distinguishable from every frame."""
+    vals = (np.arange(n) % 250 + 1).astype(np.uint8)
+    return np.broadcast_to(vals[:, None, None, None], (n, h, w, 3)).copy()
+
+
+@pytest.fixture(scope="module")
+def avis(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    long_frames, meta = make_phantom(ef=45, seed=3, n_frames=160, fps=50, heart_rate=70)
+    short_frames, _ = make_phantom(ef=45, seed=4, n_frames=60, fps=50, heart_rate=70)
+    return {
+        "long": write_video(root / "long.avi", long_frames, fps=50),
+        "short": write_video(root / "short.avi", short_frames, fps=50),
+        "one": write_video(root / "one.avi", short_frames[:1], fps=50),
+    }
+
+
+def test_lengths():
+    assert padded_length(100) == 144 and padded_length(200) == 200
+    assert max_start(100) == 3 and max_start(144) == 3 and max_start(200) == 59
+    assert max_start(10, frames=4, stride=2) == 3 and max_start(5, frames=4, stride=2) == 1
+
+
+def test_train_start_official_range():
+    # official: start drawn from range(f - (36 - 1) * 4), f the padded length
+    rng = np.random.default_rng(0)
+    short = {train_start(100, rng=rng) for _ in range(400)}
+    assert short == {0, 1, 2, 3}
+    long = [train_start(200, rng=rng) for _ in range(3000)]
+    assert min(long) == 0 and max(long) == 59 and len(set(long)) == 60
+    assert train_start(200, rng=5) == train_start(200, rng=5)
+    assert 0 <= train_start(200, rng=random.Random(1)) <= 59
+    assert 0 <= train_start(50, frames=4, stride=2) <= max_start(50, 4, 2)
+    with pytest.raises(InputError, match="1 frame"):
+        train_start(1)
+    with pytest.raises(InputError, match="integer"):
+        train_start(10.5)  # type: ignore[arg-type]
+
+
+def test_test_starts():
+    assert test_starts(200, clips=3) == [0, 30, 59]
+    assert test_starts(100, clips=3) == [0, 2, 3]
+    assert test_starts(200, clips=1) == [29]
+    assert test_starts(200, clips=2) == [0, 59]
+    assert test_starts(300, clips="all") == [0, 144]
+    assert test_starts(432, clips="all") == [0, 144, 288]
+    assert test_starts(100, clips="all") == [0]
+    assert test_starts(150, clips="every") == list(range(10))
+    assert test_starts(200) == test_starts(200)  # deterministic
+    for bad in (0, -1, "some", True, 2.5):
+        with pytest.raises(InputError, match="clips="):
+            test_starts(200, clips=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="stride"):
+        test_starts(200, stride=0)
+    with pytest.raises(InputError, match="0 frames"):
+        test_starts(0)
+
+
+def test_clip_indices():
+    idx = clip_indices([0, 5], frames=36, stride=4)
+    assert idx.shape == (2, 36) and idx[1, 0] == 5 and idx[1, -1] == 5 + 35 * 4
+    assert clip_indices(3, frames=2, stride=1).tolist() == [[3, 4]]
+
+
+def test_extract_clips_values_and_padding():
+    v = _ramp(200)
+    clips = extract_clips(v, [0, 59])
+    assert clips.shape == (2, 36, 4, 5, 3) and clips.dtype == np.uint8
+    assert clips[1, :, 0, 0, 0].tolist() == [(59 + 4 * i) % 250 + 1 for i in range(36)]
+    short = _ramp(50)
+    c = extract_clips(short, [3])  # padded to 144: frames 3, 7, ..., 143; only < 50 are real
+    col = c[0, :, 0, 0, 0]
+    real = [3 + 4 * i for i in range(36) if 3 + 4 * i < 50]
+    assert col[: len(real)].tolist() == [i + 1 for i in real] and (col[len(real):] == 0).all()
+    assert (c[0, len(real):] == 0).all()
+    # n_frames: frames at or after it are padding even when the array holds more
+    c2 = extract_clips(v, [0], frames=4, stride=10, n_frames=25)
+    assert c2[0, :, 0, 0, 0].tolist() == [1, 11, 21, 0]
+
+
+@pytest.mark.parametrize("starts, match", [([-1], "negative"), ([4], "beyond"), ([0, 500], "beyond"),
+                                           ([], "non-empty"), ([1.5], "integers"), ([[0, 1]], "1-D")])
+def test_extract_clips_bad_starts(starts, match):
+    with pytest.raises(InputError, match=match):
+        extract_clips(_ramp(100), starts)
+
+
+def test_extract_clips_bad_videos():
+    with pytest.raises(InputError, match="1 frame"):
+        extract_clips(_ramp(1), [0])
+    with pytest.raises(InputError, match="uint8"):
+        extract_clips(_ramp(10).astype(np.float32), [0])
+    with pytest.raises(InputError, match="holds 10 frames"):
+        extract_clips(_ramp(10), [0], frames=4, stride=4, n_frames=20)
+    assert extract_clips(_ramp(2), [0], frames=36, stride=4).shape == (1, 36, 4, 5, 3)
+
+
+def test_extract_clips_from_partial_video():
+    full = load_video(_ramp(200))
+    need = np.unique(clip_indices([10], 36, 4))
+    part = load_video(full, indices=need)
+    assert np.array_equal(extract_clips(part, [10]), extract_clips(full.frames, [10]))
+    with pytest.raises(InputError, match="not decoded"):
+        extract_clips(part, [11])
+
+
+def test_read_clips_matches_full_decode(avis):
+    full = read_video(avis["long"]).frames
+    for policy in (3, "all", [0, 7, 19], "every"):
+        clips, starts = read_clips(avis["long"], policy)
+        assert np.array_equal(clips, extract_clips(full, starts))
+    clips, starts = read_clips(avis["long"], 3)
+    assert starts == [0, 10, 19] and clips.shape == (3, 36, 112, 112, 3)
+
+
+def test_read_clips_decodes_only_needed_frames(avis, monkeypatch):
+    seen = {}
+    real = sampling.read_video
+
+    def spy(path, *, indices=None, **kw):
+        seen["indices"] = np.asarray(indices).tolist()
+        return real(path, indices=indices, **kw)
+
+    monkeypatch.setattr(sampling, "read_video", spy)
+    read_clips(avis["long"], [0, 2])
+    expect = sorted(set(range(0, 141, 4)) | set(range(2, 143, 4)))
+    assert seen["indices"] == expect and len(expect) == 72
+
+
+def test_read_clips_short_video_is_zero_padded(avis):
+    full = read_video(avis["short"]).frames  # 60 frames
+    clips, starts = read_clips(avis["short"], 3)
+    assert starts == [0, 2, 3]
+    assert np.array_equal(clips, extract_clips(full, starts))
+    assert (clips[:, 15:] == 0).all() and clips[:, :15].max() > 0  # frames 0..56 real, 60+ padding
+
+
+def test_read_clips_train_rng_transform_fps_and_arrays(avis):
+    a, s1 = read_clips(avis["long"], "train", rng=np.random.default_rng(1))
+    b, s2 = read_clips(avis["long"], "train", rng=np.random.default_rng(1))
+    assert s1 == s2 and len(s1) == 1 and np.array_equal(a, b)
+    small, _ = read_clips(avis["long"], [0], transform=functools.partial(prepare_frames, size=64, crop_sector=False))
+    assert small.shape == (1, 36, 64, 64, 3)
+    # 50 fps -> 25 fps: frame j of the resampled video is source frame 2j
+    full = read_video(avis["long"]).frames
+    c25, st = read_clips(avis["long"], [0], frames=10, stride=2, target_fps=25)
+    assert np.array_equal(c25[0], full[[4 * i for i in range(10)]])
+    arr = _ramp(100)
+    c, st = read_clips(arr, 3, frames=8, stride=2)
+    assert np.array_equal(c, extract_clips(arr, st, 8, 2))
+    with pytest.raises(InputError, match="frame rate is unknown"):
+        read_clips(arr, 1, target_fps=25)
+    with pytest.raises(InputError, match="transform"):
+        read_clips(arr, [0], frames=4, stride=2, transform=lambda f: f[:1])
+
+
+def test_read_clips_bad_inputs(avis, tmp_path):
+    with pytest.raises(InputError, match="1 frame"):
+        read_clips(avis["one"], 3)
+    with pytest.raises(InputError, match="beyond"):
+        read_clips(avis["long"], [20])
+    with pytest.raises(InputError, match="negative"):
+        read_clips(avis["long"], [-3])
+    with pytest.raises(VideoReadError, match="no such file"):
+        read_clips(tmp_path / "missing.avi")
