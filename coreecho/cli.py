@@ -85,7 +85,8 @@ def _load_plugins() -> None:
     """Import the modules that add subcommands (kept out of this file to keep it small)."""
     import importlib
 
-    for module in ("coreecho.cli_predict", "coreecho.cli_demo", "coreecho.train.cli"):
+    for module in ("coreecho.cli_predict", "coreecho.cli_demo", "coreecho.cli_explain", "coreecho.train.cli",
+                   "coreecho.train.finetune_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -53,6 +53,9 @@ class Prediction:
         clip_embeddings: per-clip embeddings (``embed`` only).
         warnings: notes about this video (fps far from training, short video padded).
         error: the message when this video failed (``errors="nan"``), else ``None``.
+        shift_score: distribution-shift score of the video's embedding when the model carries a
+            ``shift_detector`` (see :mod:`coreecho.analysis.shift`), else ``None``.
+        is_shifted: whether that score exceeds the detector's calibrated threshold.
     """
 
     source: str
@@ -66,6 +69,8 @@ class Prediction:
     clip_embeddings: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    shift_score: float | None = None
+    is_shifted: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -167,6 +172,7 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
     if per_video_starts and len(starts) != len(videos):  # type: ignore[arg-type]
         raise InputError("starts", f"got {len(starts)} start lists for {len(videos)} videos")  # type: ignore[arg-type]
     device, dtype = model.device, model.dtype
+    detector = getattr(model, "shift_detector", None)
     was_training = model.training
     model.eval()
     bar = _progress(len(videos), progress, "predict")
@@ -198,6 +204,9 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
                 if want_embeddings:
                     pred.clip_embeddings = emb.numpy()
                     pred.embedding = emb.mean(0).numpy()
+                if detector is not None:
+                    score, shifted = detector.assess(emb.mean(0).numpy())
+                    pred.shift_score, pred.is_shifted = float(score), bool(shifted)
                 yield pred
         pending.clear()
 

@@ -122,3 +122,21 @@ def test_module_level_uses_cached_model_by_path(tiny_model, phantom, tmp_path):
     a = predict_ef(frames, model=str(folder), device="cpu")
     b = predict_ef(frames, model=str(folder), device="cpu")
     assert a == b == pytest.approx(tiny_model.predict_ef(frames), abs=1e-5)
+
+
+def test_shift_detector_on_the_model_fills_details(tiny_model, phantom):
+    frames, _ = phantom
+    seen = []
+
+    class Detector:
+        def assess(self, embedding):
+            seen.append(embedding.shape)
+            return float(np.linalg.norm(embedding)), True
+
+    tiny_model.shift_detector = Detector()
+    try:
+        d = tiny_model.predict_ef(frames, return_details=True)
+    finally:
+        del tiny_model.shift_detector
+    assert seen == [(64,)] and d.is_shifted is True and d.shift_score > 0
+    assert tiny_model.predict_ef(frames, return_details=True).shift_score is None
