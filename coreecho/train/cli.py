@@ -1,0 +1,195 @@
+"""``coreecho train stage1|stage2`` and ``coreecho evaluate``: registered into :data:`coreecho.cli.COMMANDS`.
+
+:mod:`coreecho.cli` imports this module when it builds its parser; nothing else imports it.
+
+Example:
+    $ coreecho train stage1 --data EchoNet-Dynamic --out runs/stage1
+    $ coreecho train stage2 --data EchoNet-Dynamic --out runs/stage2 --init runs/stage1
+    $ coreecho evaluate --data EchoNet-Dynamic --split test --model runs/stage2/model \\
+          --starts test_start_indexes.pkl --output per_video.csv
+    $ torchrun --nproc_per_node 4 -m coreecho.cli train stage1 --data EchoNet-Dynamic --out runs/stage1 --batch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
+
+from coreecho.cli import COMMANDS
+from coreecho.errors import ConfigError
+
+__all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args"]
+
+# option, TrainConfig field, type, help. Defaults come from TrainConfig (shown in the help).
+_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--init", "init", str, "stage 1: uniformer-small-k400 | PATH | none | auto; stage 2: the stage-1 --out folder, "
+                            "a model folder or an official best.pth"),
+    ("--preset", "preset", str, "encoder preset: small, base, tiny, micro (tiny/micro for CPU runs)"),
+    ("--architecture", "architecture", str, "encoder architecture without a preset"),
+    ("--frames", "frames", int, "frames per clip"),
+    ("--stride", "stride", int, "step between clip frames"),
+    ("--size", "size", int, "input side in pixels"),
+    ("--pad", "pad", int, "augmentation padding in pixels (0: no augmentation)"),
+    ("--val-clips", "val_clips", int, "random clips per validation video"),
+    ("--epochs", "epochs", int, "training loops (the official scripts run epochs + 1)"),
+    ("--batch-size", "batch_size", int, "videos per step per process"),
+    ("--lr", "lr", float, "encoder learning rate (stage 1)"),
+    ("--weight-decay", "weight_decay", float, "encoder weight decay"),
+    ("--head-lr", "head_lr", float, "head learning rate"),
+    ("--head-weight-decay", "head_weight_decay", float, "head weight decay"),
+    ("--lr-decay", "lr_decay", float, "learning-rate factor at each decay epoch"),
+    ("--temperature", "temperature", float, "Rank-N-Contrast temperature"),
+    ("--loss-chunk-size", "loss_chunk_size", int, "anchors per chunk of the loss (memory)"),
+    ("--micro-batch", "micro_batch", int, "clips per encoder call with --cached-batch"),
+    ("--seed", "seed", int, "seed of every random choice"),
+    ("--workers", "num_workers", int, "DataLoader workers"),
+    ("--device", "device", str, "cpu, cuda, cuda:1 (default: CUDA when available)"),
+    ("--precision", "precision", str, "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"),
+    ("--save-every-steps", "save_every_steps", int, "also checkpoint every N steps"),
+    ("--limit-train", "limit_train", int, "use only the first N training videos"),
+    ("--limit-val", "limit_val", int, "use only the first N validation videos"),
+]
+_FLAGS: list[tuple[str, str, str]] = [
+    ("--reinit-head", "reinit_head", "stage 2: train a fresh head instead of continuing the stage-1 head"),
+    ("--cached-batch", "cached_batch", "stage 1: gradient caching (exact loss, micro-batch activation memory)"),
+    ("--grad-checkpointing", "grad_checkpointing", "recompute encoder activations in backward"),
+    ("--sync-bn", "sync_bn", "SyncBatchNorm under multi-GPU DDP"),
+    ("--resume", "resume", "continue from OUT/checkpoint_last.pt if present"),
+]
+
+
+def _json_dict(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho train``."""
+    from coreecho.train.config import TrainConfig
+
+    defaults = TrainConfig()
+    p.add_argument("stage", choices=["stage1", "stage2"], help="stage1: Rank-N-Contrast encoder (+ head); "
+                   "stage2: frozen encoder, head only")
+    p.add_argument("--data", required=True, help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, metrics.csv, best_model/, model/)")
+    p.add_argument("--config", type=str, help="JSON file with TrainConfig fields (options given here override it)")
+    for opt, name, typ, text in _OPTIONS:
+        p.add_argument(opt, dest=name, type=typ, default=None, help=f"{text} (default: {getattr(defaults, name)})")
+    p.add_argument("--encoder-args", dest="encoder_args", type=_json_dict, default=None,
+                   help='encoder keyword arguments as JSON, e.g. \'{"depth": [1,1,1,1], "drop_rate": 0.0}\'')
+    p.add_argument("--head-args", dest="head_args", type=_json_dict, default=None, help="head keyword arguments (JSON)")
+    p.add_argument("--lr-decay-epochs", dest="lr_decay_epochs", type=int, nargs="*", default=None,
+                   help=f"0-based epochs from which the lr is multiplied by --lr-decay (default: "
+                        f"{list(defaults.lr_decay_epochs)})")
+    for opt, name, text in _FLAGS:
+        p.add_argument(opt, dest=name, action="store_true", default=None, help=text)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
+                   help="do not log to TensorBoard even when it is installed")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~coreecho.train.config.TrainConfig` of parsed ``coreecho train`` arguments."""
+    from coreecho.train.config import TrainConfig
+
+    base: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config) as fh:
+                base = json.load(fh)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{args.config}: cannot read the training config ({err})") from err
+    names = [n for _, n, _, _ in _OPTIONS] + [n for _, n, _ in _FLAGS] + [
+        "encoder_args", "head_args", "lr_decay_epochs", "progress", "tensorboard"]
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            base[name] = value
+    base["data"], base["out"] = args.data, args.out
+    base["command"] = "coreecho " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    return TrainConfig.from_dict(base)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``coreecho train``."""
+    from coreecho.train.distributed import is_main
+
+    cfg = config_from_args(args)
+    if args.stage == "stage1":
+        from coreecho.train.stage1 import train_stage1
+
+        result = train_stage1(cfg)
+    else:
+        from coreecho.train.stage2 import train_stage2
+
+        result = train_stage2(cfg)
+    if is_main():
+        print(f"{args.stage}: best validation MAE {result.best_val_mae:.3f} at epoch {result.best_epoch + 1}; "
+              f"model: {result.final_model}")
+    return 0
+
+
+def _clips(text: str) -> int | str:
+    if text in ("all", "every"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'every', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho evaluate``."""
+    p.add_argument("--data", required=True, help="dataset folder in the EchoNet-Dynamic layout")
+    p.add_argument("--split", default="test", help="train, val, test or all")
+    p.add_argument("--model", required=True, help="model name, folder, Hub repo id or official .pth")
+    p.add_argument("--clips", type=_clips, default=None,
+                   help="clips per video: an integer (evenly spaced), 'all' (non-overlapping) or 'every' "
+                        "(default: the model config's test_clips)")
+    p.add_argument("--clip-policy", choices=["even", "random"], default="even",
+                   help="for --clips N: evenly spaced (as predict_ef) or random (as the official validation)")
+    p.add_argument("--starts", help="fixed starts per video (.pkl official file, .json or .csv); overrides --clips")
+    p.add_argument("--output", help="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--seed", type=int, default=0, help="seed of random clips and of the bootstrap")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``coreecho evaluate``."""
+    from coreecho.train.evaluation import evaluate
+
+    result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
+                      clip_policy=args.clip_policy, batch_size=args.batch_size, device=args.device,
+                      precision=args.precision, num_workers=args.workers, seed=args.seed, bootstrap=args.bootstrap,
+                      output=args.output, limit=args.limit, progress=args.progress)
+    if args.json:
+        print(json.dumps(result.metrics, indent=2))
+    else:
+        print(result.summary())
+        if args.output:
+            print(f"per-video predictions: {args.output}")
+    return 0
+
+
+COMMANDS["train"] = ("train CoReEcho: stage1 (Rank-N-Contrast encoder) or stage2 (EF head on the frozen encoder)",
+                     add_train_arguments, run_train)
+COMMANDS["evaluate"] = ("evaluate an EF model on a dataset split: MAE, RMSE, R2 with 95% CIs, per-video CSV",
+                        add_evaluate_arguments, run_evaluate)
