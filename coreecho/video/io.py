@@ -257,7 +257,7 @@ def as_frames(
 
     Example:
         >>> import numpy as np
-        >>> as_frames(np.full((2, 4, 4, 1), 300.7)).max()
+        >>> int(as_frames(np.full((2, 4, 4, 1), 300.7)).max())
         255
     """
     src = str(source)
