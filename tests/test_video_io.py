@@ -146,6 +146,22 @@ def test_auto_falls_back_to_decord_when_pyav_fails(files, monkeypatch):
 
 
 @needs_decord
+def test_probe_falls_back_to_decord_but_not_on_truncation(files, monkeypatch):
+    real = vio._av_probe
+
+    def broken(path):
+        raise VideoReadError(str(path), "simulated PyAV failure")
+
+    monkeypatch.setattr(vio, "_av_probe", broken)
+    assert probe_video(files["avi"]).n_frames == 60
+    with pytest.raises(VideoReadError, match="simulated"):
+        probe_video(files["avi"], backend="pyav")
+    monkeypatch.setattr(vio, "_av_probe", real)
+    with pytest.raises(VideoReadError, match="truncated"):
+        probe_video(files["truncated"])
+
+
+@needs_decord
 def test_auto_uses_decord_when_pyav_missing(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)
     v = read_video(files["avi"], indices=[0, 10])

@@ -486,6 +486,10 @@ def _av_decode(path: Path, probe: _AvProbe, wanted: np.ndarray) -> np.ndarray:
         if probe.intra_only:
             # every packet is a whole frame: decode only the packets of the wanted frames
             ctx = stream.codec_context
+            try:
+                ctx.thread_type = "SLICE"  # no frame threading: one packet in, one frame out
+            except Exception:  # noqa: BLE001 - older PyAV: the default is fine
+                pass
             i = 0
             for packet in container.demux(stream):
                 if not packet.size:
@@ -966,7 +970,20 @@ def probe_video(path: str | os.PathLike, *, backend: str = "auto") -> VideoInfo:
         if backend == "pyav":
             raise
         return _decord_probe(p)[0]
+    except VideoReadError as av_error:
+        if backend == "pyav" or _is_final(av_error):
+            raise
+        try:
+            return _decord_probe(p)[0]
+        except (MissingDependencyError, VideoReadError):
+            raise av_error from None
     return VideoInfo(str(p), pr.n_frames, pr.fps, pr.height, pr.width, "video", pr.codec)
+
+
+def _is_final(error: VideoReadError) -> bool:
+    """PyAV errors that another decoder must not paper over (decord would silently read fewer frames)."""
+    text = str(error)
+    return "truncated" in text or "no frames" in text
 
 
 def read_video(
@@ -1023,7 +1040,7 @@ def read_video(
             raise
         return _read_with_decord(p, indices, max_bytes, max_side)
     except VideoReadError as av_error:
-        if backend == "pyav" or "truncated" in str(av_error) or "no frames" in str(av_error):
+        if backend == "pyav" or _is_final(av_error):
             raise
         try:
             return _read_with_decord(p, indices, max_bytes, max_side)
