@@ -158,6 +158,40 @@ def _log_denominators(x: Tensor, prefix_end: Tensor, suffix_from_end: Tensor, fa
     return torch.logaddexp(prefix.gather(1, prefix_end), suffix.gather(1, suffix_from_end))
 
 
+class _ScaledDistances(torch.autograd.Function):
+    """``u[r, k] = ||z[anchors[r]] - z[k]|| / tau`` from the Gram form, with a hand-written backward (one matrix
+    product when the anchors are all samples, instead of autograd's two)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, anchors: Tensor, inv_t2: float, full: bool) -> Tensor:  # type: ignore[override]
+        sq = (z * z).sum(dim=1)
+        zr = z if full else z.index_select(0, anchors)
+        sqr = sq if full else sq.index_select(0, anchors)
+        u2 = torch.addmm(sqr[:, None] + sq[None, :], zr, z.T, beta=inv_t2, alpha=-2.0 * inv_t2)
+        # floor at the rounding noise of the Gram form: never 0, and no gradient below it (duplicates, diagonal)
+        finfo = torch.finfo(z.dtype)
+        floor = (sq.amax() * (2.0 * finfo.eps * inv_t2)).clamp_min(finfo.tiny)
+        clamped = u2 <= floor
+        u = u2.clamp_min_(floor).sqrt_()
+        ctx.save_for_backward(z, anchors, u, clamped)
+        ctx.inv_t2, ctx.full = inv_t2, full
+        return u
+
+    @staticmethod
+    def backward(ctx, grad_u: Tensor):  # type: ignore[override]
+        z, anchors, u, clamped = ctx.saved_tensors
+        # du_rk / dz_i = inv_t2 / u_rk * (z_i - z_k) for i = anchors[r], and the opposite for z_k
+        w = (grad_u * ctx.inv_t2 / u).masked_fill_(clamped, 0.0)
+        if ctx.full:
+            w = w + w.T
+            grad_z = w.sum(dim=1, keepdim=True) * z - w @ z
+        else:
+            zr = z.index_select(0, anchors)
+            grad_z = w.sum(dim=0)[:, None] * z - w.T @ zr
+            grad_z.index_add_(0, anchors, w.sum(dim=1, keepdim=True) * zr - w @ z)
+        return grad_z, None, None, None
+
+
 def _anchor_terms_sum(z: Tensor, y: Tensor, anchors: Tensor, temperature: float) -> Tensor:
     """Sum of the loss terms of the anchors at sorted positions ``anchors`` against all ``n`` samples.
 
@@ -165,17 +199,9 @@ def _anchor_terms_sum(z: Tensor, y: Tensor, anchors: Tensor, temperature: float)
     ``O(len(anchors) * n)``.
     """
     n = z.shape[0]
-    sq = (z * z).sum(dim=1)
-    zr = z.index_select(0, anchors)
-    sqr = sq.index_select(0, anchors)
-    inv_t2 = 1.0 / (temperature * temperature)
-    # (distance / tau)^2 from the Gram form: one matrix product
-    u2 = torch.addmm(sqr[:, None] + sq[None, :], zr, z.T, beta=inv_t2, alpha=-2.0 * inv_t2)
-    # floor at the rounding noise of the Gram form (never 0, so sqrt has a finite gradient everywhere; the
-    # diagonal is masked below and receives no gradient)
+    full = anchors.numel() == n  # anchors are then 0..n-1 (all samples, in sorted order)
+    u = _ScaledDistances.apply(z, anchors, 1.0 / (temperature * temperature), full)  # -s_ik / tau
     finfo = torch.finfo(z.dtype)
-    floor = (sq.detach().amax() * (2.0 * finfo.eps * inv_t2)).clamp_min(finfo.tiny)
-    u = torch.clamp_min(u2, floor).sqrt()  # u_ik = ||z_i - z_k|| / tau = -s_ik / tau
     rows = anchors[:, None]
     diagonal = torch.arange(n, device=z.device)[None, :] == rows
 
@@ -349,7 +375,8 @@ def rank_n_contrast(
         order = torch.argsort(y, stable=True)
         position = torch.empty_like(order)
         position[order] = torch.arange(n, device=order.device)
-        total = _rnc_sum(z.index_select(0, order), y[order], tau, position[start:stop], chunk)
+        anchors = position[start:stop].sort().values  # all samples: 0..n-1
+        total = _rnc_sum(z.index_select(0, order), y[order], tau, anchors, chunk)
         return total * (world / (n * (n - 1)))
 
 
