@@ -163,14 +163,14 @@ def _check_size(
         raise InputError(
             source,
             f"decoding {n_frames} frames of {height}x{width} needs {_fmt_bytes(total)}, more than the limit of "
-            f"{_fmt_bytes(max_bytes)}; pass max_bytes={int(total) + 1} (or larger) to {what} to allow it, "
-            f"or decode fewer frames with indices=",
+            f"{_fmt_bytes(max_bytes)}; pass max_bytes={int(total) + 1} (or larger) to {what} to allow it"
+            + (", or decode fewer frames with indices=" if what == "read_video" else ""),
         )
 
 
 def _missing(package: str, extra: str | None, feature: str, hint: str) -> MissingDependencyError:
     """A MissingDependencyError whose message names the exact package to install."""
-    err = MissingDependencyError(package, extra or "dicom", feature)
+    err = MissingDependencyError(package, extra or "", feature)
     message = f"{feature} needs the package '{package}', which is not installed. {hint}"
     err.args = (message,)
     err.msg = message  # ImportError.__str__ prints .msg
