@@ -18,9 +18,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily, inside the functions that need it
+    import torch
 
 from coreecho.errors import InputError
 
@@ -321,7 +324,7 @@ def normalize(
     clips: Any,
     mean: Sequence[float] = ECHONET_MEAN,
     std: Sequence[float] = ECHONET_STD,
-):
+) -> torch.Tensor:
     """``(x - mean) / std`` per channel, in 0..255 pixel units, to the model's float32 layout.
 
     Computed in float64 and rounded to float32 after each step, as numpy's in-place float32 arithmetic with
