@@ -1,0 +1,135 @@
+"""``coreecho finetune``: cross-validated transfer (linear / MLP probing, full fine-tuning) on CAMUS, HMC-QU or a CSV.
+
+Importing this module registers the subcommand in :data:`coreecho.cli.COMMANDS`.
+
+Example:
+    $ coreecho finetune --dataset camus --data CAMUS_public --mode mlp --model coreecho-echonet --output camus.json
+    $ coreecho finetune --dataset hmcqu --data "HMC-QU Dataset" --mode full --folds 5 --epochs 10
+    $ coreecho finetune --dataset csv --data videos.csv --label-column ef --mode mlp --save-model my-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from coreecho.cli import COMMANDS
+
+__all__ = ["add_arguments", "run", "build_dataset"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``coreecho finetune``."""
+    p.add_argument("--dataset", required=True, choices=("camus", "hmcqu", "csv"), help="dataset layout")
+    p.add_argument("--data", required=True, help="dataset folder (camus, hmcqu) or CSV file (csv)")
+    p.add_argument("--mode", default="mlp", choices=("linear", "mlp", "full"),
+                   help="linear probing, MLP probing (frozen encoder) or full fine-tuning (default: mlp)")
+    p.add_argument("--model", default="coreecho-echonet", help="model name, folder or .pth (default: coreecho-echonet)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="folds (default: camus 10, hmcqu 5, csv 5); 0 skips cross-validation (with --save-model)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: mlp 100, full 10)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: mlp 32 embeddings, full 16 videos")
+    p.add_argument("--lr", type=float, default=1e-5, help="encoder learning rate of full fine-tuning")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="head learning rate (mlp, full)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--no-augment", action="store_true", help="no pad-and-crop augmentation in full fine-tuning")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
+    p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
+    p.add_argument("--quiet", action="store_true", help="print only the results table")
+    g = p.add_argument_group("camus")
+    g.add_argument("--quality", default="good,medium",
+                   help="image qualities kept, comma-separated, or 'all' (default: good,medium as the paper reports)")
+    g.add_argument("--view", default="4CH", help="CAMUS view (default: 4CH)")
+    g = p.add_argument_group("hmcqu")
+    g.add_argument("--spreadsheet", help="label table (default: DATA/A4C.xlsx or DATA/A4C.csv)")
+    g.add_argument("--video-dir", help="video folder (default: DATA/HMC-QU/A4C)")
+    g.add_argument("--video-name", default="{name}.avi", help="video file name pattern (default: '{name}.avi')")
+    g.add_argument("--name-column", default="ECHO", help="column of recording names (default: ECHO)")
+    g.add_argument("--patient-pattern", default=r"^\s*([A-Za-z]*\d+)",
+                   help="regular expression whose first group is the patient id in a recording name")
+    g.add_argument("--span", default="cycle", choices=("cycle", "all"),
+                   help="the annotated cardiac cycle (default) or the whole video")
+    g = p.add_argument_group("csv")
+    g.add_argument("--task", default="regression", choices=("regression", "classification"))
+    g.add_argument("--path-column", default="path", help="column of video paths (relative to the CSV's folder)")
+    g.add_argument("--label-column", default="label", help="column of labels (numbers; classes 0, 1, ...)")
+    g.add_argument("--group-column", default=None, help="column of patient ids (folds keep patients whole)")
+
+
+def build_dataset(args: argparse.Namespace, model: Any) -> Any:
+    """The dataset of ``args``, preprocessed as ``model``'s config says.
+
+    Example:
+        >>> build_dataset(argparse.Namespace(dataset="camus", data="CAMUS_public", ...), model)  # doctest: +SKIP
+    """
+    pre = model.config.preprocessing
+    common = {"frames": pre.frames, "size": pre.size, "mean": pre.mean, "std": pre.std, "seed": args.seed}
+    if args.dataset == "camus":
+        from coreecho.data.camus import CAMUS  # noqa: PLC0415
+
+        quality = None if args.quality.strip().lower() == "all" else [q for q in args.quality.split(",") if q.strip()]
+        return CAMUS(args.data, quality=quality, view=args.view, crop_sector=pre.crop_sector, **common)
+    if args.dataset == "hmcqu":
+        from coreecho.data.hmcqu import HMCQU  # noqa: PLC0415
+
+        return HMCQU(args.data, spreadsheet=args.spreadsheet, video_dir=args.video_dir, video_name=args.video_name,
+                     name_column=args.name_column, patient_pattern=args.patient_pattern, span=args.span,
+                     crop_sector=pre.crop_sector, **common)
+    from pathlib import Path  # noqa: PLC0415
+
+    from coreecho.data.echonet import VideoRegressionDataset, read_csv_table  # noqa: PLC0415
+
+    ds = VideoRegressionDataset(args.data, path_column=args.path_column, label_column=args.label_column,
+                                stride=pre.stride, clips=3, clip_policy="even", **common)
+    ds.task = args.task
+    if args.group_column:
+        rows = read_csv_table(Path(args.data), [args.path_column, args.group_column], "a video list")
+        ds.groups = [r[args.group_column] for r in rows]
+    return ds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``coreecho finetune``; returns the exit code."""
+    from coreecho.hub import load_model  # noqa: PLC0415
+    from coreecho.train.transfer import TransferConfig, cross_validate, finetune  # noqa: PLC0415
+
+    log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.folds == 0 and not args.save_model:
+        print("coreecho finetune: --folds 0 skips cross-validation; give --save-model DIR as well", file=sys.stderr)
+        return 2
+    if args.save_model and args.mode == "linear":
+        print("coreecho finetune: --save-model needs --mode mlp or full (a linear probe is not a CoReEcho head)",
+              file=sys.stderr)
+        return 2
+    if args.folds is not None and args.folds == 1:
+        print("coreecho finetune: --folds must be 0 or >= 2", file=sys.stderr)
+        return 2
+    cfg = TransferConfig(mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
+                         seed=args.seed, device=args.device, num_workers=args.num_workers)
+    model = load_model(args.model, device=args.device)
+    dataset = build_dataset(args, model)
+    if log:
+        log(f"{args.dataset}: {len(dataset)} videos from {args.data}; model {args.model}; {args.mode}")
+    if args.folds != 0:
+        result = cross_validate(model, dataset, config=cfg, folds=args.folds, dataset_name=args.dataset, log=log)
+        result.config["model_source"] = str(args.model)
+        result.config["data"] = str(args.data)
+        print(result.table())
+        if args.output:
+            print(f"wrote {result.save(args.output)}", file=sys.stderr)
+    if args.save_model:
+        label = {"camus": "ef", "hmcqu": "mi"}.get(args.dataset)
+        tuned = finetune(model, dataset, config=cfg, label_name=label, log=log)
+        tuned.config.metadata["finetune"]["data"] = f"{args.dataset}:{args.data}"
+        out = tuned.save_pretrained(args.save_model, title=f"CoReEcho fine-tuned on {args.dataset}")
+        print(f"saved the fine-tuned model to {out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS["finetune"] = ("transfer the encoder: linear/MLP probing or full fine-tuning, cross-validated on CAMUS, "
+                        "HMC-QU or a CSV of videos", add_arguments, run)
