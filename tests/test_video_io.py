@@ -97,8 +97,10 @@ def test_indices_decode_only_those(files):
 
 def test_intra_only_path_decodes_only_needed_packets(files, monkeypatch):
     decoded = []
-    real = vio._store  # called once per decoded, kept frame
-    monkeypatch.setattr(vio, "_store", lambda out, k, rgb, path, i: (decoded.append(i), real(out, k, rgb, path, i)))
+    from coreecho.video import containers
+
+    real = containers._store  # called once per decoded, kept frame
+    monkeypatch.setattr(containers, "_store", lambda out, k, rgb, path, i: (decoded.append(i), real(out, k, rgb, path, i)))
     read_video(files["avi"], indices=[40, 3, 40])
     assert decoded == [3, 40]
 

@@ -1,0 +1,282 @@
+"""DICOM cines through pydicom: header probe, decoder checks, colour conversion to 8-bit RGB, fps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coreecho.errors import MissingDependencyError, VideoReadError
+from coreecho.video.base import Video, _check_size, _gather, _missing, _validate_indices
+
+# ----------------------------------------------------------------------------------------------------------
+# DICOM (pydicom, the ``dicom`` extra)
+
+# transfer syntax UID -> the package that decodes it (pydicom's own pure-numpy decoders cover RLE)
+_DICOM_DECODERS: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",  # JPEG Baseline (pillow also works)
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg",  # JPEG-LS Lossless (pyjpegls also works)
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 Lossless (pillow also works)
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",  # HTJ2K
+}
+
+
+@dataclass
+class _DicomHeader:
+    n_frames: int
+    rows: int
+    columns: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    photometric: str
+    transfer_syntax: str
+    transfer_syntax_name: str
+    fps: float | None
+
+
+def _import_pydicom(source: str):
+    try:
+        import pydicom  # noqa: PLC0415
+    except ImportError as exc:
+        raise MissingDependencyError("pydicom", "dicom", f"Reading the DICOM file {source}") from exc
+    return pydicom
+
+
+def _dicom_fps(ds) -> float | None:
+    """Frames per second from FrameTime (ms/frame), CineRate, RecommendedDisplayFrameRate or FrameTimeVector."""
+    def num(value) -> float | None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return None
+        return v if np.isfinite(v) and v > 0 else None
+
+    ft = num(ds.get("FrameTime"))
+    if ft:
+        return 1000.0 / ft
+    for key in ("CineRate", "RecommendedDisplayFrameRate"):
+        v = num(ds.get(key))
+        if v:
+            return v
+    ftv = ds.get("FrameTimeVector")
+    if ftv is not None:
+        vals = [num(x) for x in list(ftv)[1:]]
+        vals = [x for x in vals if x]
+        if vals:
+            return 1000.0 / float(np.mean(vals))
+    return None
+
+
+def _dicom_header(p: Path):
+    pydicom = _import_pydicom(str(p))
+    from pydicom.errors import InvalidDicomError  # noqa: PLC0415
+
+    try:
+        try:
+            ds = pydicom.dcmread(str(p), defer_size="256 KB")
+        except InvalidDicomError:
+            # a .dcm file without preamble/magic: parse it anyway; garbage fails below
+            ds = pydicom.dcmread(str(p), defer_size="256 KB", force=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
+        raise VideoReadError(str(p), f"is not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    if "PixelData" not in ds:
+        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+        if other:
+            raise VideoReadError(str(p), f"stores {other[0]} (float pixels), which is not an ultrasound cine")
+        sop = ds.get("SOPClassUID")
+        kind = f" (SOP class: {getattr(sop, 'name', sop)})" if sop else ""
+        raise VideoReadError(str(p), f"has no pixel data{kind}; it is not an image or cine - export the echo "
+                                     "loop itself (a multi-frame ultrasound DICOM)")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        photometric = str(ds.PhotometricInterpretation).strip().upper()
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise VideoReadError(str(p), f"lacks the image attributes needed to decode it ({exc})") from exc
+    stored = int(ds.get("BitsStored", bits) or bits)
+    nf_raw = ds.get("NumberOfFrames", 1)
+    try:
+        n_frames = int(nf_raw) if nf_raw not in (None, "") else 1
+    except (TypeError, ValueError):
+        n_frames = 1
+    if n_frames <= 0:
+        raise VideoReadError(str(p), f"contains no frames (NumberOfFrames = {nf_raw})")
+    if rows <= 0 or cols <= 0:
+        raise VideoReadError(str(p), f"has an invalid frame size {rows}x{cols}")
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    ts_uid = str(ts) if ts else "1.2.840.10008.1.2.1"
+    ts_name = getattr(ts, "name", ts_uid) if ts else "Explicit VR Little Endian (assumed)"
+    hdr = _DicomHeader(n_frames, rows, cols, samples, bits, stored, photometric, ts_uid, str(ts_name), _dicom_fps(ds))
+    return ds, hdr
+
+
+def _dicom_check_decoder(p: Path, hdr: _DicomHeader) -> None:
+    """Raise a clear error when the transfer syntax needs a decoder that is not installed."""
+    try:
+        from pydicom.pixels import get_decoder  # noqa: PLC0415  (pydicom >= 3)
+    except ImportError:  # pragma: no cover - pydicom 2.x reports missing handlers when decoding
+        return
+    from pydicom.uid import UID  # noqa: PLC0415
+
+    uid = UID(hdr.transfer_syntax)
+    if not uid.is_compressed:
+        return
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError as exc:
+        raise VideoReadError(
+            str(p),
+            f"stores its pixels as {hdr.transfer_syntax_name}, which coreecho cannot decode (pydicom has no decoder "
+            "for it); export the cine as uncompressed or JPEG DICOM, or as an MP4/AVI video",
+        ) from exc
+    if not decoder.is_available:
+        package = _DICOM_DECODERS.get(hdr.transfer_syntax, "pylibjpeg-libjpeg")
+        options = "; ".join(decoder.missing_dependencies)
+        raise _missing(
+            package, "dicom", f"Decoding {p} ({hdr.transfer_syntax_name})",
+            f"Install it with `pip install pylibjpeg {package}` (any one of these pydicom plugins works: {options}).",
+        )
+
+
+def _dicom_check_length(p: Path, ds, hdr: _DicomHeader) -> None:
+    """Native (uncompressed) pixel data shorter than the header declares means a truncated file."""
+    from pydicom.uid import UID  # noqa: PLC0415
+
+    if UID(hdr.transfer_syntax).is_compressed:
+        return
+    try:
+        elem = ds.get_item("PixelData")
+        length = int(elem.length) if getattr(elem, "length", None) is not None else len(elem.value)
+    except Exception:  # noqa: BLE001 - undefined length or unusual storage: let the decoder judge
+        return
+    bits = hdr.n_frames * hdr.rows * hdr.columns * hdr.samples * hdr.bits_allocated
+    expected = (bits + 7) // 8
+    if 0 <= length < expected:
+        raise VideoReadError(
+            str(p),
+            f"is truncated: its pixel data holds {length} bytes but the header declares {hdr.n_frames} frames of "
+            f"{hdr.rows}x{hdr.columns} ({expected} bytes); copy or export the file again",
+        )
+
+
+def _dicom_decode(p: Path, ds, idx_sorted: np.ndarray | None, hdr: _DicomHeader) -> np.ndarray:
+    """Decoded pixels (YBR converted to RGB by pydicom), shaped [T, H, W] or [T, H, W, S]."""
+    try:
+        try:
+            from pydicom.pixels import iter_pixels, pixel_array  # noqa: PLC0415  (pydicom >= 3)
+        except ImportError:  # pragma: no cover - pydicom 2.x: decode everything, convert YBR ourselves
+            arr = ds.pixel_array
+            if hdr.n_frames == 1:
+                arr = arr[None]
+            if hdr.photometric in ("YBR_FULL", "YBR_FULL_422") and hdr.samples == 3:
+                from pydicom.pixel_data_handlers.util import convert_color_space
+
+                arr = convert_color_space(arr, hdr.photometric, "RGB", per_frame=True)
+            return arr if idx_sorted is None else arr[idx_sorted]
+        if idx_sorted is None:
+            arr = pixel_array(str(p))
+            if hdr.n_frames == 1:
+                arr = arr[None]
+        else:
+            arr = np.stack(list(iter_pixels(str(p), indices=[int(i) for i in idx_sorted])))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        low = text.lower()
+        if any(k in low for k in ("less than expected", "too short", "truncat", "cannot reshape", "end of file")):
+            raise VideoReadError(str(p), f"is truncated: its pixel data is shorter than the header declares ({text})") from exc
+        raise VideoReadError(str(p), f"pixel data could not be decoded ({type(exc).__name__}: {text})") from exc
+    return arr
+
+
+def _to_uint8(x: np.ndarray, bits: int) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    top = float(2**bits - 1) if bits > 0 else float(x.max() or 1)
+    return np.clip(np.rint(x.astype(np.float32) * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def _dicom_to_rgb(p: Path, ds, arr: np.ndarray, hdr: _DicomHeader) -> tuple[np.ndarray, dict[str, Any]]:
+    pi = hdr.photometric
+    info: dict[str, Any] = {"photometric": pi, "transfer_syntax": hdr.transfer_syntax_name}
+    if pi in ("MONOCHROME1", "MONOCHROME2"):
+        if arr.ndim == 4:
+            arr = arr[..., 0]
+        if arr.dtype == np.uint8:
+            grey = arr
+            info["grey_mapping"] = "as stored (8-bit)"
+        else:
+            x = arr.astype(np.float32)
+            slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+            if slope is not None or intercept is not None:
+                x = x * float(slope if slope is not None else 1.0) + float(intercept or 0.0)
+            wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
+            if wc is not None and ww is not None:
+                c = float(wc[0] if hasattr(wc, "__len__") and not isinstance(wc, str) else wc)
+                w = float(ww[0] if hasattr(ww, "__len__") and not isinstance(ww, str) else ww)
+                lo, hi = c - w / 2.0, c + w / 2.0
+                info["grey_mapping"] = f"window {c:g}/{w:g}"
+            else:
+                lo, hi = float(x.min()), float(x.max())
+                info["grey_mapping"] = f"min-max {lo:g}..{hi:g} of the decoded frames"
+            scale = 255.0 / (hi - lo) if hi > lo else 0.0
+            grey = np.clip(np.rint((x - lo) * scale), 0, 255).astype(np.uint8)
+        if pi == "MONOCHROME1":
+            grey = 255 - grey
+        return np.repeat(grey[..., None], 3, axis=-1), info
+    if pi == "PALETTE COLOR":
+        try:
+            from pydicom.pixels import apply_color_lut  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - pydicom 2.x
+            from pydicom.pixel_data_handlers.util import apply_color_lut
+        if arr.ndim == 4:
+            arr = arr[..., 0]
+        try:
+            rgb = apply_color_lut(arr, ds)
+        except Exception as exc:  # noqa: BLE001
+            raise VideoReadError(str(p), f"its palette colour lookup table cannot be applied ({exc})") from exc
+        desc = ds.get("RedPaletteColorLookupTableDescriptor")
+        lut_bits = int(desc[2]) if desc is not None and len(desc) == 3 else (16 if rgb.dtype != np.uint8 else 8)
+        info["palette_bits"] = lut_bits
+        return _to_uint8(rgb, lut_bits), info
+    if hdr.samples == 3 and pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise VideoReadError(str(p), f"decoded pixels have shape {arr.shape}, expected 3 samples per pixel")
+        return _to_uint8(arr, hdr.bits_stored), info
+    raise VideoReadError(
+        str(p), f"photometric interpretation {pi!r} with {hdr.samples} samples per pixel is not supported "
+                "(supported: MONOCHROME1/2, RGB, YBR_FULL, YBR_FULL_422, YBR_ICT/RCT, PALETTE COLOR)",
+    )
+
+
+def _read_dicom(p: Path, indices, max_bytes: int, max_side: int) -> Video:
+    ds, hdr = _dicom_header(p)
+    idx = _validate_indices(str(p), indices, hdr.n_frames)
+    raw_bpp = hdr.samples * max(1, (hdr.bits_allocated + 7) // 8)
+    _check_size(str(p), len(idx), hdr.rows, hdr.columns, max(3, raw_bpp), max_bytes, max_side)
+    _dicom_check_decoder(p, hdr)
+    _dicom_check_length(p, ds, hdr)
+    wanted, inverse = _gather(idx)
+    partial = indices is not None and not np.array_equal(wanted, np.arange(hdr.n_frames))
+    arr = _dicom_decode(p, ds, wanted if partial else None, hdr)
+    if arr.shape[0] != len(wanted) or arr.shape[1:3] != (hdr.rows, hdr.columns):
+        raise VideoReadError(str(p), f"decoded pixels have shape {arr.shape}, but the header declares "
+                                     f"{len(wanted)} frames of {hdr.rows}x{hdr.columns}")
+    rgb, info = _dicom_to_rgb(p, ds, arr, hdr)
+    if len(wanted) != len(idx) or not np.array_equal(wanted, idx):
+        rgb = rgb[inverse]
+    info["modality"] = str(ds.get("Modality", ""))
+    return Video(np.ascontiguousarray(rgb), hdr.fps, str(p), hdr.n_frames, idx, "pydicom", info)
