@@ -133,9 +133,8 @@ def _fan_opens_sideways(frames: np.ndarray) -> bool:
         rows = np.flatnonzero(widths)
         if rows.size < 3:
             return False
-        first = rows[: max(3, int(0.6 * rows.size))]  # the apex half of the fan, before the far arc
-        w = widths[first]
-        scores.append(float(np.corrcoef(first, w)[0, 1]) if w.std() > 0 else 0.0)
+        w = widths[rows]  # a fan widens steadily from its apex; across it the extent is symmetric
+        scores.append(float(np.corrcoef(rows, w)[0, 1]) if w.std() > 0 else 0.0)
     return scores[1] > scores[0] + 0.3
 
 

@@ -624,6 +624,11 @@ def cross_validate(model: CoReEcho, dataset: Any, *, mode: str | None = None, fo
             split = group_folds(groups, k, labels=y if task == "classification" else None, seed=cfg.seed)
     else:
         split = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in folds]
+    empty = [f for f, (_, te) in enumerate(split) if len(te) == 0]
+    if empty and log:
+        log(f"skipping {len(empty)} fold(s) without test videos (e.g. a CAMUS block with no patient of the kept "
+            "image qualities)")
+    split = [(tr, te) for tr, te in split if len(te)]
     check_folds(split, len(dataset), groups)
     strata = dict(getattr(dataset, "strata", {}) or {})
     device = _resolve_device(cfg.device)
