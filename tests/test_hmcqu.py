@@ -186,7 +186,7 @@ def test_akinetic_segments_freeze_only_their_region():
 def test_hmcqu_folds_patient_level_stratified_seeded():
     rng = np.random.default_rng(0)
     patients = [f"ES{i:04d}" for i in range(40) for _ in range(1 + (i % 3 == 0))]
-    mi = {p: int(rng.random() < 0.6) for p in set(patients)}
+    mi = {p: int(rng.random() < 0.6) for p in sorted(set(patients))}
     labels = [mi[p] for p in patients]
     folds = hmcqu_folds(patients, labels, k=5, seed=1)
     check_folds(folds, len(patients), patients)
