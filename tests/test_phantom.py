@@ -194,3 +194,11 @@ def test_write_echonet_layout_options(tmp_path):
         write_echonet_layout(tmp_path / "c", 0)
     with pytest.raises(InputError, match="ef_range"):
         write_echonet_layout(tmp_path / "c", 2, ef_range=(50, 99))
+
+
+def test_per_frame_lv_curves_span_edv_to_esv():
+    _, meta = make_phantom(ef=40, seed=2)
+    assert meta.lv_volume.shape == meta.lv_area.shape == (meta.n_frames,)
+    assert meta.lv_volume.max() == pytest.approx(meta.edv) and meta.lv_volume.min() == pytest.approx(meta.esv)
+    assert np.argmax(meta.lv_area) in meta.ed_frames or meta.lv_area[meta.ed_frames[0]] == meta.lv_area.max()
+    assert meta.lv_area[meta.es_frames[0]] == pytest.approx(meta.lv_area.min())

@@ -86,6 +86,8 @@ class PhantomMeta:
         depth_cm: imaging depth (fan radius) in cm.
         seed: the seed.
         params: the other drawn parameters (pose, gain, geometry).
+        lv_volume: LV volume (mL) of every frame, method of disks on that frame's outline.
+        lv_area: LV cavity area (pixels²) of every frame, from the same outline (chord lengths × spacing).
     """
 
     ef: float
@@ -103,6 +105,8 @@ class PhantomMeta:
     depth_cm: float
     seed: int
     params: dict[str, float] = field(default_factory=dict)
+    lv_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lv_area: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (tracings as nested lists, frame keys as ints).
@@ -115,6 +119,8 @@ class PhantomMeta:
         d = asdict(self)
         d["tracings"] = {int(k): np.asarray(v).tolist() for k, v in self.tracings.items()}
         d["traced_frames"] = list(self.traced_frames)
+        d["lv_volume"] = np.asarray(self.lv_volume).tolist()
+        d["lv_area"] = np.asarray(self.lv_area).tolist()
         return d
 
 
@@ -425,6 +431,10 @@ def make_phantom(
     tr_ed, tr_es = tracing(0), tracing(sys_frames)
     edv_m = volume_from_tracing(tr_ed, cm_px)
     esv_m = volume_from_tracing(tr_es, cm_px)
+    outlines = [tracing(pi) for pi in range(period)]
+    vol_phase = np.array([volume_from_tracing(o, cm_px) for o in outlines])
+    area_phase = np.array([np.hypot(o[1:, 2] - o[1:, 0], o[1:, 3] - o[1:, 1]).sum()
+                           * np.hypot(o[0, 2] - o[0, 0], o[0, 3] - o[0, 1]) / N_CHORDS for o in outlines])
     meta = PhantomMeta(
         ef=100.0 * (edv_m - esv_m) / edv_m,
         edv=edv_m,
@@ -446,6 +456,8 @@ def make_phantom(
             "lv_length_ed_px": l_ed, "lv_half_width_ed_px": b_ed, "wall_px": wall,
             "long_axis_shortening": 1.0 - keep_l, "width_shortening": 1.0 - keep_w,
         },
+        lv_volume=vol_phase[phase_idx],
+        lv_area=area_phase[phase_idx],
     )
     return out, meta
 
