@@ -115,3 +115,47 @@ def test_ddp_stage1_step_equals_single_process_step(tmp_path: Path) -> None:
     # both ranks hold identical weights after the step
     for name in ref["params"]:
         assert torch.equal(ranks[0]["params"][name], ranks[1]["params"][name]), name
+
+
+def _train_worker(rank: int, port: int, data: str, out: str, extra: dict) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from coreecho.train import TrainConfig, TrainingInterrupted, train_stage1
+
+    cfg = TrainConfig(data=data, out=out, preset="micro", init="none", frames=4, stride=4, size=32, batch_size=2,
+                      epochs=2, num_workers=0, progress=False, tensorboard=False, device="cpu", seed=1,
+                      encoder_args={"drop_rate": 0.1}, save_every_steps=1, **extra)
+    try:
+        train_stage1(cfg)
+    except TrainingInterrupted:
+        pass
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_training_resumes_exactly(tmp_path: Path) -> None:
+    """Two processes as torchrun starts them (env://): stage 1 killed mid-epoch and resumed equals a full run."""
+    import json
+
+    from coreecho.data.phantom import write_echonet_layout
+
+    data = tmp_path / "data"
+    write_echonet_layout(data, 12, seed=2, n_frames=(24, 32), splits=(8, 2, 2), progress=False)
+    runs = [("full", {}), ("killed", {"stop_after_steps": 3}), ("killed", {"resume": True})]
+    for name, extra in runs:
+        mp.spawn(_train_worker, args=(_free_port(), str(data), str(tmp_path / name), extra), nprocs=WORLD, join=True)
+
+    def history(name: str) -> list[dict]:
+        rows = json.loads((tmp_path / name / "result.json").read_text())["history"]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert history("killed") == history("full")
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "full" / "last_model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "last_model" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -44,7 +44,7 @@ from coreecho.errors import CoReEchoError, DatasetError, WeightsError
 from coreecho.models.coreecho import CoReEcho
 from coreecho.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coreecho.train.config import TrainConfig
-from coreecho.train.distributed import DistEnv, ResumableSampler, barrier, unwrap
+from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, unwrap
 from coreecho.train.evaluation import predict_dataset
 from coreecho.train.metrics import regression_metrics
 
@@ -208,7 +208,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
         global_step = int(resume["global_step"])
         best_mae, best_epoch = float(resume["best_val_mae"]), int(resume["best_epoch"])
         history = list(resume["history"])
-        sums = dict(resume.get("epoch_sums") or {})
+        per_rank = resume.get("epoch_sums") or [{}] * env.world_size
+        sums = dict(per_rank[env.rank])
         set_rng_state(resume["rng"])
 
     sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
@@ -221,13 +222,14 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
     log = _Log(out, env.main, cfg.tensorboard)
 
     def checkpoint(epoch: int, step_in_epoch: int) -> None:
+        all_sums = all_gather_objects(dict(sums))  # every rank's partial loss sums of the epoch
         if env.main:
             save_checkpoint(out / CHECKPOINT_NAME, {
                 "stage": stage.name, "config": cfg.to_dict(), "model_config": model.config.to_dict(),
                 "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
                 "scaler": stage.scaler.state_dict() if stage.scaler is not None else None,
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                "best_val_mae": best_mae, "best_epoch": best_epoch, "history": history, "epoch_sums": dict(sums),
+                "best_val_mae": best_mae, "best_epoch": best_epoch, "history": history, "epoch_sums": all_sums,
                 "rng": rng_state(), "world_size": env.world_size,
                 "sampler": {"seed": cfg.seed, "epoch": epoch, "skip": step_in_epoch * cfg.batch_size},
             })
@@ -278,10 +280,12 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
                                    device=env.device, precision=cfg.precision, num_workers=cfg.num_workers,
                                    rank=env.rank, world_size=env.world_size)
             val = regression_metrics([r["ef_true"] for r in rows], [r["ef_pred"] for r in rows], bootstrap=0)
-            steps = max(1.0, sums.get("_steps", 0.0))
+            parts = all_gather_objects(dict(sums))  # training losses: mean over steps and ranks
             row: dict[str, Any] = {"epoch": epoch}
             row.update({f"lr_{name}": v for name, v in lrs.items()})
-            row.update({f"train_{key}": v / steps for key, v in sums.items() if not key.startswith("_")})
+            for key in sums:
+                if not key.startswith("_"):
+                    row[f"train_{key}"] = sum(p.get(key, 0.0) / max(1.0, p.get("_steps", 0.0)) for p in parts) / len(parts)
             row.update({"val_mae": val["mae"], "val_rmse": val["rmse"], "val_r2": val["r2"],
                         "seconds": round(time.perf_counter() - began, 3)})
             history.append(row)
