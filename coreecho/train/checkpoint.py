@@ -9,7 +9,7 @@ executed. It is written to a temporary file in the same folder, flushed to disk,
 Example:
     >>> import tempfile, os, torch
     >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint_last.pt")
-    >>> save_checkpoint(path, {"epoch": 3, "rng": rng_state(), "w": torch.ones(2)})
+    >>> _ = save_checkpoint(path, {"epoch": 3, "rng": rng_state(), "w": torch.ones(2)})
     >>> ckpt = load_checkpoint(path)
     >>> ckpt["epoch"], ckpt["w"].tolist()
     (3, [1.0, 1.0])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from typing import Any
 
 from coreecho.cli import COMMANDS
@@ -114,8 +113,27 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if value is not None:
             base[name] = value
     base["data"], base["out"] = args.data, args.out
-    base["command"] = "coreecho " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    base["command"] = _command_line(args)
     return TrainConfig.from_dict(base)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``coreecho train`` command equivalent to ``args`` (recorded in the exported model)."""
+    parts = ["coreecho", "train", args.stage, "--data", args.data, "--out", args.out]
+    if args.config:
+        parts += ["--config", args.config]
+    for opt, name, _, _ in _OPTIONS:
+        if getattr(args, name, None) is not None:
+            parts += [opt, str(getattr(args, name))]
+    for opt, name in (("--encoder-args", "encoder_args"), ("--head-args", "head_args")):
+        if getattr(args, name, None) is not None:
+            parts += [opt, json.dumps(getattr(args, name), separators=(",", ":"))]
+    if args.lr_decay_epochs is not None:
+        parts += ["--lr-decay-epochs", *map(str, args.lr_decay_epochs)]
+    parts += [opt for opt, name, _ in _FLAGS if getattr(args, name, None)]
+    parts += [opt for opt, name in (("--no-progress", "progress"), ("--no-tensorboard", "tensorboard"))
+              if getattr(args, name, None) is False]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_train(args: argparse.Namespace) -> int:

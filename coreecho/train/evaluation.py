@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import os
 from dataclasses import dataclass, field
@@ -209,6 +210,9 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         dataset = EchoNetDynamic(data, split, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
                                  std=pre.std, clips=model.config.test_clips if clips is None else clips,
                                  clip_policy=clip_policy, seed=seed)
+    if limit is not None or starts is not None:
+        dataset = copy.copy(dataset)  # never modify the caller's dataset
+        dataset._lengths = {}
     if limit is not None:
         dataset.records = dataset.records[:limit]
     if starts is not None:

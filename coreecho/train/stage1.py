@@ -53,7 +53,12 @@ def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
     """The model of stage 1 (seeded by ``cfg.seed``), with the encoder initialised as ``cfg.init`` says.
 
     ``init``: a registered encoder checkpoint (``uniformer-small-k400``), a ``.pth`` file (Kinetics or official
-    CoReEcho), a coreecho model folder (its encoder is used), or ``none``.
+    CoReEcho), a coreecho model folder or training output folder (its encoder is used), or ``none``.
+
+    Example:
+        >>> model = build_stage1_model(TrainConfig(preset="micro"))
+        >>> model.embed_dim, model.config.preprocessing.frames
+        (64, 36)
     """
     arch, args = cfg.encoder()
     pre = PreprocessConfig(frames=cfg.frames, stride=cfg.stride, size=cfg.size, mean=cfg.mean, std=cfg.std)
@@ -72,7 +77,8 @@ def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
                               "path, or 'none'")
         load_encoder_weights(model.encoder, fetch_weights_file(init))
     elif Path(init).is_dir():
-        model.encoder.load_state_dict(load_model(init, device="cpu").encoder.state_dict())
+        folder = Path(init) / "best_model" if (Path(init) / "best_model").is_dir() else Path(init)
+        model.encoder.load_state_dict(load_model(folder, device="cpu").encoder.state_dict())
     else:
         load_encoder_weights(model.encoder, init)
     model.config.metadata["encoder_init"] = init
