@@ -250,3 +250,18 @@ def test_import_coreecho_does_not_import_training_code():
             "print([m for m in sys.modules if m.startswith('coreecho.train')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_phantom_example_script_runs(tmp_path):
+    """examples/train_phantom_echonet.py end to end, reduced (the full run is documented in docs/training.md)."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_phantom_echonet.py"
+    cmd = [sys.executable, str(script), "--out", str(tmp_path / "run"), "--n-train", "24", "--n-val", "8",
+           "--n-test", "8", "--epochs1", "2", "--epochs2", "2", "--size", "32", "--frames", "8", "--batch-size", "8",
+           "--workers", "0", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_test"] == 8 and np.isfinite(summary["test_mae"]) and summary["mean_predictor_mae"] > 0
+    assert "improvement over the mean predictor" in proc.stdout
+    assert (tmp_path / "run" / "stage2" / "model" / "config.json").is_file()
