@@ -209,5 +209,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 COMMANDS["train"] = ("train CoReEcho: stage1 (Rank-N-Contrast encoder) or stage2 (EF head on the frozen encoder)",
                      add_train_arguments, run_train)
-COMMANDS["evaluate"] = ("evaluate an EF model on a dataset split: MAE, RMSE, R2 with 95% CIs, per-video CSV",
+COMMANDS["evaluate"] = ("evaluate an EF model on a dataset split: MAE, RMSE, R2 with bootstrap CIs, per-video CSV",
                         add_evaluate_arguments, run_evaluate)
