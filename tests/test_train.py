@@ -265,3 +265,14 @@ def test_phantom_example_script_runs(tmp_path):
     assert summary["n_test"] == 8 and np.isfinite(summary["test_mae"]) and summary["mean_predictor_mae"] > 0
     assert "improvement over the mean predictor" in proc.stdout
     assert (tmp_path / "run" / "stage2" / "model" / "config.json").is_file()
+
+
+def test_cli_help_lists_train_and_evaluate(capsys):
+    from coreecho.cli import main
+
+    for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "evaluate" in out and "--cached-batch" in out and "--starts" in out
