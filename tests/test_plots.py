@@ -126,3 +126,15 @@ def test_reads_coreecho_embed_output(tmp_path):
              ef=np.array([50.0, 60.0], np.float32), errors=np.array(["", ""]))
     back = load_embeddings(p)
     assert back.paths == ["a.avi", "b.avi"] and set(back.columns) == {"ef", "errors"} and back.metadata == {}
+
+
+def test_continuity_scores():
+    from coreecho.analysis.plots import continuity_scores
+
+    emb, ef = _line_in_noise(n=50)
+    good = continuity_scores(emb, ef)
+    shuffled = continuity_scores(emb, np.random.default_rng(0).permutation(ef))
+    assert good["spearman"] > 0.9 and abs(shuffled["spearman"]) < 0.2
+    assert good["knn_mae"] < 3.0 < shuffled["knn_mae"]
+    with pytest.raises(InputError):
+        continuity_scores(emb, ef[:3])

@@ -31,7 +31,8 @@ import numpy as np
 
 from coreecho.errors import InputError, MissingDependencyError
 
-__all__ = ["METHODS", "embed_2d", "plot_embeddings", "save_embeddings", "load_embeddings", "EmbeddingFile"]
+__all__ = ["METHODS", "embed_2d", "plot_embeddings", "continuity_scores", "save_embeddings", "load_embeddings",
+           "EmbeddingFile"]
 
 #: 2-D map methods.
 METHODS = ("umap", "tsne", "pca")
@@ -175,6 +176,42 @@ def plot_embeddings(embeddings: Any, values: Any = None, method: str = "umap", p
         fig.tight_layout()
         fig.savefig(p, dpi=dpi)
     return xy
+
+
+def continuity_scores(embeddings: Any, values: Any, *, k: int = 5) -> dict[str, float]:
+    """How continuously embeddings follow a value (EF): two scores that need no trained head.
+
+    * ``spearman``: Spearman rank correlation between the Euclidean distance of every pair of embeddings and
+      the absolute difference of their values (1 = distances ordered exactly as value gaps; about 0 = unrelated);
+    * ``knn_mae``: mean absolute error of predicting each value as the mean of its ``k`` nearest other
+      embeddings' values (leave-one-out), in the values' unit.
+
+    Example:
+        >>> import numpy as np
+        >>> ef = np.linspace(10, 80, 30)
+        >>> s = continuity_scores(np.c_[ef, np.zeros(30)], ef, k=2)
+        >>> round(s["spearman"], 3), round(s["knn_mae"], 3)
+        (0.998, 0.241)
+    """
+    from scipy.stats import spearmanr  # noqa: PLC0415
+
+    x = _matrix(embeddings)
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.shape != (len(x),):
+        raise InputError("values", f"expected one value per embedding ({len(x)}), got shape {v.shape}")
+    ok = np.isfinite(x).all(axis=1) & np.isfinite(v)
+    x, v = x[ok], v[ok]
+    n = len(x)
+    if n < max(3, k + 1):
+        raise InputError("embeddings", f"need at least {max(3, k + 1)} finite rows, got {n}")
+    sq = np.einsum("ij,ij->i", x, x)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2.0 * x @ x.T, 0.0))
+    iu = np.triu_indices(n, 1)
+    rho = float(spearmanr(d[iu], np.abs(v[:, None] - v[None])[iu]).statistic)
+    np.fill_diagonal(d, np.inf)
+    nearest = np.argpartition(d, k - 1, axis=1)[:, :k]
+    mae = float(np.abs(v[nearest].mean(axis=1) - v).mean())
+    return {"spearman": rho, "knn_mae": mae}
 
 
 # --------------------------------------------------------------------------------------------------- files
