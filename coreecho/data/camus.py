@@ -165,8 +165,8 @@ def load_sequence(path: str | os.PathLike, *, transpose: bool | None = None) -> 
         except Exception as err:  # nibabel raises many types for broken files
             raise DatasetError(f"{p}: cannot read it as NIfTI ({err})") from err
         data = np.asarray(data)
-        while data.ndim > 3 and data.shape[-1] == 1:
-            data = data[..., 0]
+        if data.ndim > 3 and sum(s != 1 for s in data.shape[2:]) <= 1:  # (x, y, 1, t) or (x, y, t, 1)
+            data = data.reshape(data.shape[0], data.shape[1], -1)
         if data.ndim == 2:
             data = data[:, :, None]
         if data.ndim != 3:
@@ -226,6 +226,17 @@ class SequenceDataset(Dataset):
     :meth:`_raw_frames`. Items are dicts with ``"video"`` (float32 ``(3, frames, size, size)``), ``"label"``
     (float32 for regression, int64 for classification), ``"name"``, ``"patient"`` and ``"index"``, plus what
     :meth:`_extra` adds.
+
+    Example:
+        >>> import numpy as np
+        >>> class Toy(SequenceDataset):
+        ...     def __init__(self):
+        ...         super().__init__(frames=4, size=32)
+        ...         self.records = [CamusRecord("a", "p1", None, 50.0, "good")]
+        ...     def _raw_frames(self, index):
+        ...         return np.full((3, 40, 40), 100, np.uint8)
+        >>> Toy()[0]["video"].shape
+        torch.Size([3, 4, 32, 32])
 
     Attributes:
         task: ``"regression"`` or ``"classification"``.
@@ -337,6 +348,10 @@ class SequenceDataset(Dataset):
 @dataclass
 class CamusRecord:
     """One CAMUS patient and view.
+
+    Example:
+        >>> CamusRecord("patient0001_4CH", "patient0001", Path("seq.nii.gz"), 55.0, "good", 1, 20).quality
+        'good'
 
     Attributes:
         name: ``patientNNNN_<view>``.

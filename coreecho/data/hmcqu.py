@@ -105,6 +105,10 @@ def read_table(path: str | os.PathLike) -> list[list[str]]:
 class HmcquRecord:
     """One HMC-QU recording.
 
+    Example:
+        >>> HmcquRecord("ES0001 _4CH_1", "ES0001", Path("ES0001 _4CH_1.avi"), 1, (0, 1, 1, 0, 0, 0), 5, 30, 2).label
+        1
+
     Attributes:
         name: the ``ECHO`` value.
         patient: the patient id derived from the name.

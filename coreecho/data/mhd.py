@@ -56,6 +56,11 @@ _MAX_HEADER_BYTES = 64 * 1024
 class MetaImage:
     """An image read by :func:`read_mhd`.
 
+    Example:
+        >>> import numpy as np
+        >>> MetaImage(np.zeros((2, 3, 4), np.uint8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)).array.shape
+        (2, 3, 4)
+
     Attributes:
         array: the voxels, axes reversed relative to ``DimSize`` (``[t, y, x]`` or ``[t, y, x, c]``).
         spacing: ``ElementSpacing`` in header order (x first), or ones.

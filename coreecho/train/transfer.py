@@ -92,6 +92,11 @@ _HEADLINE = {"regression": ("pearson", "mae", "rmse", "r2"),
 class TransferConfig:
     """Hyper-parameters of the recipes (the defaults are this library's choices; the paper does not list them).
 
+    Example:
+        >>> cfg = TransferConfig(mode="full")
+        >>> cfg.epochs, cfg.batch_size, cfg.lr, cfg.head_lr
+        (10, 16, 1e-05, 0.001)
+
     Attributes:
         mode: ``"linear"``, ``"mlp"`` or ``"full"``.
         epochs: training epochs (default: 100 for ``mlp``, 10 for ``full``; unused by ``linear``).
@@ -477,6 +482,12 @@ def _fresh_head(model: CoReEcho, out_dim: int, device: torch.device) -> Regressi
 class TransferResult:
     """Cross-validated transfer metrics.
 
+    Example:
+        >>> r = TransferResult("csv", "mlp", "regression", [{"mae": 4.0}, {"mae": 6.0}],
+        ...                    aggregate([{"mae": 4.0}, {"mae": 6.0}]), {"mae": 5.0})
+        >>> r.summary["mae"]["mean"], r.headline("mae")
+        (5.0, 5.0)
+
     Attributes:
         dataset: dataset name (``camus``, ``hmcqu``, ``csv``...).
         mode: recipe.
@@ -585,7 +596,8 @@ def cross_validate(model: CoReEcho, dataset: Any, *, mode: str | None = None, fo
     """Run a transfer recipe over cross-validation folds and report the paper's metrics.
 
     Args:
-        model: the pretrained model (not modified; ``full`` fine-tunes a copy per fold).
+        model: the pretrained model (moved to ``config.device`` but otherwise not modified; ``full`` fine-tunes a
+            copy per fold).
         dataset: a :class:`~coreecho.data.camus.CAMUS`, :class:`~coreecho.data.hmcqu.HMCQU`, any
             :class:`~coreecho.data.camus.SequenceDataset`, or a :class:`~coreecho.data.echonet.ClipDataset` such as
             :class:`~coreecho.data.echonet.VideoRegressionDataset` (optionally with a ``groups`` attribute).
