@@ -72,7 +72,7 @@ def camus_folds(patients: Sequence[str], k: int = 10, *, universe: Sequence[str]
     items = [str(p) for p in patients]
     if not items:
         raise InputError("patients", "no items to split")
-    order = sorted(set(str(p) for p in universe)) if universe is not None else sorted(set(items))
+    order = sorted({str(p) for p in universe}) if universe is not None else sorted(set(items))
     k = _check_k(k, len(order), "patients")
     block = {}
     for f, chunk in enumerate(np.array_split(np.arange(len(order)), k)):

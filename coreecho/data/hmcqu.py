@@ -339,7 +339,7 @@ def make_akinetic(frames: np.ndarray, meta: Any, segments: Sequence[int]) -> np.
         >>> out.shape == cine.shape, bool((out != cine).any())
         (True, True)
     """
-    bad = sorted(set(int(s) for s in segments) - {1, 2, 3, 5, 6, 7})
+    bad = sorted({int(s) for s in segments} - {1, 2, 3, 5, 6, 7})
     if bad:
         raise InputError("segments", f"A4C segments are 1, 2, 3, 5, 6, 7; got {bad}")
     if not segments:
