@@ -132,7 +132,11 @@ def build_datasets(cfg: TrainConfig, views: int) -> tuple[EchoNetDynamic, EchoNe
 def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | None:
     """The checkpoint to resume from (``cfg.resume`` and ``out/checkpoint_last.pt`` present), checked."""
     path = Path(cfg.out) / CHECKPOINT_NAME
-    if not cfg.resume or not path.is_file():
+    if not cfg.resume:
+        return None
+    if not path.is_file():
+        if env.main:
+            print(f"{stage}: no checkpoint at {path}; starting from the beginning", flush=True)
         return None
     ckpt = load_checkpoint(path)
     if ckpt.get("stage") != stage:
