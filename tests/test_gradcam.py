@@ -6,9 +6,12 @@ Grad-CAM. Instead the EF head is trained on a label whose *only* evidence is ins
 LV cavity (rasterised from the phantom's ED outline) is brightened by ``AMP * y`` and the head regresses
 ``2y - 1``; a fresh ``y`` is drawn for every clip at every step, so the model cannot memorise videos and has to
 read the LV. A correct Grad-CAM must then put more heat per pixel inside the LV than in the background, and
-more than in the mirror-image region (same depth, same kind of tissue, but no signal). Measured over four
-training seeds (docs/analysis.md): LV/background 1.5-24 at ``blocks3``; at ``norm`` (2x2 per frame at 64
-pixels) LV/mirror 1.9-3.8. The seed is fixed here.
+more than in the mirror-image region (same depth, same kind of tissue, but no signal).
+
+Measured over four training seeds (docs/analysis.md), per clip: at ``blocks3`` (4x4 cells per frame at 64
+pixels) LV/background >= 1.48 and LV/mirror >= 4.9; at ``norm`` (2x2 cells) LV/mirror >= 1.87 while the mean
+LV/background ratio was 1.9-2.2 for three seeds and 1.01 for one (a 2x2 cell holding the LV also holds much
+background). The training seed is fixed (1) here, so the test is deterministic.
 """
 
 from __future__ import annotations
@@ -111,10 +114,10 @@ def test_heat_concentrates_in_the_left_ventricle(lv_model, stage):
         ratios_bg.append(heat[mask].mean() / max(heat[~mask].mean(), 1e-9))
         ratios_mirror.append(heat[only_lv].mean() / max(heat[only_mirror].mean(), 1e-9))
     ratios_bg, ratios_mirror = np.array(ratios_bg), np.array(ratios_mirror)
-    assert (ratios_mirror > 1.2).all(), ratios_mirror
+    assert (ratios_mirror > 1.5).all(), ratios_mirror
     assert ratios_bg.mean() > 1.5, ratios_bg
-    if stage == "blocks3":  # 4x4 per frame at 64 px: fine enough for every clip
-        assert (ratios_bg > 1.0).all(), ratios_bg
+    if stage == "blocks3":  # 4x4 cells per frame at 64 px: fine enough for every clip
+        assert (ratios_bg > 1.2).all() and (ratios_mirror > 3.0).all(), (ratios_bg, ratios_mirror)
 
 
 def test_single_clip_gradients_are_exact(tiny_model):
