@@ -130,7 +130,7 @@ def test_false_alarm_rate_is_exact_on_gaussians():
     """Averaged over many calibration draws, the alarm rate equals the expected rate (conformal exactness)."""
     rng = np.random.default_rng(0)
     rates, expected = [], []
-    for rep in range(40):
+    for _ in range(40):
         x = rng.normal(size=(600, 6))
         det = ShiftDetector().fit(x[:300], x[300:400], method="knn", k=5, false_alarm_rate=0.1)
         rates.append(det.is_shifted(x[400:]).mean())

@@ -181,6 +181,11 @@ class Explanation:
         start: first frame of the clip in the video (``-1`` for a clip given as a tensor).
         frame_indices: video frame of each clip frame; ``-1`` for zero-padded frames past the end.
         source: the path, or ``"array"``/``"tensor"``.
+
+    Example:
+        >>> ex = explain(model, "a4c.avi")  # doctest: +SKIP
+        >>> ex.heatmap.shape, ex.output, ex.empty  # doctest: +SKIP
+        ((36, 112, 112), 57.2, False)
     """
 
     heatmap: np.ndarray

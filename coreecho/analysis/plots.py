@@ -224,6 +224,11 @@ class EmbeddingFile:
         embeddings: ``float32`` ``[N, D]``.
         columns: per-row arrays (``ef``, ``split``...).
         metadata: file-level values (model name, coreecho version...).
+
+    Example:
+        >>> f = EmbeddingFile(["a.avi"], np.zeros((1, 4), np.float32), {"ef": np.array([60.0])})
+        >>> len(f), f.columns["ef"][0]
+        (1, 60.0)
     """
 
     paths: list[str]

@@ -82,6 +82,13 @@ class ShiftDetector:
 
     Create with ``ShiftDetector()`` and call :meth:`fit`, or :meth:`load` a saved one.
 
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(300, 16))
+        >>> det = ShiftDetector().fit(x, method="mahalanobis")
+        >>> det.method, det.dim, det.n_calibration
+        ('mahalanobis', 16, 90)
+
     Attributes:
         method: ``"knn"`` or ``"mahalanobis"``.
         k: neighbours averaged by the kNN score.
