@@ -227,7 +227,7 @@ class EmbeddingFile:
 
     Example:
         >>> f = EmbeddingFile(["a.avi"], np.zeros((1, 4), np.float32), {"ef": np.array([60.0])})
-        >>> len(f), f.columns["ef"][0]
+        >>> len(f), float(f.columns["ef"][0])
         (1, 60.0)
     """
 
