@@ -384,7 +384,7 @@ class CoReLoss(nn.Module):
     """Rank-N-Contrast loss module of CoReEcho (stage 1), see :func:`rank_n_contrast`.
 
     Args:
-        temperature: ``tau > 0`` (CoReEcho uses 2.0 in its recipe; the module default is 1.0).
+        temperature: ``tau > 0``; similarities ``-||z_i - z_j||`` are divided by it.
         gather_distributed: contrast against the samples of all ranks (autograd-aware all-gather, unequal batch
             sizes allowed). Each rank then returns ``world_size * (its anchors' terms) / (n (n - 1))``: not the
             global loss, but DDP's averaging of gradients makes the update exactly that of the global-batch loss.
