@@ -51,7 +51,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="videos per step (stage 1: x2 views)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (1 + 1 data worker suits 2 cores; more threads on a busy machine "
+                        "slow small convolutions down)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -80,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   temperature=args.temperature, command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     decay1 = args.decay_epoch if args.decay_epoch is not None else max(1, (3 * args.epochs1) // 4)
     decay2 = args.decay_epoch if args.decay_epoch is not None else max(1, (3 * args.epochs2) // 4)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     t = time.perf_counter()
     s1 = train_stage1(TrainConfig(out=str(out / "stage1"), init="none", epochs=args.epochs1, lr=args.lr,
                                   lr_decay_epochs=(decay1,), **common))
