@@ -90,3 +90,21 @@ def test_timm_builds_the_encoder():
 def test_bad_input_rank_is_reported():
     with pytest.raises(ValueError, match=r"\(B, C, T, H, W\)"):
         uniformer_small()(torch.zeros(3, 36, 112, 112))
+
+
+def test_single_clip_gradients_match_batched_gradients():
+    """A batch of one must get the same input gradient as inside a larger batch (eval-mode BatchNorm).
+
+    torch 2.14's CPU BatchNorm backward is wrong for a batch of one on channels-last strided input; the
+    encoder keeps its activations contiguous to avoid it.
+    """
+    from coreecho import CoReEcho
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = CoReEcho(tiny_config()).double().eval()
+    x = torch.randn(2, 3, 16, 64, 64, dtype=torch.float64, requires_grad=True)
+    model(x).sum().backward()
+    one = x[:1].detach().clone().requires_grad_(True)
+    model(one).sum().backward()
+    assert torch.allclose(one.grad, x.grad[:1], rtol=1e-9, atol=1e-12)

@@ -142,7 +142,8 @@ class AttentionBlock(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)
         tokens = tokens + self.drop_path(self.attn(self.norm1(tokens)))
         tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
-        return tokens.transpose(1, 2).reshape(b, c, t, h, w)
+        # contiguous: BatchNorm3d's CPU backward is wrong for batch 1 on channels-last strided input (torch 2.14)
+        return tokens.transpose(1, 2).reshape(b, c, t, h, w).contiguous()
 
 
 class PatchEmbed(nn.Module):
@@ -156,7 +157,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
-        return self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+        return self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3).contiguous()
 
 
 class UniFormer(nn.Module):
