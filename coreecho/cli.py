@@ -123,5 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - `python -m coreecho.cli`: use the importable module's registry
+    from coreecho.cli import main as _main
+
+    sys.exit(_main())
