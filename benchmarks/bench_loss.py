@@ -77,12 +77,15 @@ def _inputs(batch: int, views: int, dim: int, seed: int) -> tuple[torch.Tensor, 
     return features, labels
 
 
+CLOCK = time.perf_counter
+
+
 def _fwd_bwd(fn, features: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, torch.Tensor]:
     x = features.clone().requires_grad_(True)
-    start = time.perf_counter()
+    start = CLOCK()
     loss = fn(x, labels)
     loss.backward()
-    elapsed = time.perf_counter() - start
+    elapsed = CLOCK() - start
     return elapsed, loss.item(), x.grad
 
 
@@ -133,21 +136,23 @@ def _one_large(n: int, dim: int, chunk: int | None, temperature: float) -> dict:
     features, labels = _inputs(n // 2, 2, dim, seed=n)
     x = features.requires_grad_(True)
     before = _memory_mib("VmRSS")
-    start = time.perf_counter()
+    start = CLOCK()
     loss = CoReLoss(temperature=temperature, chunk_size=chunk)(x, labels)
     loss.backward()
-    elapsed = time.perf_counter() - start
+    elapsed = CLOCK() - start
     ok = bool(torch.isfinite(loss)) and bool(torch.isfinite(x.grad).all())
     return {"n": n, "chunk": chunk, "seconds": elapsed, "peak_rss_mib": _memory_mib("VmHWM"), "rss_before_mib": before,
             "finite": ok, "loss": loss.item()}
 
 
-def large(sizes: list[int], chunk: int, dim: int, temperature: float, unchunked: list[int]) -> list[dict]:
+def large(
+    sizes: list[int], chunk: int, dim: int, temperature: float, unchunked: list[int], clock: str
+) -> list[dict]:
     rows = []
     runs = [(n, None) for n in unchunked] + [(n, chunk) for n in sizes]
     for n, c in runs:
         cmd = [sys.executable, __file__, "--_one", str(n), "--dim", str(dim), "--temperature", str(temperature),
-               "--threads", str(torch.get_num_threads())]
+               "--threads", str(torch.get_num_threads()), "--clock", clock]
         if c is not None:
             cmd += ["--chunk", str(c)]
         out = subprocess.run(cmd, capture_output=True, text=True)
@@ -160,7 +165,7 @@ def large(sizes: list[int], chunk: int, dim: int, temperature: float, unchunked:
 
 def _print_large(args: argparse.Namespace) -> None:
     print(f"{'N':>7} {'chunk':>6} {'seconds':>8} {'peak RSS MiB':>13} {'RSS before MiB':>15} {'finite':>7}")
-    rows = large(args.large, args.chunk, args.dim, args.temperature, args.unchunked)
+    rows = large(args.large, args.chunk, args.dim, args.temperature, args.unchunked, args.clock)
     for r in rows:
         chunk = r["chunk"] if r["chunk"] is not None else "-"
         if "error" in r:
@@ -193,10 +198,17 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--budget-gib", type=float, default=4.0, help="memory budget for the 'largest N' line")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="cpu: process CPU time, robust to other load on a shared machine (meaningful with --threads 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="batches 16 64, 3 repeats, N = 4096 only")
     parser.add_argument("--_one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._one is not None:
@@ -207,7 +219,7 @@ def main() -> None:
         args.batches, args.repeats, args.large, args.unchunked = [16, 64], 3, [4096], []
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, D = {args.dim}, V = 2, "
-          f"tau = {args.temperature}, float32, CPU, forward + backward")
+          f"tau = {args.temperature}, float32, CPU, forward + backward, {args.clock} clock")
     # large N first, in fresh subprocesses, before this process grows
     if args.large or args.unchunked:
         print()
