@@ -111,9 +111,17 @@ def compare(batches: list[int], repeats: int, dim: int, temperature: float) -> l
                 times[name].append(_fwd_bwd(fn, features, labels)[0])
         med = {name: statistics.median(t) for name, t in times.items()}
         rows.append(
-            {"batch": batch, "n": 2 * batch, "official_ms": 1e3 * med["official"], "loop_ms": 1e3 * med["loop"],
-             "coreloss_ms": 1e3 * med["ours"], "speedup_official": med["official"] / med["ours"],
-             "speedup_loop": med["loop"] / med["ours"], "loss_rel_diff": rel_loss, "grad_rel_diff": rel_grad}
+            {
+                "batch": batch,
+                "n": 2 * batch,
+                "official_ms": 1e3 * med["official"],
+                "loop_ms": 1e3 * med["loop"],
+                "coreloss_ms": 1e3 * med["ours"],
+                "speedup_official": med["official"] / med["ours"],
+                "speedup_loop": med["loop"] / med["ours"],
+                "loss_rel_diff": rel_loss,
+                "grad_rel_diff": rel_grad,
+            }
         )
     return rows
 
@@ -141,21 +149,38 @@ def _one_large(n: int, dim: int, chunk: int | None, temperature: float) -> dict:
     loss.backward()
     elapsed = CLOCK() - start
     ok = bool(torch.isfinite(loss)) and bool(torch.isfinite(x.grad).all())
-    return {"n": n, "chunk": chunk, "seconds": elapsed, "peak_rss_mib": _memory_mib("VmHWM"), "rss_before_mib": before,
-            "finite": ok, "loss": loss.item()}
+    return {
+        "n": n,
+        "chunk": chunk,
+        "seconds": elapsed,
+        "peak_rss_mib": _memory_mib("VmHWM"),
+        "rss_before_mib": before,
+        "finite": ok,
+        "loss": loss.item(),
+    }
 
 
-def large(
-    sizes: list[int], chunk: int, dim: int, temperature: float, unchunked: list[int], clock: str
-) -> list[dict]:
+def large(sizes: list[int], chunk: int, dim: int, temperature: float, unchunked: list[int], clock: str) -> list[dict]:
     rows = []
     runs = [(n, None) for n in unchunked] + [(n, chunk) for n in sizes]
     for n, c in runs:
-        cmd = [sys.executable, __file__, "--_one", str(n), "--dim", str(dim), "--temperature", str(temperature),
-               "--threads", str(torch.get_num_threads()), "--clock", clock]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--_one",
+            str(n),
+            "--dim",
+            str(dim),
+            "--temperature",
+            str(temperature),
+            "--threads",
+            str(torch.get_num_threads()),
+            "--clock",
+            clock,
+        ]
         if c is not None:
             cmd += ["--chunk", str(c)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             rows.append({"n": n, "chunk": c, "error": out.stderr.strip().splitlines()[-1:]})
         else:
@@ -171,20 +196,26 @@ def _print_large(args: argparse.Namespace) -> None:
         if "error" in r:
             print(f"{r['n']:>7} {chunk:>6} failed: {r['error']}")
             continue
-        print(f"{r['n']:>7} {chunk:>6} {r['seconds']:>8.1f} {r['peak_rss_mib']:>13.0f} {r['rss_before_mib']:>15.0f} "
-              f"{str(r['finite']):>7}")
+        print(
+            f"{r['n']:>7} {chunk:>6} {r['seconds']:>8.1f} {r['peak_rss_mib']:>13.0f} {r['rss_before_mib']:>15.0f} "
+            f"{r['finite']!s:>7}"
+        )
     fits = [r["n"] for r in rows if "error" not in r and r["peak_rss_mib"] <= args.budget_gib * 1024]
     if fits:
         print(f"largest N run within {args.budget_gib:g} GiB peak RSS: {max(fits)}")
 
 
 def _print_compare(args: argparse.Namespace) -> None:
-    print(f"{'batch':>6} {'n':>5} {'official-style ms':>18} {'loop+cdist ms':>14} {'CoReLoss ms':>12} "
-          f"{'vs official':>12} {'vs loop':>8} {'loss rel diff':>14} {'grad rel diff':>14}")
+    print(
+        f"{'batch':>6} {'n':>5} {'official-style ms':>18} {'loop+cdist ms':>14} {'CoReLoss ms':>12} "
+        f"{'vs official':>12} {'vs loop':>8} {'loss rel diff':>14} {'grad rel diff':>14}"
+    )
     for r in compare(args.batches, args.repeats, args.dim, args.temperature):
-        print(f"{r['batch']:>6} {r['n']:>5} {r['official_ms']:>18.2f} {r['loop_ms']:>14.2f} {r['coreloss_ms']:>12.2f} "
-              f"{r['speedup_official']:>11.1f}x {r['speedup_loop']:>7.1f}x {r['loss_rel_diff']:>14.1e} "
-              f"{r['grad_rel_diff']:>14.1e}")
+        print(
+            f"{r['batch']:>6} {r['n']:>5} {r['official_ms']:>18.2f} {r['loop_ms']:>14.2f} {r['coreloss_ms']:>12.2f} "
+            f"{r['speedup_official']:>11.1f}x {r['speedup_loop']:>7.1f}x {r['loss_rel_diff']:>14.1e} "
+            f"{r['grad_rel_diff']:>14.1e}"
+        )
 
 
 def main() -> None:
@@ -199,7 +230,9 @@ def main() -> None:
     parser.add_argument("--budget-gib", type=float, default=4.0, help="memory budget for the 'largest N' line")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
-        "--clock", choices=["wall", "cpu"], default="wall",
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
         help="cpu: process CPU time, robust to other load on a shared machine (meaningful with --threads 1)",
     )
     parser.add_argument("--quick", action="store_true", help="batches 16 64, 3 repeats, N = 4096 only")
@@ -218,8 +251,10 @@ def main() -> None:
     if args.quick:
         args.batches, args.repeats, args.large, args.unchunked = [16, 64], 3, [4096], []
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, D = {args.dim}, V = 2, "
-          f"tau = {args.temperature}, float32, CPU, forward + backward, {args.clock} clock")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, D = {args.dim}, V = 2, "
+        f"tau = {args.temperature}, float32, CPU, forward + backward, {args.clock} clock"
+    )
     # large N first, in fresh subprocesses, before this process grows
     if args.large or args.unchunked:
         print()

@@ -42,7 +42,7 @@ from torch.utils.checkpoint import checkpoint
 
 from coreecho.errors import InputError
 
-__all__ = ["rank_n_contrast", "CoReLoss"]
+__all__ = ["CoReLoss", "rank_n_contrast"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -434,7 +434,7 @@ class CoReLoss(nn.Module):
             process_group=self.process_group,
             check_inputs=self.check_inputs,
         )
-        rank, world = _dist_world(self.process_group) if self.gather_distributed else (0, 1)
+        _, world = _dist_world(self.process_group) if self.gather_distributed else (0, 1)
         if world > 1:
             value = loss.detach().clone()
             torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM, group=self.process_group)

@@ -257,7 +257,7 @@ def test_duplicate_samples_give_finite_gradients() -> None:
     y = torch.tensor([1.0, 2.0, 3.0, 2.0, 2.0, 9.0], dtype=torch.float64)
     for dtype in (torch.float32, torch.float64):
         for chunk in (None, 2):
-            loss, g = _grad(lambda f: rank_n_contrast(f, y, 1.0, chunk_size=chunk), x.to(dtype))
+            loss, g = _grad(lambda f, c=chunk: rank_n_contrast(f, y, 1.0, chunk_size=c), x.to(dtype))
             assert torch.isfinite(loss) and torch.isfinite(g).all()
     loss, _ = _grad(lambda f: rank_n_contrast(f, y, 1.0), x)
     assert loss.item() == pytest.approx(naive_rnc(x, y, 1.0).item(), rel=1e-6)
