@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from coreecho._lazy import lazy_exports
 from coreecho._version import __version__
 from coreecho.errors import CoReEchoError
 
@@ -42,18 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from coreecho.models.coreecho import CoReEcho
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'coreecho' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def _install_timm_hook() -> None:

@@ -20,8 +20,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coreecho._lazy import lazy_exports
 
 __all__ = [
     "ShiftDetector",
@@ -54,19 +55,21 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coreecho.analysis.gradcam import (Explanation, GradCAM, explain, explain_clip, overlay, save_montage,
-                                           save_overlay)
-    from coreecho.analysis.plots import load_embeddings, plot_embeddings, save_embeddings
+    from coreecho.analysis.gradcam import (
+        Explanation,
+        GradCAM,
+        explain,
+        explain_clip,
+        overlay,
+        save_montage,
+        save_overlay,
+    )
+    from coreecho.analysis.plots import (
+        load_embeddings,
+        plot_embeddings,
+        save_embeddings,
+    )
     from coreecho.analysis.shift import ShiftDetector, attach
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'coreecho.analysis' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coreecho._lazy import lazy_exports
 
 __all__ = ["TrainConfig", "train_stage1", "train_stage2", "evaluate", "EvalResult", "TrainResult",
            "TrainingInterrupted", "load_starts", "save_starts", "regression_metrics"]
@@ -45,15 +47,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from coreecho.train.starts import load_starts, save_starts
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'coreecho.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -140,18 +140,29 @@ def stage1_step(encoder: nn.Module, head: nn.Module, clips: torch.Tensor, ef: to
     else:
         opt_encoder.step()
 
+    target = ef.reshape(b).repeat_interleave(v)  # rows of emb are video-major
+    l1 = head_l1_step(head, emb.detach().reshape(b * v, -1), target, opt_head, scaler)
+    global_loss = getattr(loss_fn, "last_global_loss", None)
+    return {"loss": float(global_loss if global_loss is not None else loss), "l1": float(l1.detach())}
+
+
+def head_l1_step(head: nn.Module, emb: torch.Tensor, target: torch.Tensor, opt_head: torch.optim.Optimizer,
+                 scaler: Any = None) -> torch.Tensor:
+    """One L1 step of the head on (detached) embeddings; updates the GradScaler when one is used.
+
+    Returns:
+        The L1 loss (with graph; detach before logging).
+    """
     opt_head.zero_grad(set_to_none=True)
-    pred = head(_float(emb.detach()).reshape(b * v, -1))
-    target = ef.to(pred.dtype).reshape(b).repeat_interleave(v)  # rows of emb are video-major
-    l1 = F.l1_loss(pred, target)
+    pred = head(_float(emb))
+    l1 = F.l1_loss(pred, target.to(pred.dtype).reshape(pred.shape))
     (scaler.scale(l1) if scaler is not None else l1).backward()
     if scaler is not None:
         scaler.step(opt_head)
         scaler.update()
     else:
         opt_head.step()
-    global_loss = getattr(loss_fn, "last_global_loss", None)
-    return {"loss": float(global_loss if global_loss is not None else loss), "l1": float(l1.detach())}
+    return l1
 
 
 def _metadata(cfg: TrainConfig, stage: str, env: DistEnv, precision: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from coreecho.errors import ConfigError
@@ -32,7 +31,7 @@ from coreecho.train import engine
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
-from coreecho.train.stage1 import _float, _metadata, _model_from_checkpoint, make_scaler
+from coreecho.train.stage1 import _metadata, _model_from_checkpoint, head_l1_step, make_scaler
 
 __all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
 
@@ -76,15 +75,7 @@ def stage2_step(encoder: nn.Module, head: nn.Module, clips: torch.Tensor, ef: to
     """
     with torch.no_grad(), autocast():
         emb = encoder(clips)
-    opt_head.zero_grad(set_to_none=True)
-    pred = head(_float(emb))
-    l1 = F.l1_loss(pred, ef.to(pred.dtype).reshape(pred.shape))
-    (scaler.scale(l1) if scaler is not None else l1).backward()
-    if scaler is not None:
-        scaler.step(opt_head)
-        scaler.update()
-    else:
-        opt_head.step()
+    l1 = head_l1_step(head, emb, ef, opt_head, scaler)
     return {"l1": float(l1.detach())}
 
 
