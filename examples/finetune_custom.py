@@ -4,14 +4,14 @@ Without ``--csv`` the script first writes phantom echo videos with known EF and 
 (columns ``path``, ``ef``, ``patient``), so it runs end to end offline. It then
 
 1. loads a model (``--model``: a registry name such as ``coreecho-echonet``, a folder or an official ``.pth``;
-   without it, a small randomly initialised UniFormer so that the demo needs no download),
+   without it, the bundled ``phantom-tiny`` encoder, trained on phantoms, so that the demo needs no download),
 2. cross-validates the chosen recipe (``--mode mlp``: a fresh head on frozen embeddings; ``full``: encoder and
    head fine-tuned) with patient-level folds and prints Pearson r / MAE (or F1 / accuracy for ``--task
    classification``),
 3. fits the recipe on every video, saves the fine-tuned model to ``--out`` and reloads it to predict one video.
 
-The phantom demo takes about a minute on 2 CPU cores. A randomly initialised encoder carries little EF
-information, so expect modest numbers there; pass ``--model coreecho-echonet`` for the pretrained encoder.
+The phantom demo takes about a minute on 2 CPU cores. ``phantom-tiny`` has only seen phantoms; for real videos
+pass ``--model coreecho-echonet`` (the official encoder).
 
 Usage::
 
@@ -47,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-column", default="ef", help="CSV column of labels")
     p.add_argument("--group-column", default="patient", help="CSV column of patient ids ('' for none)")
     p.add_argument("--task", default="regression", choices=("regression", "classification"))
-    p.add_argument("--model", default=None, help="model to start from (default: a small random UniFormer)")
+    p.add_argument("--model", default="phantom-tiny", help="model to start from (default: the bundled phantom-tiny; "
+                   "'random' for a small randomly initialised UniFormer)")
     p.add_argument("--mode", default="mlp", choices=("mlp", "full"), help="MLP probing or full fine-tuning")
     p.add_argument("--folds", type=int, default=4, help="cross-validation folds (0: skip)")
     p.add_argument("--epochs", type=int, default=None, help="default: mlp 100, full 4")
@@ -87,10 +88,9 @@ def _model(name: str | None, device: str | None) -> Any:
     from coreecho.models.config import ModelConfig, PreprocessConfig
     from coreecho.train.config import ENCODER_PRESETS
 
-    if name:
+    if name and name != "random":
         return load_model(name, device=device)
-    print("no --model given: using a small randomly initialised UniFormer (pass --model coreecho-echonet for the "
-          "pretrained encoder)")
+    print("using a small randomly initialised UniFormer (--model coreecho-echonet gives the pretrained encoder)")
     arch, args = ENCODER_PRESETS["micro"]
     torch.manual_seed(0)
     return CoReEcho(ModelConfig(architecture=arch, encoder_args=dict(args), license="MIT",
