@@ -140,3 +140,11 @@ def test_shift_detector_on_the_model_fills_details(tiny_model, phantom):
         del tiny_model.shift_detector
     assert seen == [(64,)] and d.is_shifted is True and d.shift_score > 0
     assert tiny_model.predict_ef(frames, return_details=True).shift_score is None
+
+
+def test_cpu_chunks_follow_activation_size(tiny_model):
+    from coreecho import CoReEcho
+    from coreecho.inference import cpu_chunk_size
+
+    assert cpu_chunk_size(CoReEcho()) == 1  # UniFormer-S at 36x112x112: one clip per pass is fastest on CPU
+    assert cpu_chunk_size(tiny_model) > 8
