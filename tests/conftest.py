@@ -33,3 +33,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own coreecho cache and no Hub access."""
     monkeypatch.setenv("COREECHO_CACHE", str(tmp_path_factory.mktemp("coreecho_cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for tiny tensors: faster, and much faster on a busy machine (no OpenMP spinning)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

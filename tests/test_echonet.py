@@ -22,13 +22,7 @@ MEAN = torch.tensor(ECHONET_MEAN).view(3, 1, 1, 1)
 STD = torch.tensor(ECHONET_STD).view(3, 1, 1, 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a busy machine (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -21,13 +21,7 @@ MICRO = {"drop_rate": 0.0}
 # clips of 4 frames at 32 px (the phantoms are 112 px and are resized): a micro encoder step takes milliseconds
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a busy machine (no OpenMP spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
