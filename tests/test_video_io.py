@@ -566,3 +566,9 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(Path(__file__).resolve().parents[1]))
     assert out.stdout.strip() == "[]"
+
+
+def test_write_gif_with_odd_sizes_reads_back(tmp_path):
+    frames = (np.random.default_rng(0).random((5, 17, 23, 3)) * 255).astype(np.uint8)
+    video = read_video(write_video(tmp_path / "a.gif", frames, fps=10, codec="gif"))
+    assert video.frames.shape == (5, 17, 23, 3) and video.fps == pytest.approx(10.0)

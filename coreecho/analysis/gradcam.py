@@ -424,7 +424,9 @@ def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: 
         try:
             from PIL import Image  # noqa: PLC0415
         except ImportError:
-            return _gif_with_av(p, img, fps)
+            from coreecho.video.io import write_video  # noqa: PLC0415
+
+            return write_video(p, img, fps=fps, codec="gif")
         pics = [Image.fromarray(f) for f in img]
         pics[0].save(p, save_all=True, append_images=pics[1:], duration=max(1, int(round(1000.0 / fps))), loop=0)
         return p
@@ -437,26 +439,6 @@ def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: 
     if ext == ".avi":
         return write_video(p, img, fps=fps)
     raise InputError(str(p), "unsupported extension; use .gif, .mp4 or .avi")
-
-
-def _gif_with_av(path: Path, img: np.ndarray, fps: float) -> Path:
-    from fractions import Fraction  # noqa: PLC0415
-
-    import av  # noqa: PLC0415
-
-    container = av.open(str(path), mode="w", format="gif")
-    try:
-        stream = container.add_stream("gif", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = img.shape[2], img.shape[1]
-        stream.pix_fmt = "rgb8"
-        for f in img:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    finally:
-        container.close()
-    return path
 
 
 def montage(frames: Any, cam: Any, *, n: int = 6, alpha: float = 0.45, colormap: str = "jet", scale: int = 2,

@@ -457,7 +457,7 @@ def write_video(
         path: output file; the container follows the extension (``.avi``, ``.mp4``, ``.mkv``...).
         frames: anything :func:`as_frames` accepts.
         fps: frame rate written to the container (an integer rate is stored exactly).
-        codec: FFmpeg encoder name (``"mjpeg"``, ``"libx264"``, ``"mpeg4"``...).
+        codec: FFmpeg encoder name (``"mjpeg"``, ``"libx264"``, ``"mpeg4"``, ``"gif"``...).
         bit_rate: target bit rate; the default keeps MJPEG near-lossless at 112x112.
 
     Returns:
@@ -478,14 +478,15 @@ def write_video(
     p.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     h, w = data.shape[1:3]
-    if codec != "mjpeg" and (h % 2 or w % 2):
+    if codec not in ("mjpeg", "gif") and (h % 2 or w % 2):
         raise InputError(str(path), f"codec {codec} needs even frame sizes, got {h}x{w}")
     container = av.open(str(p), mode="w")
     try:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = w, h
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        stream.codec_context.bit_rate = int(bit_rate)
+        stream.pix_fmt = {"mjpeg": "yuvj420p", "gif": "rgb8"}.get(codec, "yuv420p")
+        if codec != "gif":
+            stream.codec_context.bit_rate = int(bit_rate)
         for frame in data:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
