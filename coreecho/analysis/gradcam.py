@@ -19,11 +19,6 @@ the output **up** (evidence for a higher EF); the ReLU drops evidence for a lowe
 gives an empty map (:attr:`Explanation.empty`). It is a coarse, model-dependent attribution, not a
 segmentation, and only as meaningful as the model is accurate.
 
-Note:
-    On CPU (seen with torch 2.14), BatchNorm's backward is wrong for a batch of one input with channels-last
-    strides, which UniFormer's blocks produce; the gradients of a single clip are then wrong. Grad-CAM here
-    makes every BatchNorm input contiguous while it runs, which restores exact gradients.
-
 Example:
     >>> from coreecho.data.phantom import make_phantom
     >>> from coreecho import CoReEcho
@@ -87,10 +82,6 @@ def _stage_module(encoder: torch.nn.Module, stage: str) -> torch.nn.Module:
     return blocks[-1]
 
 
-def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
-    return (args[0].contiguous(),) + tuple(args[1:])
-
-
 class GradCAM:
     """Grad-CAM maps of a :class:`~coreecho.CoReEcho` for preprocessed clip batches.
 
@@ -130,10 +121,6 @@ class GradCAM:
             store["activation"] = output
 
         handles = [self.module.register_forward_hook(hook)]
-        # Workaround: on CPU (seen with torch 2.14), BatchNorm's backward is wrong for a batch of ONE input whose
-        # strides are channels-last (UniFormer's blocks produce such views). Contiguous inputs are exact.
-        handles += [m.register_forward_pre_hook(_contiguous_input) for m in model.modules()
-                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         was_training = model.training
         model.eval()
         try:
