@@ -150,18 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from coreecho.analysis.plots import continuity_scores, plot_embeddings
+    from coreecho.analysis.plots import continuity_scores, default_method, plot_embeddings
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    method = args.method
-    if method is None:
-        try:
-            import umap  # noqa: F401
-
-            method = "umap"
-        except ImportError:
-            method = "tsne"
+    method = default_method(args.method)
     span = (args.frames - 1) * args.stride + 1
     t0 = time.time()
     train_videos, train_efs = make_set(args.train, args.seed + 1, args.size, (span, span + 30))

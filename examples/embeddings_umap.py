@@ -62,20 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from coreecho.analysis.plots import continuity_scores, plot_embeddings, save_embeddings
+    from coreecho.analysis.plots import continuity_scores, default_method, plot_embeddings, save_embeddings
     from coreecho.data.phantom import make_phantom
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    method = args.method
-    if method is None:
-        try:
-            import umap  # noqa: F401
-
-            method = "umap"
-        except ImportError:
-            method = "tsne"
-            print("umap-learn is not installed (pip install 'coreecho[viz]'); using t-SNE", file=sys.stderr)
+    method = default_method(args.method, announce=True)
     model, name = load_or_fallback(args.model)
     pre = model.config.preprocessing
     span = (pre.frames - 1) * pre.stride + 1

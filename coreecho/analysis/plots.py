@@ -31,7 +31,7 @@ import numpy as np
 
 from coreecho.errors import InputError, MissingDependencyError
 
-__all__ = ["METHODS", "embed_2d", "plot_embeddings", "continuity_scores", "save_embeddings", "load_embeddings",
+__all__ = ["METHODS", "default_method", "embed_2d", "plot_embeddings", "continuity_scores", "save_embeddings", "load_embeddings",
            "EmbeddingFile"]
 
 #: 2-D map methods.
@@ -60,6 +60,26 @@ def _one_openmp_thread_if_torch():
     except ImportError:  # pragma: no cover - scikit-learn depends on it
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="openmp")
+
+
+def default_method(method: str | None = None, *, announce: bool = False) -> str:
+    """``method`` if given, else ``"umap"`` when umap-learn is installed, else ``"tsne"``.
+
+    Example:
+        >>> default_method("pca")
+        'pca'
+    """
+    if method is not None:
+        return method
+    try:
+        import umap  # noqa: F401, PLC0415
+    except ImportError:
+        if announce:
+            import sys  # noqa: PLC0415
+
+            print("umap-learn is not installed (pip install 'coreecho[viz]'); using t-SNE", file=sys.stderr)
+        return "tsne"
+    return "umap"
 
 
 def embed_2d(embeddings: Any, method: str = "umap", *, seed: int = 0, standardize: bool = False,
