@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import io
 import json
 import sys
 from pathlib import Path
@@ -160,21 +159,21 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 def _add_embed(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--output", "-o", required=True, help="emb.npz (paths, embeddings, ef, errors)")
+    p.add_argument("--output", "-o", required=True, help="emb.npz (paths, embeddings, ef, errors; plus emb.parquet "
+                   "when pyarrow is installed) or emb.parquet")
 
 
-def _save_npz(path: str, rows: list[Any], dim: int) -> None:
+def _save_embeddings(path: str, rows: list[Any], dim: int, model: str | None) -> list[Path]:
+    """``.npz`` (and Parquet when pyarrow is installed, or only Parquet for a ``.parquet`` path)."""
     import numpy as np
+
+    from coreecho.analysis.plots import save_embeddings
 
     emb = np.stack([r.embedding if r.ok else np.full(dim, np.nan, np.float32) for r in rows]) if rows else \
         np.zeros((0, dim), np.float32)
-    buf = io.BytesIO()
-    np.savez(buf, paths=np.array([r.source for r in rows], dtype=str), embeddings=emb.astype(np.float32),
-             ef=np.array([r.ef for r in rows], dtype=np.float32),
-             errors=np.array([r.error or "" for r in rows], dtype=str))
-    tmp = Path(path + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    return save_embeddings(path, [r.source for r in rows], emb, ef=np.array([r.ef for r in rows], np.float32),
+                           errors=np.array([r.error or "" for r in rows], dtype=str),
+                           model=model or "coreecho-echonet")
 
 
 def _run_embed(args: argparse.Namespace) -> int:
@@ -195,9 +194,10 @@ def _run_embed(args: argparse.Namespace) -> int:
                 if pred.error:
                     print(f"{pred.source}: {pred.error}", file=sys.stderr)
     finally:
-        _save_npz(args.output, rows, dim)
+        files = _save_embeddings(args.output, rows, dim, args.model)
     failed = sum(not r.ok for r in rows)
-    print(f"{len(rows)} embeddings ({dim}-d) written to {args.output}; {failed} failed", file=sys.stderr)
+    print(f"{len(rows)} embeddings ({dim}-d) written to {', '.join(map(str, files))}; {failed} failed",
+          file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -88,3 +88,16 @@ def test_embed_writes_npz(inputs, tmp_path):
     assert np.isnan(data["embeddings"][1]).all() and data["errors"][1]
     assert np.isfinite(data["embeddings"][[0, 2]]).all()
     assert list(data["paths"]) == [str(folder / "good0.avi"), str(folder / "text.avi"), str(folder / "good1.avi")]
+
+
+def test_embed_parquet_output(inputs, tmp_path):
+    pytest.importorskip("pyarrow")
+    from coreecho.analysis.plots import load_embeddings
+
+    folder, model_dir, _ = inputs
+    out = tmp_path / "emb.parquet"
+    assert main(["embed", str(folder / "good0.avi"), str(folder / "good1.avi"), "--model", str(model_dir),
+                 "--output", str(out), "--quiet"]) == 0
+    data = load_embeddings(out)
+    assert len(data) == 2 and data.embeddings.shape == (2, 64) and "ef" in data.columns
+    assert not (tmp_path / "emb.npz").exists()
