@@ -279,3 +279,19 @@ def test_cli_help_lists_train_and_evaluate(capsys):
         assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "train" in out and "evaluate" in out and "--cached-batch" in out and "--starts" in out
+
+
+def test_tensorboard_events_when_installed(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from coreecho.train import train_stage2
+
+    from coreecho import CoReEcho
+    from coreecho.models.config import ModelConfig, PreprocessConfig
+
+    init = CoReEcho(ModelConfig(architecture="uniformer_custom", encoder_args=dict(MICRO, depth=[1, 1, 1, 1],
+                                embed_dim=[8, 16, 32, 64], head_dim=8),
+                                preprocessing=PreprocessConfig(frames=4, stride=4, size=32)))
+    folder = init.save_pretrained(tmp_path / "init")  # stage 2 starts from any saved model
+    train_stage2(_cfg(data, tmp_path / "s2", init=str(folder), tensorboard=True))
+    events = list((tmp_path / "s2" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
