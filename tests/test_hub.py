@@ -10,7 +10,6 @@ import torch
 import coreecho
 from coreecho.errors import ChecksumError, ConfigError, ModelNotFoundError, WeightsError
 from coreecho.hub import convert_checkpoint, list_models, load_encoder_weights, load_model
-from conftest import tiny_config
 from hubcache import add_to_hf_cache, blob_of
 from official import forward_reference, official_encoder_state, official_input, official_regressor_state
 
