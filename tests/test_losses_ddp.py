@@ -58,6 +58,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "grads": [p.grad.detach().clone() for p in model.parameters()],
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while the other still talks to it (abort otherwise)
     finally:
         dist.destroy_process_group()
 

@@ -78,6 +78,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         part = slice(rank * half, (rank + 1) * half)
         result = _step(model, encoder, head, clips[part], ef[part], CoReLoss(temperature=1.0, gather_distributed=True))
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while the other still talks to it (abort otherwise)
     finally:
         dist.destroy_process_group()
 

@@ -95,8 +95,10 @@ def init_distributed(device: str | None = None) -> DistEnv:
 
 
 def cleanup_distributed(env: DistEnv) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
+    """Destroy the process group if :func:`init_distributed` created it (after a barrier, so that no rank tears
+    the transport down while a peer still finishes a collective)."""
     if env.initialised_here and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
