@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 "grads": [p.grad.detach().clone() for p in model.parameters()],
             }
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()  # no rank tears gloo down while the other still talks to it (abort otherwise)
+        del model  # a DDP reducer alive when the group goes can abort the process at exit (torch 2.14, gloo)
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

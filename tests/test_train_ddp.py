@@ -13,6 +13,7 @@ the AdamW updates, all in float64, to 1e-6 relative.
 
 from __future__ import annotations
 
+import gc
 import socket
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         part = slice(rank * half, (rank + 1) * half)
         result = _step(model, encoder, head, clips[part], ef[part], CoReLoss(temperature=1.0, gather_distributed=True))
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-        dist.barrier()  # no rank tears gloo down while the other still talks to it (abort otherwise)
+        del encoder, head  # a DDP reducer alive when the group goes can abort the process at exit (torch 2.14)
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

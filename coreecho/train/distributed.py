@@ -98,6 +98,9 @@ def cleanup_distributed(env: DistEnv) -> None:
     """Destroy the process group if :func:`init_distributed` created it (after a barrier, so that no rank tears
     the transport down while a peer still finishes a collective)."""
     if env.initialised_here and dist.is_initialized():
+        import gc  # noqa: PLC0415
+
+        gc.collect()  # free DDP reducers first: one alive at teardown can abort the process (torch 2.14, gloo)
         dist.barrier()
         dist.destroy_process_group()
 

@@ -186,39 +186,43 @@ def train_stage1(cfg: TrainConfig) -> engine.TrainResult:
     """
     env = init_distributed(cfg.device)
     try:
-        autocast, precision = autocast_for(env.device, cfg.precision)
-        train_set, val_set = engine.build_datasets(cfg, views=2)
-        resume = engine.find_resume(cfg, "stage1", env)
-        model = build_stage1_model(cfg) if resume is None else _model_from_checkpoint(resume)
-        model.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
-        model = model.to(env.device)
-        encoder = wrap_ddp(model.encoder, env, sync_bn=cfg.sync_bn and env.device.type == "cuda")
-        head = wrap_ddp(model.head, env)
-        if encoder is not model.encoder and cfg.sync_bn:
-            model.encoder = encoder.module  # the SyncBatchNorm-converted copy is the one trained and saved
-        opt_encoder = torch.optim.AdamW(model.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
-        scaler = make_scaler(env.device, precision)
-        loss_fn = CoReLoss(temperature=cfg.temperature, gather_distributed=env.distributed,
-                           chunk_size=cfg.loss_chunk_size)
-
-        def step(batch: dict[str, Any]) -> dict[str, float]:
-            clips = batch["video"].to(env.device, non_blocking=True)
-            ef = batch["ef"].to(env.device, non_blocking=True)
-            return stage1_step(encoder, head, clips, ef, loss_fn=loss_fn, opt_encoder=opt_encoder,
-                               opt_head=opt_head, autocast=autocast, scaler=scaler,
-                               micro_batch=cfg.micro_batch if cfg.cached_batch else None)
-
-        def modes() -> None:
-            encoder.train()
-            head.train()
-
-        stage = engine.Stage("stage1", model, encoder, head, {"encoder": opt_encoder, "head": opt_head},
-                             {"encoder": cfg.lr, "head": cfg.head_lr}, step, modes, scaler,
-                             _metadata(cfg, "stage1", env, precision))
-        return engine.run(cfg, env, stage, train_set, val_set, resume)
+        return _run_stage1(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
     finally:
         cleanup_distributed(env)
+
+
+def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
+    autocast, precision = autocast_for(env.device, cfg.precision)
+    train_set, val_set = engine.build_datasets(cfg, views=2)
+    resume = engine.find_resume(cfg, "stage1", env)
+    model = build_stage1_model(cfg) if resume is None else _model_from_checkpoint(resume)
+    model.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
+    model = model.to(env.device)
+    encoder = wrap_ddp(model.encoder, env, sync_bn=cfg.sync_bn and env.device.type == "cuda")
+    head = wrap_ddp(model.head, env)
+    if encoder is not model.encoder and cfg.sync_bn:
+        model.encoder = encoder.module  # the SyncBatchNorm-converted copy is the one trained and saved
+    opt_encoder = torch.optim.AdamW(model.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    scaler = make_scaler(env.device, precision)
+    loss_fn = CoReLoss(temperature=cfg.temperature, gather_distributed=env.distributed,
+                       chunk_size=cfg.loss_chunk_size)
+
+    def step(batch: dict[str, Any]) -> dict[str, float]:
+        clips = batch["video"].to(env.device, non_blocking=True)
+        ef = batch["ef"].to(env.device, non_blocking=True)
+        return stage1_step(encoder, head, clips, ef, loss_fn=loss_fn, opt_encoder=opt_encoder,
+                           opt_head=opt_head, autocast=autocast, scaler=scaler,
+                           micro_batch=cfg.micro_batch if cfg.cached_batch else None)
+
+    def modes() -> None:
+        encoder.train()
+        head.train()
+
+    stage = engine.Stage("stage1", model, encoder, head, {"encoder": opt_encoder, "head": opt_head},
+                         {"encoder": cfg.lr, "head": cfg.head_lr}, step, modes, scaler,
+                         _metadata(cfg, "stage1", env, precision))
+    return engine.run(cfg, env, stage, train_set, val_set, resume)
 
 
 def _model_from_checkpoint(ckpt: dict[str, Any]) -> CoReEcho:

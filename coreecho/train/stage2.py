@@ -29,7 +29,7 @@ from coreecho.errors import ConfigError
 from coreecho.models.coreecho import CoReEcho
 from coreecho.train import engine
 from coreecho.train.config import TrainConfig
-from coreecho.train.distributed import cleanup_distributed, init_distributed, wrap_ddp
+from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
 from coreecho.train.stage1 import _metadata, _model_from_checkpoint, head_l1_step, make_scaler
 
@@ -87,46 +87,50 @@ def train_stage2(cfg: TrainConfig) -> engine.TrainResult:
     """
     env = init_distributed(cfg.device)
     try:
-        autocast, precision = autocast_for(env.device, cfg.precision)
-        resume = engine.find_resume(cfg, "stage2", env)
-        if resume is None:
-            model = load_stage1_model(cfg.init)
-            stage1_meta = dict(model.config.metadata)
-            if cfg.reinit_head:
-                torch.manual_seed(cfg.seed)
-                model.reset_head(1, **{k: v for k, v in cfg.head_args.items()
-                                       if k in ("hidden_dim", "dropout", "bias_init")})
-        else:
-            model = _model_from_checkpoint(resume)
-            meta_now = model.config.metadata
-            stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
-        pre = model.config.preprocessing
-        cfg = dataclasses.replace(cfg, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
-                                  std=pre.std, preset=None, architecture=model.config.architecture,
-                                  encoder_args=dict(model.config.encoder_args))
-        train_set, val_set = engine.build_datasets(cfg, views=1)
-        model = model.to(env.device)
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-        head = wrap_ddp(model.head, env)
-        opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
-        scaler = make_scaler(env.device, precision)
-        encoder = model.encoder
-
-        def step(batch: dict[str, Any]) -> dict[str, float]:
-            clips = batch["video"].to(env.device, non_blocking=True)
-            ef = batch["ef"].to(env.device, non_blocking=True)
-            return stage2_step(encoder, head, clips, ef, opt_head=opt_head, autocast=autocast, scaler=scaler)
-
-        def modes() -> None:
-            encoder.eval()
-            head.train()
-
-        meta = _metadata(cfg, "stage2", env, precision)
-        meta["stage1"] = {k: v for k, v in stage1_meta.items() if k != "stage1"}
-        meta["description"] = "CoReEcho (stage 1 Rank-N-Contrast encoder + stage 2 head) trained with coreecho"
-        stage = engine.Stage("stage2", model, encoder, head, {"head": opt_head}, {"head": cfg.head_lr}, step, modes,
-                             scaler, meta, export_final=True)
-        return engine.run(cfg, env, stage, train_set, val_set, resume)
+        return _run_stage2(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
     finally:
         cleanup_distributed(env)
+
+
+def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
+    autocast, precision = autocast_for(env.device, cfg.precision)
+    resume = engine.find_resume(cfg, "stage2", env)
+    if resume is None:
+        model = load_stage1_model(cfg.init)
+        stage1_meta = dict(model.config.metadata)
+        if cfg.reinit_head:
+            torch.manual_seed(cfg.seed)
+            model.reset_head(1, **{k: v for k, v in cfg.head_args.items()
+                                   if k in ("hidden_dim", "dropout", "bias_init")})
+    else:
+        model = _model_from_checkpoint(resume)
+        meta_now = model.config.metadata
+        stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
+    pre = model.config.preprocessing
+    cfg = dataclasses.replace(cfg, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
+                              std=pre.std, preset=None, architecture=model.config.architecture,
+                              encoder_args=dict(model.config.encoder_args))
+    train_set, val_set = engine.build_datasets(cfg, views=1)
+    model = model.to(env.device)
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    head = wrap_ddp(model.head, env)
+    opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    scaler = make_scaler(env.device, precision)
+    encoder = model.encoder
+
+    def step(batch: dict[str, Any]) -> dict[str, float]:
+        clips = batch["video"].to(env.device, non_blocking=True)
+        ef = batch["ef"].to(env.device, non_blocking=True)
+        return stage2_step(encoder, head, clips, ef, opt_head=opt_head, autocast=autocast, scaler=scaler)
+
+    def modes() -> None:
+        encoder.eval()
+        head.train()
+
+    meta = _metadata(cfg, "stage2", env, precision)
+    meta["stage1"] = {k: v for k, v in stage1_meta.items() if k != "stage1"}
+    meta["description"] = "CoReEcho (stage 1 Rank-N-Contrast encoder + stage 2 head) trained with coreecho"
+    stage = engine.Stage("stage2", model, encoder, head, {"head": opt_head}, {"head": cfg.head_lr}, step, modes,
+                         scaler, meta, export_final=True)
+    return engine.run(cfg, env, stage, train_set, val_set, resume)
