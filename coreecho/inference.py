@@ -102,8 +102,9 @@ def _load(item: Any, index: int, model: CoReEcho, clips: int | str, starts: Sequ
 
     pre = model.config.preprocessing
     name = _source_name(item, index)
+    info = None
     if isinstance(item, (str, os.PathLike)):
-        info = probe_video(item)
+        info = probe_video(item)  # passed on to read_clips, which then does not probe again
         source: Any = item
         n_frames, video_fps = info.n_frames, info.fps
     else:
@@ -122,7 +123,7 @@ def _load(item: Any, index: int, model: CoReEcho, clips: int | str, starts: Sequ
     policy: Any = list(starts) if starts is not None else clips
     transform = functools.partial(prepare_frames, size=pre.size, crop_sector=pre.crop_sector)
     raw, used = read_clips(source, policy, frames=pre.frames, stride=pre.stride, transform=transform,
-                           target_fps=target)
+                           target_fps=target, info=info)
     span = (pre.frames - 1) * pre.stride + 1
     length = n_frames if target is None else int(round(n_frames * target / video_fps))  # type: ignore[operator]
     if length < span:

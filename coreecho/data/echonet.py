@@ -192,7 +192,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.backend = backend
         self.epoch = 0
-        self._lengths: dict[int, int] = {}
+        self._infos: dict[int, Any] = {}  # index -> VideoInfo, probed once
 
     # ------------------------------------------------------------------ public helpers
     def __len__(self) -> int:
@@ -244,21 +244,21 @@ class ClipDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self.records)} videos")
         rec = self.records[index]
         rng = _item_rng(self.seed, self.epoch, index)
-        n_frames = self._length(index)
-        starts = self._choose_starts(rec, n_frames, rng)
-        clips = self._read(rec, n_frames, starts)  # uint8 [K, T, H, W, 3]
+        info = self._info(index)
+        starts = self._choose_starts(rec, info.n_frames, rng)
+        clips = self._read(rec, info, starts)  # uint8 [K, T, H, W, 3]
         video = self._to_tensor(clips, rng)  # float32 [K, 3, T, S, S]
         if self.clips is None and self.starts is None and self.views == 1:
             video = video[0]
         return {"video": video, "ef": torch.tensor(rec.label, dtype=torch.float32), "name": rec.name,
                 "starts": torch.as_tensor(starts, dtype=torch.int64), "index": index}
 
-    def _length(self, index: int) -> int:
-        if index not in self._lengths:
+    def _info(self, index: int) -> Any:
+        if index not in self._infos:
             from coreecho.video.io import probe_video
 
-            self._lengths[index] = int(probe_video(self.records[index].path, backend=self.backend).n_frames)
-        return self._lengths[index]
+            self._infos[index] = probe_video(self.records[index].path, backend=self.backend)
+        return self._infos[index]
 
     def _index_starts(self, starts: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
         table = {}
@@ -283,21 +283,13 @@ class ClipDataset(Dataset):
 
         return np.asarray(test_starts(n_frames, self.frames, self.stride, self.clips), dtype=np.int64)
 
-    def _read(self, rec: VideoRecord, n_frames: int, starts: np.ndarray) -> np.ndarray:
-        """Decode the frames of the clips; frames past the end are zeros (the official end padding)."""
-        from coreecho.video.io import read_video
+    def _read(self, rec: VideoRecord, info: Any, starts: np.ndarray) -> np.ndarray:
+        """Decode only the frames of the clips; frames past the end are zeros (the official end padding)."""
+        from coreecho.video.sampling import read_clips
 
-        idx = starts[:, None] + np.arange(self.frames, dtype=np.int64)[None, :] * self.stride  # [K, T]
-        inside = idx < n_frames
-        wanted = np.unique(idx[inside])
-        video = read_video(rec.path, indices=wanted, backend=self.backend)
-        frames = video.frames
-        if frames.shape[0] != wanted.shape[0]:
-            raise DatasetError(f"{rec.path}: decoded {frames.shape[0]} frames, expected {wanted.shape[0]}")
-        h, w = frames.shape[1:3]
-        out = np.zeros((*idx.shape, h, w, 3), dtype=np.uint8)
-        out[inside] = frames[np.searchsorted(wanted, idx[inside])]
-        return out
+        clips, _ = read_clips(rec.path, [int(s) for s in starts], frames=self.frames, stride=self.stride,
+                              backend=self.backend, info=info)
+        return clips
 
     def _to_tensor(self, clips: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float()  # [K, 3, T, H, W], 0..255

@@ -212,7 +212,7 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
                                  clip_policy=clip_policy, seed=seed)
     if limit is not None or starts is not None:
         dataset = copy.copy(dataset)  # never modify the caller's dataset
-        dataset._lengths = {}
+        dataset._infos = {}
     if limit is not None:
         dataset.records = dataset.records[:limit]
     if starts is not None:

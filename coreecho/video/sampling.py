@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from coreecho.errors import InputError
-from coreecho.video.io import Video, as_frames, load_video, probe_video, read_video
+from coreecho.video.io import Video, VideoInfo, as_frames, load_video, probe_video, read_video
 
 __all__ = [
     "padded_length",
@@ -272,6 +272,7 @@ def read_clips(
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     target_fps: float | None = None,
     backend: str = "auto",
+    info: VideoInfo | None = None,
     **read_kwargs: Any,
 ) -> tuple[np.ndarray, list[int]]:
     """Clips of a video, decoding only the frames they need.
@@ -291,6 +292,8 @@ def read_clips(
             assembled, e.g. ``functools.partial(prepare_frames, size=112)``.
         target_fps: resample in time (nearest frame) to this rate first; needs a known fps.
         backend: decoder for video files (see :func:`coreecho.video.read_video`).
+        info: the file's :func:`~coreecho.video.probe_video` result when the caller already has it (a file is
+            then not probed again).
         **read_kwargs: ``max_bytes`` / ``max_side`` for the reader.
 
     Returns:
@@ -308,7 +311,7 @@ def read_clips(
     """
     _check_clip_args(frames, stride)
     if isinstance(source, (str, os.PathLike)):
-        info = probe_video(source, backend=backend)
+        info = info if info is not None else probe_video(source, backend=backend)
         n_src, fps, name = info.n_frames, info.fps, info.source
         in_memory = None
     else:
