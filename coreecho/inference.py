@@ -29,12 +29,11 @@ import torch
 from coreecho.errors import CoReEchoError, InputError
 from coreecho.models.coreecho import CoReEcho
 
-__all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "DEFAULT_MODEL", "FPS_TOLERANCE"]
+__all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "DEFAULT_MODEL", "FPS_TOLERANCE"]
 
 #: Model used by the module-level functions when none is given.
 DEFAULT_MODEL = "coreecho-echonet"
-#: Relative fps difference from the training fps above which a warning is issued.
-FPS_TOLERANCE = 0.3
+from coreecho.video.pipeline import FPS_TOLERANCE  # noqa: E402  (re-exported: the pipeline owns the fps policy)
 
 
 @dataclass
@@ -56,6 +55,9 @@ class Prediction:
         shift_score: distribution-shift score of the video's embedding when the model carries a
             ``shift_detector`` (see :mod:`coreecho.analysis.shift`), else ``None``.
         is_shifted: whether that score exceeds the detector's calibrated threshold.
+        ef_low, ef_high: conformal EF interval when the model carries a calibration
+            (:mod:`coreecho.analysis.calibration`), else ``None``.
+        coverage: its nominal coverage (e.g. 0.9), marginal over exchangeable videos; ``None`` without one.
     """
 
     source: str
@@ -71,6 +73,9 @@ class Prediction:
     error: str | None = None
     shift_score: float | None = None
     is_shifted: bool | None = None
+    ef_low: float | None = None
+    ef_high: float | None = None
+    coverage: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,43 +98,19 @@ def _source_name(item: Any, i: int) -> str:
     return str(item) if isinstance(item, (str, os.PathLike)) else f"item {i}"
 
 
-def _load(item: Any, index: int, model: CoReEcho, clips: int | str, starts: Sequence[int] | None,
+def _load(item: Any, index: int, pipe: Any, clips: int | str | None, starts: Sequence[int] | None,
           resample_fps: bool, fps: float | None) -> tuple[torch.Tensor, Prediction]:
-    """Read, sample and normalise the clips of one video."""
-    from coreecho.video.io import load_video, probe_video
-    from coreecho.video.sampling import read_clips
-    from coreecho.video.transforms import normalize, prepare_frames
+    """The model's clips of one video, through its :class:`~coreecho.video.pipeline.ClipPipeline`."""
+    from coreecho._warnings import warn_user
 
-    pre = model.config.preprocessing
     name = _source_name(item, index)
-    info = None
-    if isinstance(item, (str, os.PathLike)):
-        info = probe_video(item)  # passed on to read_clips, which then does not probe again
-        source: Any = item
-        n_frames, video_fps = info.n_frames, info.fps
-    else:
-        source = load_video(item, source=name, fps=fps)
-        n_frames, video_fps = source.n_frames, source.fps
-    pred = Prediction(source=name, fps=video_fps, n_frames=n_frames)
-    target = None
-    if video_fps is not None and abs(video_fps / pre.fps - 1) > FPS_TOLERANCE:
-        if resample_fps:
-            target = pre.fps
-        else:
-            note = (f"{video_fps:g} fps is far from the {pre.fps:g} fps the model was trained at; clips then "
-                    "cover a different time span (pass resample_fps=True to resample in time)")
-            pred.warnings.append(note)
-            warnings.warn(f"{name}: {note}", stacklevel=4)
     policy: Any = list(starts) if starts is not None else clips
-    transform = functools.partial(prepare_frames, size=pre.size, crop_sector=pre.crop_sector)
-    raw, used = read_clips(source, policy, frames=pre.frames, stride=pre.stride, transform=transform,
-                           target_fps=target, info=info)
-    span = (pre.frames - 1) * pre.stride + 1
-    length = n_frames if target is None else int(round(n_frames * target / video_fps))  # type: ignore[operator]
-    if length < span:
-        pred.warnings.append(f"{length} frames is shorter than one clip ({span}); zero-padded as in training")
-    pred.starts = [int(s) for s in used]
-    return normalize(raw, pre.mean, pre.std), pred
+    batch = pipe(item, policy, fps=fps, name=name, resample_fps=resample_fps)
+    for note in batch.warnings:
+        warn_user(f"{name}: {note}")
+    pred = Prediction(source=name, fps=batch.fps, n_frames=batch.n_frames, starts=[int(s) for s in batch.starts],
+                      warnings=list(batch.warnings))
+    return batch.x, pred
 
 
 #: Activation elements of the first stage per forward pass on a CPU (about 4 MB in float32): larger
@@ -161,7 +142,8 @@ def _progress(total: int, enabled: bool | None, desc: str):
 def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = None,
         starts: Sequence[int] | Sequence[Sequence[int]] | None = None, batch_size: int = 16,
         want_embeddings: bool = False, resample_fps: bool = False, fps: float | None = None,
-        errors: str = "raise", progress: bool | None = None) -> Iterator[Prediction]:
+        errors: str = "raise", progress: bool | None = None, coverage: float | None = None,
+        calibrated: bool = True) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per video, in order, as soon as its clips have gone through the model.
 
     This is the engine behind :func:`predict_ef`, :func:`embed` and ``coreecho predict``; use it directly to
@@ -180,20 +162,26 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         errors: ``"raise"`` stops at the first bad video; ``"nan"`` records the error in the prediction and
             goes on.
         progress: show a progress bar (default: for 10+ videos on a terminal).
+        coverage: nominal coverage of ``ef_low``/``ef_high`` (default: the calibration's, 0.9).
+        calibrated: apply the model's calibration and shift detector (``False``: plain predictions, as
+            :func:`coreecho.calibrate` needs).
     """
     if errors not in ("raise", "nan"):
         raise InputError("errors", f"must be 'raise' or 'nan', got {errors!r}")
     if batch_size < 1:
         raise InputError("batch_size", f"must be >= 1, got {batch_size}")
-    clips = model.config.test_clips if clips is None else clips
     per_video_starts = (starts is not None and len(starts) > 0 and not np.isscalar(starts[0]))
     if per_video_starts and len(starts) != len(videos):  # type: ignore[arg-type]
         raise InputError("starts", f"got {len(starts)} start lists for {len(videos)} videos")  # type: ignore[arg-type]
     device, dtype = model.device, model.dtype
     chunk_size = batch_size if device.type != "cpu" else min(batch_size, cpu_chunk_size(model))
-    detector = getattr(model, "shift_detector", None)
-    was_training = model.training
-    model.eval()
+    detector = getattr(model, "shift_detector", None) if calibrated else None
+    interval = getattr(getattr(model, "calibration", None), "interval", None) if calibrated else None
+    if interval is not None:
+        level = model.calibration.coverage if coverage is None else float(coverage)
+        q = interval.quantile(level)  # validates the level; warns once when it cannot be certified
+    pipe = model.pipeline(train=False)
+    model = inference_view(model)
     bar = _progress(len(videos), progress, "predict")
     pending: list[tuple[Prediction, torch.Tensor]] = []  # videos whose clips are not all computed yet
     queue: list[torch.Tensor] = []
@@ -226,6 +214,10 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
                 if detector is not None:
                     score, shifted = detector.assess(emb.mean(0).numpy())
                     pred.shift_score, pred.is_shifted = float(score), bool(shifted)
+                if interval is not None and np.ndim(pred.ef) == 0 and np.isfinite(pred.ef):
+                    half = q * float(interval.sigma(ef_std=[pred.ef_std], embeddings=emb.mean(0).numpy()[None])[0])
+                    low, high = np.clip([pred.ef - half, pred.ef + half], *interval.bounds)
+                    pred.ef_low, pred.ef_high, pred.coverage = float(low), float(high), level
                 yield pred
         pending.clear()
 
@@ -233,7 +225,7 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         for i, item in enumerate(videos):
             try:
                 s = starts[i] if per_video_starts else starts  # type: ignore[index]
-                x, pred = _load(item, i, model, clips, s, resample_fps, fps)
+                x, pred = _load(item, i, pipe, clips, s, resample_fps, fps)
             except CoReEchoError as err:
                 if errors == "raise":
                     raise
@@ -253,7 +245,22 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
     finally:
         if bar:
             bar.close()
-        model.train(was_training)
+
+
+def inference_view(model: CoReEcho) -> CoReEcho:
+    """The model as inference must see it, without touching the caller's module.
+
+    A model in eval mode is used as is (inference reads it and never writes it). A model left in training mode
+    is copied once into eval mode, so that concurrent calls neither flip its mode nor update its BatchNorm
+    statistics: results equal those of the model in eval mode, and its state dict is unchanged.
+    """
+    if not any(m.training for m in model.modules()):
+        return model
+    import copy
+
+    view = copy.deepcopy(model)
+    view.eval()
+    return view
 
 
 def _collect(video: Any, model: CoReEcho, want_embeddings: bool, **kwargs: Any) -> list[Prediction]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from coreecho.data.camus import CAMUS, load_sequence, read_cfg, resample_time, write_camus_layout
+from coreecho.data.camus import CAMUS, load_sequence, read_cfg, write_camus_layout
 from coreecho.data.folds import camus_folds, check_folds
 from coreecho.data.mhd import read_mhd, read_mhd_header, write_mhd
 from coreecho.errors import DatasetError, InputError, MissingDependencyError
@@ -132,10 +132,10 @@ def test_sequences_run_ed_to_es(camus_mhd):
     stored = CAMUS(root, quality=None, frames=8, order="file")
     for i in rev:
         raw = load_sequence(rows[i]["path"])
-        np.testing.assert_array_equal(ds._raw_frames(i), raw[::-1])
-        np.testing.assert_array_equal(stored._raw_frames(i), raw)
+        np.testing.assert_array_equal(ds.raw_frames(i), raw[::-1])
+        np.testing.assert_array_equal(stored.raw_frames(i), raw)
     for i in fwd:
-        np.testing.assert_array_equal(ds._raw_frames(i), load_sequence(rows[i]["path"]))
+        np.testing.assert_array_equal(ds.raw_frames(i), load_sequence(rows[i]["path"]))
 
 
 def test_transposed_nifti_is_detected(camus_nifti, tmp_path):
@@ -213,13 +213,20 @@ def test_nifti_needs_nibabel(camus_nifti, monkeypatch):
         ds[0]
 
 
-def test_resample_time():
-    f = np.arange(5, dtype=np.uint8).reshape(5, 1) * 10
-    assert resample_time(f, 9).ravel().tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40]
-    assert resample_time(f, 3, "nearest").ravel().tolist() == [0, 20, 40]
-    assert resample_time(f[:1], 4).ravel().tolist() == [0, 0, 0, 0]
+def test_whole_sequence_resampling_blends_neighbours():
+    from coreecho.models.config import PreprocessConfig
+    from coreecho.video.pipeline import ClipPipeline
+    from coreecho.video.samplers import WholeSequence
+
+    f = np.repeat((np.arange(5, dtype=np.uint8) * 10)[:, None, None], 16, axis=1).repeat(16, axis=2)
+    pre = PreprocessConfig(frames=9, size=16, sampling="sequence", crop_sector=False)
+    assert ClipPipeline(pre)(f).pixels[0, :, 0, 0, 0].tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    near = ClipPipeline(pre.replace(frames=3, temporal="nearest"))(f)
+    assert near.pixels[0, :, 0, 0, 0].tolist() == [0, 20, 40] and near.frame_indices.tolist() == [[0, 2, 4]]
     with pytest.raises(InputError):
-        resample_time(f, 4, "cubic")
+        WholeSequence("cubic")
+    with pytest.raises(InputError, match="starts do not apply"):
+        ClipPipeline(pre)(f, [0, 2])
 
 
 # ---------------------------------------------------------------------------------------------- folds

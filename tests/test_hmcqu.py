@@ -70,10 +70,14 @@ def test_cycle_frames_and_span(hmcqu_csv):
 
     root, rows = hmcqu_csv
     ds = HMCQU(root, frames=8)
-    raw = ds._raw_frames(1)
-    assert raw.shape[0] == rows[1]["end"] - rows[1]["start"] + 1
+    reader, window = ds._source(1)
+    assert window == (rows[1]["start"] - 1, rows[1]["end"])
     whole = HMCQU(root, frames=8, span="all")
-    assert whole._raw_frames(1).shape[0] == probe_video(rows[1]["path"]).n_frames
+    reader, window = whole._source(1)
+    assert window is None and reader.info.n_frames == probe_video(rows[1]["path"]).n_frames
+    # the item is the cycle only: frames outside the window never reach the clip
+    assert ds.clip(1).shape == (8, 112, 112, 3)
+    assert ds.preprocess.sampling == "sequence"
     with pytest.raises(InputError):
         HMCQU(root, span="half")
 

@@ -69,7 +69,7 @@ def test_train_start_official_range():
 def test_test_starts():
     assert test_starts(200, clips=3) == [0, 30, 59]
     assert test_starts(100, clips=3) == [0, 2, 3]
-    assert test_starts(200, clips=1) == [29]
+    assert test_starts(200, clips=1) == [30] == test_starts(200, clips=3)[1:2]  # the middle clip of k=3
     assert test_starts(200, clips=2) == [0, 59]
     assert test_starts(300, clips="all") == [0, 144]
     assert test_starts(432, clips="all") == [0, 144, 288]
@@ -143,14 +143,16 @@ def test_read_clips_matches_full_decode(avis):
 
 
 def test_read_clips_decodes_only_needed_frames(avis, monkeypatch):
+    from coreecho.video.base import VideoReader
+
     seen = {}
-    real = sampling.read_video
+    real = VideoReader.read
 
-    def spy(path, *, indices=None, **kw):
+    def spy(self, indices=None):
         seen["indices"] = np.asarray(indices).tolist()
-        return real(path, indices=indices, **kw)
+        return real(self, indices)
 
-    monkeypatch.setattr(sampling, "read_video", spy)
+    monkeypatch.setattr(VideoReader, "read", spy)
     read_clips(avis["long"], [0, 2])
     expect = sorted(set(range(0, 141, 4)) | set(range(2, 143, 4)))
     assert seen["indices"] == expect and len(expect) == 72

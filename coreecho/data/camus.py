@@ -55,8 +55,8 @@ import torch
 from torch.utils.data import Dataset
 
 from coreecho.data.folds import Folds, camus_folds
-from coreecho.errors import DatasetError, InputError, MissingDependencyError
-from coreecho.models.config import ECHONET_MEAN, ECHONET_STD
+from coreecho.errors import ConfigError, DatasetError, InputError, MissingDependencyError
+from coreecho.models.config import PreprocessConfig
 
 __all__ = [
     "CAMUS",
@@ -65,7 +65,6 @@ __all__ = [
     "camus_folds",
     "load_sequence",
     "read_cfg",
-    "resample_time",
     "write_camus_layout",
     "QUALITIES",
 ]
@@ -78,39 +77,6 @@ _CONTAINERS = ("database_nifti", "database", "training", "testing")
 
 # ----------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def resample_time(frames: np.ndarray, n: int, mode: str = "linear") -> np.ndarray:
-    """Resample a sequence to ``n`` frames spanning the same interval (first and last frames kept).
-
-    Args:
-        frames: ``[T, ...]`` ``uint8`` frames.
-        n: output length.
-        mode: ``"linear"`` (blend the two neighbouring frames) or ``"nearest"``.
-
-    Returns:
-        ``uint8`` ``[n, ...]``.
-
-    Example:
-        >>> import numpy as np
-        >>> resample_time(np.array([0, 100], np.uint8).reshape(2, 1), 5).ravel().tolist()
-        [0, 25, 50, 75, 100]
-    """
-    if mode not in ("linear", "nearest"):
-        raise InputError("temporal", f"expected 'linear' or 'nearest', got {mode!r}")
-    if n < 1:
-        raise InputError(f"frames={n}", "must be >= 1")
-    t = frames.shape[0]
-    if t == n:
-        return frames
-    pos = np.linspace(0.0, t - 1.0, n) if n > 1 else np.zeros(1)
-    if mode == "nearest" or t == 1:
-        return frames[np.clip(np.floor(pos + 0.5).astype(np.int64), 0, t - 1)]
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, t - 1)
-    w = (pos - lo).astype(np.float32).reshape((-1,) + (1,) * (frames.ndim - 1))
-    out = frames[lo].astype(np.float32) * (1.0 - w) + frames[hi].astype(np.float32) * w
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -220,12 +186,16 @@ def read_cfg(path: str | os.PathLike) -> dict[str, str]:
 
 
 class SequenceDataset(Dataset):
-    """One clip per item: raw frames → fan crop, square, ``size`` px → ``frames`` frames → normalised tensor.
+    """One clip per item, through the one input pipeline: the whole sequence resampled to ``frames`` frames.
 
     Subclasses fill :attr:`records` (objects with ``name``, ``patient`` and ``label``) and implement
-    :meth:`_raw_frames`. Items are dicts with ``"video"`` (float32 ``(3, frames, size, size)``), ``"label"``
-    (float32 for regression, int64 for classification), ``"name"``, ``"patient"`` and ``"index"``, plus what
-    :meth:`_extra` adds.
+    :meth:`_source` (a path or an array of raw frames, and an optional frame window). Items are dicts with
+    ``"video"`` (float32 ``(3, frames, size, size)``), ``"label"`` (float32 for regression, int64 for
+    classification), ``"name"``, ``"patient"`` and ``"index"``, plus what :meth:`_extra` adds.
+
+    The preprocessing is a :class:`~coreecho.models.config.PreprocessConfig` with ``sampling="sequence"`` unless
+    the overrides say otherwise; a model fine-tuned on such a dataset saves it, so ``predict_ef`` on that model
+    resamples whole sequences too.
 
     Example:
         >>> import numpy as np
@@ -233,8 +203,8 @@ class SequenceDataset(Dataset):
         ...     def __init__(self):
         ...         super().__init__(frames=4, size=32)
         ...         self.records = [CamusRecord("a", "p1", None, 50.0, "good")]
-        ...     def _raw_frames(self, index):
-        ...         return np.full((3, 40, 40), 100, np.uint8)
+        ...     def _source(self, index):
+        ...         return np.full((3, 40, 40), 100, np.uint8), None
         >>> Toy()[0]["video"].shape
         torch.Size([3, 4, 32, 32])
 
@@ -247,25 +217,31 @@ class SequenceDataset(Dataset):
 
     task = "regression"
 
-    def __init__(self, *, frames: int = 36, size: int = 112, mean: Sequence[float] = ECHONET_MEAN,
-                 std: Sequence[float] = ECHONET_STD, temporal: str = "linear", crop_sector: bool = True,
-                 augment: bool = False, pad: int = 12, seed: int = 0, cache: bool = True):
-        if frames < 1 or size < 16 or pad < 0:
-            raise InputError("dataset", f"need frames >= 1, size >= 16, pad >= 0; got {frames}, {size}, {pad}")
-        if temporal not in ("linear", "nearest"):
-            raise InputError("temporal", f"expected 'linear' or 'nearest', got {temporal!r}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise InputError("mean/std", f"need 3 values each and std > 0, got mean={mean}, std={std}")
-        self.frames, self.size, self.temporal, self.crop_sector = int(frames), int(size), temporal, crop_sector
-        self.mean = torch.tensor([float(v) for v in mean], dtype=torch.float32).view(3, 1, 1, 1)
-        self.std = torch.tensor([float(v) for v in std], dtype=torch.float32).view(3, 1, 1, 1)
-        self.augment, self.pad, self.seed, self.cache = bool(augment), int(pad), seed, bool(cache)
+    def __init__(self, *, preprocess: PreprocessConfig | None = None, augment: bool = False, seed: int = 0,
+                 cache: bool = True, backend: str = "auto", limits: Any = None, **overrides: Any):
+        from coreecho.video.pipeline import ClipPipeline  # noqa: PLC0415
+
+        try:
+            pre = (preprocess or PreprocessConfig()).replace(**{"sampling": "sequence", **overrides})
+        except ConfigError as err:
+            raise InputError("dataset", str(err)) from None
+        self.preprocess = pre
+        self.augment, self.seed, self.cache = bool(augment), seed, bool(cache)
+        # pixels come from the test-time pipeline (cached when deterministic); augmentation is the train one's
+        self._eval = ClipPipeline(pre, train=False, clips=1, backend=backend, limits=limits)
+        self.pipeline = ClipPipeline(pre, train=self.augment, clips=1, backend=backend, limits=limits)
         self.epoch = 0
         self.records: list[Any] = []
         self._cache: dict[int, np.ndarray] = {}
 
+    frames = property(lambda self: self.preprocess.frames)
+    size = property(lambda self: self.preprocess.size)
+    pad = property(lambda self: self.preprocess.pad)
+    temporal = property(lambda self: self.preprocess.temporal)
+
     # -------------------------------------------------------------- subclass API
-    def _raw_frames(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
+    def _source(self, index: int) -> tuple[Any, tuple[int, int] | None]:  # pragma: no cover - abstract
+        """``(video, window)``: a path or raw frames, and ``(first, end)`` source frames to read (or ``None``)."""
         raise NotImplementedError
 
     def _extra(self, index: int) -> dict[str, Any]:
@@ -308,20 +284,19 @@ class SequenceDataset(Dataset):
         return group_folds(self.groups, k, labels=labels, seed=seed)
 
     def clip(self, index: int) -> np.ndarray:
-        """The preprocessed ``uint8`` clip ``[frames, size, size, 3]`` of an item (before normalisation)."""
+        """The preprocessed ``uint8`` clip ``[frames, size, size, 3]`` of an item (before augmentation)."""
         if index in self._cache:
             c = self._cache[index]
         else:
-            from coreecho.video.transforms import prepare_frames, to_rgb  # noqa: PLC0415
-
-            raw = self._raw_frames(index)
-            if raw.shape[0] < 1:
-                raise DatasetError(f"{self.records[index].name}: the sequence has no frames")
-            f = prepare_frames(np.ascontiguousarray(to_rgb(raw)), size=self.size, crop_sector=self.crop_sector)
-            c = resample_time(f, self.frames, self.temporal)
+            video, window = self._source(index)
+            try:
+                c = self._eval(video, 1, name=self.records[index].name, window=window).pixels[0]
+            finally:
+                if hasattr(video, "close"):
+                    video.close()
             if (c[..., 0] == c[..., 1]).all() and (c[..., 0] == c[..., 2]).all():
                 c = np.ascontiguousarray(c[..., 0])  # grey: keep one channel (a third of the memory)
-            if self.cache:
+            if self.cache and self.preprocess.sampling == "sequence":
                 self._cache[index] = c
         return np.repeat(c[..., None], 3, axis=-1) if c.ndim == 3 else c
 
@@ -329,15 +304,10 @@ class SequenceDataset(Dataset):
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} items")
         rec = self.records[index]
-        x = torch.from_numpy(self.clip(index)).permute(3, 0, 1, 2).float()  # (3, T, S, S), 0..255
-        if self.augment and self.pad > 0:
-            rng = np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, self.epoch, index, 0xCA])
-            top, left = (int(v) for v in rng.integers(0, 2 * self.pad, size=2))
-            padded = torch.nn.functional.pad(x, (self.pad,) * 4)
-            x = padded[:, :, top:top + self.size, left:left + self.size]
-        x = (x - self.mean) / self.std
+        rng = np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, self.epoch, index, 0xCA])
+        x, _ = self.pipeline.finish(self.clip(index)[None], rng)
         dtype = torch.int64 if self.task == "classification" else torch.float32
-        return {"video": x.contiguous(), "label": torch.tensor(rec.label, dtype=dtype), "name": rec.name,
+        return {"video": x[0], "label": torch.tensor(rec.label, dtype=dtype), "name": rec.name,
                 "patient": rec.patient, "index": index, **self._extra(index)}
 
 
@@ -410,13 +380,11 @@ class CAMUS(SequenceDataset):
         patients: keep only these patients (ids like ``"patient0042"`` or numbers like ``42``).
         quality: image qualities to keep (``"good"``, ``"medium"``, ``"poor"``); ``None`` keeps all.
         view: ``"4CH"`` (apical four-chamber, CoReEcho's transfer task) or ``"2CH"``.
-        frames: clip length after temporal resampling (the model's ``preprocessing.frames``).
-        size: frame side (the model's ``preprocessing.size``).
-        mean, std: normalisation in 0–255 units (the model's).
-        temporal: ``"linear"`` or ``"nearest"`` temporal resampling.
         order: ``"ed_to_es"`` (reverse sequences stored ES to ED) or ``"file"``.
         transpose: swap rows and columns of every sequence (``None``: decide per file from the fan).
-        **kwargs: ``augment``, ``pad``, ``seed``, ``cache``, ``crop_sector`` of :class:`SequenceDataset`.
+        **kwargs: ``preprocess`` (a model's ``config.preprocessing``), ``augment``, ``seed``, ``cache``, and
+            overrides of the preprocessing (``frames``, ``size``, ``mean``, ``std``, ``temporal``, ``pad``,
+            ``crop_sector``) of :class:`SequenceDataset`.
 
     Attributes:
         all_patients: every patient folder found (defines the official fold blocks).
@@ -435,10 +403,8 @@ class CAMUS(SequenceDataset):
 
     def __init__(self, root: str | os.PathLike, *, patients: Sequence[str | int] | None = None,
                  quality: Sequence[str] | str | None = ("good", "medium"), view: str = "4CH",
-                 frames: int = 36, size: int = 112, mean: Sequence[float] = ECHONET_MEAN,
-                 std: Sequence[float] = ECHONET_STD, temporal: str = "linear", order: str = "ed_to_es",
-                 transpose: bool | None = None, **kwargs: Any):
-        super().__init__(frames=frames, size=size, mean=mean, std=std, temporal=temporal, **kwargs)
+                 order: str = "ed_to_es", transpose: bool | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
         if order not in ("ed_to_es", "file"):
             raise InputError("order", f"expected 'ed_to_es' or 'file', got {order!r}")
         self.root, self.view, self.order, self.transpose = Path(root).expanduser(), view.upper(), order, transpose
@@ -515,7 +481,11 @@ class CAMUS(SequenceDataset):
         """The official CAMUS folds: consecutive blocks of the sorted patients found in the folder (``seed`` unused)."""
         return camus_folds(self.groups, k, universe=self.all_patients)
 
-    def _raw_frames(self, index: int) -> np.ndarray:
+    def _source(self, index: int) -> tuple[np.ndarray, None]:
+        return self.raw_frames(index), None
+
+    def raw_frames(self, index: int) -> np.ndarray:
+        """The item's raw frames, end-diastole to end-systole (``order="ed_to_es"``), as stored (uint8)."""
         rec: CamusRecord = self.records[index]
         frames = load_sequence(rec.path, transpose=self.transpose)
         if rec.ed is not None and rec.es is not None:

@@ -4,12 +4,15 @@ The EchoNet-Dynamic folder holds ``FileList.csv`` (``FileName, EF, ..., Split``)
 (``FileName, X1, Y1, X2, Y2, Frame``) and ``Videos/*.avi``. As in the official CoReEcho code, videos with fewer
 than two distinct traced frames in ``VolumeTracings.csv`` are dropped (this leaves 1,276 test videos).
 
-Clip sampling follows the official recipe: a clip is ``frames`` frames taken every ``stride`` frames; a video
-shorter than ``frames * stride`` is zero-padded at the end (in pixel space, before normalisation) to that length;
-a random start is drawn uniformly from ``0 .. padded_length - (frames - 1) * stride - 1``. With ``augment=True``
-every clip is zero-padded by ``pad`` pixels on each side and cropped back to ``size`` at a random offset, the same
-offset for all frames of the clip. Pixels are then normalised per channel with ``mean``/``std`` (0–255 units).
-Only the frames a clip needs are decoded.
+Items go through the one input pipeline (:class:`coreecho.video.pipeline.ClipPipeline`, built from a
+:class:`~coreecho.models.config.PreprocessConfig`), so a dataset item and ``predict_ef`` see the same tensor for the
+same video and starts. Clip sampling follows the official recipe: a clip is ``frames`` frames taken every
+``stride`` frames; a video shorter than ``frames * stride`` is zero-padded at the end (in pixel space, before
+normalisation) to that length; a random start is drawn uniformly from ``0 .. padded_length - (frames - 1) * stride
+- 1``. Frames that are not ``size`` x ``size`` are cropped to the ultrasound fan, padded to a square and resized.
+With ``augment=True`` every clip is zero-padded by ``pad`` pixels on each side and cropped back to ``size`` at a
+random offset, the same offset for all frames of the clip. Pixels are then normalised per channel with
+``mean``/``std`` (0–255 units). Only the frames a clip needs are decoded.
 
 Items are dicts (the default DataLoader collate stacks them):
 
@@ -41,11 +44,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from coreecho.errors import DatasetError, InputError
-from coreecho.models.config import ECHONET_MEAN, ECHONET_STD
+from coreecho.errors import ConfigError, DatasetError, InputError
+from coreecho.models.config import PreprocessConfig
+from coreecho.video.pipeline import ClipPipeline
 
 __all__ = ["ClipDataset", "EchoNetDynamic", "VideoRegressionDataset", "VideoRecord", "collate_clips",
            "read_csv_table", "SPLITS"]
@@ -140,59 +143,62 @@ def _item_rng(seed: int | None, epoch: int, index: int) -> np.random.Generator:
 
 
 class ClipDataset(Dataset):
-    """Clips of labelled videos with the CoReEcho sampling, augmentation and normalisation (base class).
+    """Clips of labelled videos through the model's :class:`~coreecho.video.pipeline.ClipPipeline` (base class).
 
-    Subclasses fill :attr:`records`. See the module docstring for the item format.
+    Subclasses fill :attr:`records`. See the module docstring for the item format. The preprocessing is one
+    :class:`~coreecho.models.config.PreprocessConfig` (pass a model's ``config.preprocessing`` to feed the data
+    exactly as the model was trained); the keyword overrides below replace fields of it.
 
     Args:
         records: the videos.
-        frames: frames per clip (official 36).
-        stride: step between frames of a clip (official 4).
-        size: output side in pixels; frames of another size are resized (bilinear, antialiased) first.
+        preprocess: clip length, stride, size, mean/std, sampling policy, augmentation padding (default: the
+            CoReEcho recipe, :class:`~coreecho.models.config.PreprocessConfig`).
         views: clips per item in training mode (2 for stage 1, 1 for stage 2).
-        augment: zero-pad by ``pad`` pixels and random-crop back to ``size`` (same offset for a clip's frames).
-        pad: padding of the augmentation (official 12).
-        mean: per-channel mean, 0–255 units (EchoNet-Dynamic values by default).
-        std: per-channel std, 0–255 units.
+        augment: zero-pad by ``preprocess.pad`` pixels and random-crop back (same offset for a clip's frames).
         clips: ``None`` (training mode: ``views`` random clips), an int ``k`` (``k`` clips chosen by
             ``clip_policy``), ``"all"`` (non-overlapping clips covering the video) or ``"every"`` (every valid
-            start); ``"all"``/``"every"`` and ``clip_policy="even"`` use :func:`coreecho.video.sampling.test_starts`,
-            as inference does.
+            start); ``"all"``/``"every"`` and ``clip_policy="even"`` use the same starts as inference.
         clip_policy: for ``clips=k``: ``"random"`` (uniform random starts, the official validation) or ``"even"``
             (k evenly spaced starts).
         starts: fixed starts per video (``{name: [s1, s2, s3]}``, e.g. the official test starts); names match with
             or without the ``.avi`` extension. Overrides ``clips``.
         seed: base seed of the per-item randomness; ``None`` for fresh randomness each call.
-        backend: video decoder (see :func:`coreecho.video.io.read_video`).
+        backend: video decoder (see :func:`coreecho.video.open_video`).
+        limits: reader and clip-batch size limits (:class:`coreecho.video.Limits`).
+        **overrides: fields of ``preprocess`` to replace (``frames``, ``stride``, ``size``, ``mean``, ``std``,
+            ``pad``, ``crop_sector``, ``sampling``, ``temporal``, ``fps``).
     """
 
-    def __init__(self, records: Sequence[VideoRecord], *, frames: int = 36, stride: int = 4, size: int = 112,
-                 views: int = 1, augment: bool = False, pad: int = 12,
-                 mean: Sequence[float] = ECHONET_MEAN, std: Sequence[float] = ECHONET_STD,
-                 clips: int | str | None = None, starts: Mapping[str, Sequence[int]] | None = None,
-                 clip_policy: str = "random", seed: int | None = 0, backend: str = "auto"):
-        if frames < 1 or stride < 1 or size < 1 or views < 1 or pad < 0:
-            raise InputError("dataset", f"need frames, stride, size, views >= 1 and pad >= 0; got frames={frames}, "
-                             f"stride={stride}, size={size}, views={views}, pad={pad}")
+    def __init__(self, records: Sequence[VideoRecord], *, preprocess: PreprocessConfig | None = None,
+                 views: int = 1, augment: bool = False, clips: int | str | None = None,
+                 starts: Mapping[str, Sequence[int]] | None = None, clip_policy: str = "random",
+                 seed: int | None = 0, backend: str = "auto", limits: Any = None, **overrides: Any):
+        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+            raise InputError("views", f"expected a positive integer, got {views!r}")
         if not (clips is None or clips in ("all", "every") or (isinstance(clips, int) and not isinstance(clips, bool)
                                                                 and clips >= 1)):
             raise InputError("clips", f"expected None, a positive int, 'all' or 'every', got {clips!r}")
         if clip_policy not in ("random", "even"):
             raise InputError("clip_policy", f"expected 'random' or 'even', got {clip_policy!r}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise InputError("mean/std", f"need 3 values each and std > 0, got mean={mean}, std={std}")
+        try:
+            pre = (preprocess or PreprocessConfig()).replace(**overrides)
+        except ConfigError as err:
+            raise InputError("dataset", str(err)) from None
         self.records = list(records)
-        self.frames, self.stride, self.size, self.views = int(frames), int(stride), int(size), int(views)
-        self.augment, self.pad = bool(augment), int(pad)
-        self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32).view(3, 1, 1, 1)
-        self.std = torch.tensor([float(s) for s in std], dtype=torch.float32).view(3, 1, 1, 1)
+        self.preprocess = pre
+        self.views, self.augment = int(views), bool(augment)
+        self.pipeline = ClipPipeline(pre, train=self.augment, backend=backend, limits=limits)
         self.clips = clips
         self.clip_policy = clip_policy
         self.starts = self._index_starts(starts) if starts is not None else None
         self.seed = seed
-        self.backend = backend
         self.epoch = 0
-        self._infos: dict[int, Any] = {}  # index -> VideoInfo, probed once
+
+    # the recipe, for code that reads it off the dataset
+    frames = property(lambda self: self.preprocess.frames)
+    stride = property(lambda self: self.preprocess.stride)
+    size = property(lambda self: self.preprocess.size)
+    pad = property(lambda self: self.preprocess.pad)
 
     # ------------------------------------------------------------------ public helpers
     def __len__(self) -> int:
@@ -239,26 +245,27 @@ class ClipDataset(Dataset):
                           persistent_workers=False, **kwargs)
 
     # ------------------------------------------------------------------ items
+    def clip_policy_of(self, index: int) -> Any:
+        """The clip argument of the pipeline for an item (fixed starts, random, even, all, every)."""
+        if self.starts is not None:
+            return self.starts[_stem(self.records[index].name)]
+        if self.clips is None:
+            return f"random:{self.views}"
+        if isinstance(self.clips, int) and self.clip_policy == "random":
+            return f"random:{self.clips}"
+        return self.clips
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} videos")
         rec = self.records[index]
         rng = _item_rng(self.seed, self.epoch, index)
-        info = self._info(index)
-        starts = self._choose_starts(rec, info.n_frames, rng)
-        clips = self._read(rec, info, starts)  # uint8 [K, T, H, W, 3]
-        video = self._to_tensor(clips, rng)  # float32 [K, 3, T, S, S]
+        batch = self.pipeline(rec.path, self.clip_policy_of(index), rng=rng)
+        video = batch.x  # float32 [K, 3, T, S, S]
         if self.clips is None and self.starts is None and self.views == 1:
             video = video[0]
         return {"video": video, "ef": torch.tensor(rec.label, dtype=torch.float32), "name": rec.name,
-                "starts": torch.as_tensor(starts, dtype=torch.int64), "index": index}
-
-    def _info(self, index: int) -> Any:
-        if index not in self._infos:
-            from coreecho.video.io import probe_video
-
-            self._infos[index] = probe_video(self.records[index].path, backend=self.backend)
-        return self._infos[index]
+                "starts": torch.as_tensor(batch.starts, dtype=torch.int64), "index": index}
 
     def _index_starts(self, starts: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
         table = {}
@@ -272,39 +279,6 @@ class ClipDataset(Dataset):
             raise DatasetError(f"the starts file has no entry for {len(missing)} of {len(self.records)} videos "
                                f"(e.g. {', '.join(missing[:3])}); it must list every video of the split")
         return table
-
-    def _choose_starts(self, rec: VideoRecord, n_frames: int, rng: np.random.Generator) -> np.ndarray:
-        if self.starts is not None:
-            return np.asarray(self.starts[_stem(rec.name)], dtype=np.int64)
-        if self.clips is None or (isinstance(self.clips, int) and self.clip_policy == "random"):
-            k = self.views if self.clips is None else int(self.clips)
-            return rng.integers(0, self.num_starts(n_frames), size=k).astype(np.int64)
-        from coreecho.video.sampling import test_starts
-
-        return np.asarray(test_starts(n_frames, self.frames, self.stride, self.clips), dtype=np.int64)
-
-    def _read(self, rec: VideoRecord, info: Any, starts: np.ndarray) -> np.ndarray:
-        """Decode only the frames of the clips; frames past the end are zeros (the official end padding)."""
-        from coreecho.video.sampling import read_clips
-
-        clips, _ = read_clips(rec.path, [int(s) for s in starts], frames=self.frames, stride=self.stride,
-                              backend=self.backend, info=info)
-        return clips
-
-    def _to_tensor(self, clips: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float()  # [K, 3, T, H, W], 0..255
-        k, c, t, h, w = x.shape
-        if (h, w) != (self.size, self.size):
-            x = F.interpolate(x.reshape(k, c * t, h, w), size=(self.size, self.size), mode="bilinear",
-                              align_corners=False, antialias=True).reshape(k, c, t, self.size, self.size)
-        if self.augment and self.pad > 0:
-            padded = F.pad(x, (self.pad, self.pad, self.pad, self.pad))  # zeros, in pixel space
-            out = torch.empty_like(x)
-            for j in range(k):
-                top, left = (int(v) for v in rng.integers(0, 2 * self.pad, size=2))
-                out[j] = padded[j, :, :, top:top + self.size, left:left + self.size]
-            x = out
-        return (x - self.mean) / self.std
 
 
 def _stem(name: str) -> str:

@@ -41,7 +41,6 @@ import torch
 from coreecho.data.camus import SequenceDataset
 from coreecho.data.folds import Folds, hmcqu_folds
 from coreecho.errors import DatasetError, InputError, MissingDependencyError
-from coreecho.models.config import ECHONET_MEAN, ECHONET_STD
 
 __all__ = ["HMCQU", "HmcquRecord", "hmcqu_folds", "read_table", "write_hmcqu_layout", "SEGMENTS",
            "START_COLUMN", "MASK_COLUMN"]
@@ -155,9 +154,9 @@ class HMCQU(SequenceDataset):
         patient_pattern: regular expression whose first group (or whole match) is the patient id.
         video_name: file name of a recording's video, formatted with ``name``.
         span: ``"cycle"`` (the annotated cycle; the whole video when a row has no start frame) or ``"all"``.
-        frames, size, mean, std, temporal: preprocessing (the model's).
-        **kwargs: ``augment``, ``pad``, ``seed``, ``cache``, ``crop_sector`` of
-            :class:`~coreecho.data.camus.SequenceDataset`.
+        **kwargs: ``preprocess`` (a model's ``config.preprocessing``), ``augment``, ``seed``, ``cache`` and
+            preprocessing overrides (``frames``, ``size``, ``mean``, ``std``, ``temporal``, ``pad``, ``crop_sector``)
+            of :class:`~coreecho.data.camus.SequenceDataset`.
 
     Raises:
         DatasetError: a missing spreadsheet, column or video, a non-numeric cell, or no recording.
@@ -175,9 +174,8 @@ class HMCQU(SequenceDataset):
                  segment_columns: Sequence[str] | None = None, start_column: str | None = START_COLUMN,
                  end_column: str | None = None, label_column: str | None = None,
                  patient_pattern: str = r"^\s*([A-Za-z]*\d+)", video_name: str = "{name}.avi", span: str = "cycle",
-                 frames: int = 36, size: int = 112, mean: Sequence[float] = ECHONET_MEAN,
-                 std: Sequence[float] = ECHONET_STD, temporal: str = "linear", **kwargs: Any):
-        super().__init__(frames=frames, size=size, mean=mean, std=std, temporal=temporal, **kwargs)
+                 **kwargs: Any):
+        super().__init__(**kwargs)
         if span not in ("cycle", "all"):
             raise InputError("span", f"expected 'cycle' or 'all', got {span!r}")
         self.root, self.span = Path(root).expanduser(), span
@@ -282,19 +280,16 @@ class HMCQU(SequenceDataset):
         """Patient-level folds stratified by MI (:func:`~coreecho.data.folds.hmcqu_folds`)."""
         return hmcqu_folds(self.groups, self.labels, k, seed)
 
-    def _raw_frames(self, index: int) -> np.ndarray:
-        from coreecho.video.io import probe_video, read_video  # noqa: PLC0415
-
+    def _source(self, index: int) -> tuple[Any, tuple[int, int] | None]:
         rec: HmcquRecord = self.records[index]
-        n = probe_video(rec.path).n_frames
+        reader = self._eval.open(rec.path)  # probed once; the pipeline reads only the frames it needs
+        n = reader.info.n_frames
         if self.span == "cycle" and rec.start is not None:
             if rec.start > n:
                 raise DatasetError(f"{rec.path}: the cycle starts at frame {rec.start} but the video has {n} frames")
             end = n if rec.end is None else min(rec.end, n)
-            idx = np.arange(rec.start - 1, end)
-        else:
-            idx = np.arange(n)
-        return read_video(rec.path, indices=idx).frames
+            return reader, (rec.start - 1, end)
+        return reader, None
 
     def _extra(self, index: int) -> dict[str, Any]:
         return {"segments": torch.tensor(self.records[index].segments, dtype=torch.int64)}

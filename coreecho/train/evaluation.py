@@ -206,13 +206,11 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     if isinstance(data, ClipDataset):
         dataset = data
     else:
-        pre = model.config.preprocessing
-        dataset = EchoNetDynamic(data, split, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
-                                 std=pre.std, clips=model.config.test_clips if clips is None else clips,
+        dataset = EchoNetDynamic(data, split, preprocess=model.config.preprocessing,
+                                 clips=model.config.test_clips if clips is None else clips,
                                  clip_policy=clip_policy, seed=seed)
     if limit is not None or starts is not None:
         dataset = copy.copy(dataset)  # never modify the caller's dataset
-        dataset._infos = {}
     if limit is not None:
         dataset.records = dataset.records[:limit]
     if starts is not None:

@@ -7,6 +7,9 @@ frames past the end of the video are black.
 
 Policies:
 
+Sampler objects built on these live in :mod:`coreecho.video.samplers`; models read clips through
+:class:`coreecho.video.pipeline.ClipPipeline`.
+
 * training: :func:`train_start` draws ``start`` uniformly from ``range(f - (frames - 1) * stride)`` where
   ``f`` is the padded length;
 * test: :func:`test_starts` with ``clips=k`` (k evenly spaced starts over the valid range),
@@ -31,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from coreecho.errors import InputError
-from coreecho.video.io import Video, VideoInfo, as_frames, load_video, probe_video, read_video
+from coreecho.video.io import Video, as_frames
 
 __all__ = [
     "padded_length",
@@ -126,8 +129,8 @@ def test_starts(
         n_frames: length of the video (>= 2).
         frames: clip length.
         stride: step between clip frames.
-        clips: ``k`` -> k evenly spaced starts from 0 to :func:`max_start` (rounded; ``k = 1`` gives the
-            middle start); ``"all"`` -> starts ``0, frames*stride, 2*frames*stride, ...`` (non-overlapping
+        clips: ``k`` -> k evenly spaced starts from 0 to :func:`max_start` (rounded half up; ``k = 1`` gives the
+            middle start, the same as the middle clip of ``k = 3``); ``"all"`` -> starts ``0, frames*stride, 2*frames*stride, ...`` (non-overlapping
             clips covering the video); ``"every"`` -> every valid start ``0 .. max_start``.
 
     Returns:
@@ -149,7 +152,7 @@ def test_starts(
     if not isinstance(clips, (int, np.integer)) or isinstance(clips, bool) or clips < 1:
         raise InputError(f"clips={clips!r}", "expected a positive integer, 'all' or 'every'")
     if clips == 1:
-        return [last // 2]
+        return [int(np.floor(last / 2 + 0.5))]  # the middle start of any odd k (k = 3 included)
     return [int(v) for v in np.floor(np.linspace(0, last, int(clips)) + 0.5).astype(np.int64)]
 
 
@@ -268,33 +271,30 @@ def read_clips(
     *,
     frames: int = 36,
     stride: int = 4,
-    rng: np.random.Generator | random.Random | int | None = None,
+    rng: np.random.Generator | int | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     target_fps: float | None = None,
     backend: str = "auto",
-    info: VideoInfo | None = None,
-    **read_kwargs: Any,
+    limits: Any = None,
 ) -> tuple[np.ndarray, list[int]]:
-    """Clips of a video, decoding only the frames they need.
+    """uint8 clips of a video, decoding only the frames they need (no normalisation).
 
-    The file is probed (frame count, fps) without decoding; the clip starts are chosen; only the unique
-    frames the clips need (those before the end of the video) are decoded; the clips are assembled with
-    zero padding past the end.
+    The same steps as :class:`coreecho.video.pipeline.ClipPipeline` (which feeds models), for callers that want
+    raw clips: the file is opened (probed once), the starts are chosen, only the unique frames the clips need are
+    decoded and transformed, and the clips are assembled with zero padding past the end.
 
     Args:
         source: a path (video, DICOM, ``.npy``), an array/tensor of frames, or a :class:`Video`.
         clips: ``k`` (k evenly spaced test starts), ``"all"``, ``"every"`` (see :func:`test_starts`),
-            ``"train"`` (one start drawn by :func:`train_start` with ``rng``), or explicit starts.
+            ``"train"`` (one random start drawn with ``rng``), or explicit starts.
         frames: clip length.
         stride: step between clip frames.
-        rng: randomness for ``"train"``.
+        rng: randomness for ``"train"`` (a numpy Generator or a seed).
         transform: applied once to the decoded frames ``[N, H, W, 3] -> [N, h, w, 3]`` before the clips are
             assembled, e.g. ``functools.partial(prepare_frames, size=112)``.
         target_fps: resample in time (nearest frame) to this rate first; needs a known fps.
-        backend: decoder for video files (see :func:`coreecho.video.read_video`).
-        info: the file's :func:`~coreecho.video.probe_video` result when the caller already has it (a file is
-            then not probed again).
-        **read_kwargs: ``max_bytes`` / ``max_side`` for the reader.
+        backend: decoder for video files (see :func:`coreecho.video.open_video`).
+        limits: reader size limits (:class:`coreecho.video.Limits`).
 
     Returns:
         ``(clips, starts)``: ``uint8`` ``[K, frames, h, w, 3]`` and the K starts used (in the resampled time
@@ -309,51 +309,23 @@ def read_clips(
         >>> clips.shape, starts  # doctest: +SKIP
         ((3, 36, 112, 112, 3), [0, 16, 32])
     """
+    from coreecho.video import open_video  # noqa: PLC0415
+    from coreecho.video.pipeline import gather_clips, timeline  # noqa: PLC0415
+    from coreecho.video.samplers import as_sampler  # noqa: PLC0415
+
     _check_clip_args(frames, stride)
-    if isinstance(source, (str, os.PathLike)):
-        info = info if info is not None else probe_video(source, backend=backend)
-        n_src, fps, name = info.n_frames, info.fps, info.source
-        in_memory = None
-    else:
-        in_memory = source if isinstance(source, Video) else load_video(source, **read_kwargs)
-        n_src, fps, name = in_memory.n_frames, in_memory.fps, in_memory.source
-    _check_length(n_src, name)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    sampler = as_sampler(clips)
 
-    if target_fps is not None:
-        if fps is None:
-            raise InputError(name, f"its frame rate is unknown, so it cannot be resampled to {target_fps} fps; "
-                                   "pass target_fps=None (use the frames as they are)")
-        from coreecho.video.transforms import resample_indices  # noqa: PLC0415
-
-        time_map = resample_indices(n_src, fps, target_fps)
-    else:
-        time_map = np.arange(n_src, dtype=np.int64)
-    n = _check_length(len(time_map), f"{name} (resampled to {target_fps} fps)")
-
-    if isinstance(clips, str) and clips == "train":
-        starts = [train_start(n, frames, stride, rng)]
-    elif isinstance(clips, (str, int, np.integer)) and not isinstance(clips, bool):
-        starts = test_starts(n, frames, stride, clips)
-    else:
-        starts = _validate_starts(clips, n, frames, stride, name)
-
-    idx = clip_indices(starts, frames, stride)
-    needed = np.unique(idx[idx < n])
-    src_needed = np.unique(time_map[needed])
-    if in_memory is None:
-        video = read_video(source, indices=src_needed, backend=backend, **read_kwargs)
-    else:
-        video = load_video(in_memory, indices=src_needed)
-    decoded = video.frames
-    if transform is not None:
-        decoded = as_frames(transform(decoded), f"{name} (after transform)")
-        if len(decoded) != len(src_needed):
-            raise InputError("transform", f"returned {len(decoded)} frames for {len(src_needed)} inputs; it must keep "
+    def checked(decoded: np.ndarray) -> np.ndarray:
+        out = as_frames(transform(decoded), "transform output")  # type: ignore[misc]
+        if len(out) != len(decoded):
+            raise InputError("transform", f"returned {len(out)} frames for {len(decoded)} inputs; it must keep "
                                           "the number of frames")
-    # frame j of the (resampled) video is decoded row rows_of[j]
-    row_of_src = np.full(n_src, -1, dtype=np.int64)
-    row_of_src[src_needed] = np.arange(len(src_needed))
-    out = np.zeros((len(starts), frames) + decoded.shape[1:], dtype=np.uint8)
-    real = idx < n
-    out[real] = decoded[row_of_src[time_map[idx[real]]]]
-    return out, starts
+        return out
+
+    with open_video(source, backend=backend, limits=limits) as reader:
+        time_map = timeline(reader.info, target_fps=target_fps)
+        plan = sampler.plan(len(time_map), frames=frames, stride=stride, rng=gen)
+        out = gather_clips(reader, plan, time_map, checked if transform is not None else None)
+    return out, plan.starts

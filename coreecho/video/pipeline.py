@@ -1,0 +1,295 @@
+"""The one way from a raw video to a model tensor: :class:`ClipPipeline`, built from a ``PreprocessConfig``.
+
+Every consumer (``predict_ef``/``embed``, the EchoNet-Dynamic, CSV, CAMUS and HMC-QU datasets, evaluation,
+fine-tuning, Grad-CAM, shift detection) goes through it, so the same video and the same starts give the same
+tensor everywhere::
+
+    file or array → reader (probed once, sizes checked against Limits)
+                  → sampler picks the clips (ClipPlan)          coreecho.video.samplers
+                  → reader.read(only the frames the clips need)
+                  → frame transform: sector crop → square pad → antialiased resize (uint8)
+                  → clips assembled (zero padding past the end, or a linear blend for whole sequences)
+                  → augmentation (training only: zero-pad and random crop, one offset per clip)
+                  → normalise ((x - mean) / std, float32)  →  tensor [K, 3, T, S, S]
+
+Get the pipeline that matches a model's weights with ``model.pipeline()`` (test time) or
+``model.pipeline(train=True)``, the way timm's ``create_transform(**resolve_data_config(model))`` hands users the
+transform of a checkpoint.
+
+Example:
+    >>> import numpy as np
+    >>> from coreecho.models.config import PreprocessConfig
+    >>> pipe = ClipPipeline(PreprocessConfig(frames=8, stride=2, size=32))
+    >>> batch = pipe(np.zeros((40, 64, 48), np.uint8), clips=2)
+    >>> batch.x.shape, batch.starts
+    (torch.Size([2, 3, 8, 32, 32]), [0, 25])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from coreecho.errors import InputError
+from coreecho.video.samplers import ClipPlan, Sampler, as_sampler
+
+if TYPE_CHECKING:  # torch is imported when a tensor is made
+    import torch
+
+    from coreecho.models.config import PreprocessConfig
+    from coreecho.video.base import VideoInfo
+
+__all__ = ["ClipPipeline", "ClipBatch", "FPS_TOLERANCE", "gather_clips", "random_pad_crop", "timeline"]
+
+#: Relative fps difference from the training fps above which a video gets a warning (or is resampled).
+FPS_TOLERANCE = 0.3
+
+
+@dataclass
+class ClipBatch:
+    """The clips of one video, ready for the model.
+
+    Attributes:
+        x: float32 ``[K, 3, T, S, S]`` normalised clips.
+        pixels: uint8 ``[K, T, S, S, 3]``: the same clips before normalisation (after augmentation).
+        starts: first frame of each clip (timeline frames: resampled in time when the fps was resampled).
+        source: the path, or the name of in-memory input.
+        n_frames: frames in the video.
+        fps: the video's frame rate, or ``None`` when unknown.
+        frame_indices: int64 ``[K, T]`` source frame shown by each clip frame (-1 for zero padding; the earlier
+            frame of a blend).
+        warnings: notes for the user (fps far from training, video shorter than one clip).
+    """
+
+    x: "torch.Tensor"
+    pixels: np.ndarray
+    starts: list[int]
+    source: str
+    n_frames: int
+    fps: float | None
+    frame_indices: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    warnings: list[str] = field(default_factory=list)
+
+
+def timeline(info: "VideoInfo", *, target_fps: float | None = None,
+             window: tuple[int, int] | None = None) -> np.ndarray:
+    """Source frame of each timeline frame: the window ``first .. end - 1`` (all frames by default), resampled
+    in time (nearest frame) to ``target_fps`` when given.
+
+    Example:
+        >>> from coreecho.video.base import VideoInfo
+        >>> timeline(VideoInfo("a", 10, 50.0, 8, 8, "video"), target_fps=25.0).tolist()
+        [0, 2, 4, 6, 8]
+    """
+    n = info.n_frames
+    first, end = (0, n) if window is None else (int(window[0]), int(window[1]))
+    if not 0 <= first < end <= n:
+        raise InputError(info.source, f"frame window {first}..{end - 1} is outside the video's {n} frames")
+    base = np.arange(first, end, dtype=np.int64)
+    if target_fps is None:
+        return base
+    if info.fps is None:
+        raise InputError(info.source, f"its frame rate is unknown, so it cannot be resampled to {target_fps:g} fps; "
+                                      "use the frames as they are")
+    from coreecho.video.transforms import resample_indices  # noqa: PLC0415
+
+    return base[resample_indices(len(base), info.fps, target_fps)]
+
+
+def gather_clips(reader: Any, plan: ClipPlan, time_map: np.ndarray, transform: Any = None) -> np.ndarray:
+    """Decode only the frames a plan needs, transform them once, and assemble uint8 clips ``[K, T, h, w, 3]``.
+
+    Args:
+        reader: an open video reader (``.read(indices)`` → uint8 ``[N, H, W, 3]``).
+        plan: the clips, on a timeline of ``plan.n`` frames.
+        time_map: source frame of each timeline frame (``arange(n)`` unless resampled or windowed).
+        transform: uint8 ``[N, H, W, 3]`` → uint8 ``[N, h, w, 3]`` applied to the decoded frames.
+
+    Returns:
+        uint8 clips; clip frames past the end of the video are zeros.
+    """
+    needed = plan.needed()
+    src = time_map[needed]
+    src_unique, src_row = np.unique(src, return_inverse=True)
+    decoded = reader.read(src_unique)
+    if transform is not None:
+        decoded = transform(decoded)
+    rows = np.full(plan.n, -1, dtype=np.int64)
+    rows[needed] = src_row.reshape(-1)
+    k, t = plan.lo.shape
+    out = np.zeros((k, t) + decoded.shape[1:], dtype=np.uint8)
+    real = plan.real
+    if plan.weight is None:
+        out[real] = decoded[rows[plan.lo[real]]]
+        return out
+    w = plan.weight[real].reshape((-1, 1, 1, 1))
+    lo = decoded[rows[plan.lo[real]]].astype(np.float32)
+    hi = decoded[rows[plan.hi[real]]].astype(np.float32)
+    out[real] = np.clip(np.rint(lo * (1.0 - w) + hi * w), 0, 255).astype(np.uint8)
+    return out
+
+
+def random_pad_crop(clips: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation: zero-pad each clip by ``pad`` pixels and crop back at a random offset.
+
+    One offset per clip, shared by its frames (the official CoReEcho augmentation; offsets in ``0 .. 2*pad-1``).
+
+    Example:
+        >>> import numpy as np
+        >>> random_pad_crop(np.ones((2, 3, 8, 8, 3), np.uint8), 2, np.random.default_rng(0)).shape
+        (2, 3, 8, 8, 3)
+    """
+    if pad <= 0:
+        return clips
+    k, t, h, w, c = clips.shape
+    padded = np.zeros((k, t, h + 2 * pad, w + 2 * pad, c), dtype=clips.dtype)
+    padded[:, :, pad:pad + h, pad:pad + w] = clips
+    out = np.empty_like(clips)
+    for j in range(k):
+        top, left = (int(v) for v in rng.integers(0, 2 * pad, size=2))
+        out[j] = padded[j, :, top:top + h, left:left + w]
+    return out
+
+
+class ClipPipeline:
+    """Raw video → normalised clips, exactly as the model was trained (see the module docstring).
+
+    Args:
+        config: the model's :class:`~coreecho.models.config.PreprocessConfig`.
+        train: training mode: random clips by default and the pad-and-crop augmentation.
+        clips: default clip policy (test time): a model's ``test_clips``.
+        backend: video decoder for files (see :func:`coreecho.video.open_video`).
+        limits: size limits of the readers and of one clip batch (:class:`coreecho.video.Limits`).
+
+    Example:
+        >>> import numpy as np
+        >>> from coreecho.models.config import PreprocessConfig
+        >>> pipe = ClipPipeline(PreprocessConfig(frames=4, stride=2, size=16), train=True)
+        >>> pipe(np.zeros((20, 16, 16), np.uint8), rng=np.random.default_rng(0)).x.shape
+        torch.Size([1, 3, 4, 16, 16])
+    """
+
+    def __init__(self, config: "PreprocessConfig", *, train: bool = False, clips: Any = 3, backend: str = "auto",
+                 limits: Any = None):
+        from coreecho.video import DEFAULT_LIMITS  # noqa: PLC0415
+
+        self.config = config
+        self.train = bool(train)
+        self.default_clips = clips
+        self.backend = backend
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
+
+    def __repr__(self) -> str:
+        return f"ClipPipeline({self.config!r}, train={self.train}, clips={self.default_clips!r})"
+
+    # ------------------------------------------------------------------ pieces
+    def sampler(self, clips: Any = None) -> Sampler:
+        """The sampler for a clip argument (see :func:`coreecho.video.samplers.as_sampler`)."""
+        pre = self.config
+        return as_sampler(clips, sampling=pre.sampling, temporal=pre.temporal, train=self.train,
+                          default=self.default_clips)
+
+    def transform(self, frames: np.ndarray) -> np.ndarray:
+        """The frame transform: sector crop → square pad → antialiased resize to ``size`` (uint8 in and out)."""
+        from coreecho.video.transforms import prepare_frames  # noqa: PLC0415
+
+        return prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector)
+
+    def normalize(self, pixels: np.ndarray) -> "torch.Tensor":
+        """uint8 ``[K, T, S, S, 3]`` → float32 ``[K, 3, T, S, S]``, ``(x - mean) / std`` (one numeric path)."""
+        from coreecho.video.transforms import normalize  # noqa: PLC0415
+
+        return normalize(pixels, self.config.mean, self.config.std)
+
+    def open(self, video: Any, *, fps: float | None = None, name: str | None = None) -> Any:
+        """An open reader for a path, an array/tensor of frames, or a ``Video`` (readers pass through)."""
+        from coreecho.video import open_video  # noqa: PLC0415
+
+        if hasattr(video, "read") and hasattr(video, "info"):
+            return video
+        return open_video(video, backend=self.backend, limits=self.limits, fps=fps, name=name)
+
+    # ------------------------------------------------------------------ the whole path
+    def __call__(self, video: Any, clips: Any = None, *, rng: np.random.Generator | None = None,
+                 fps: float | None = None, name: str | None = None, resample_fps: bool = False,
+                 window: tuple[int, int] | None = None, warn: bool = False) -> ClipBatch:
+        """The clips of one video.
+
+        Args:
+            video: a path (video, DICOM, ``.npy``), an array or tensor of frames, a ``Video`` or an open reader.
+            clips: clip policy (see :func:`~coreecho.video.samplers.as_sampler`); default: random in training,
+                the pipeline's ``clips`` otherwise.
+            rng: randomness of random clips and augmentation (needed in training).
+            fps: frame rate of in-memory input (files carry their own).
+            name: how in-memory input is named in messages.
+            resample_fps: resample in time (nearest frame) to the training fps when the video's fps is more than
+                :data:`FPS_TOLERANCE` away from it; otherwise such a video gets a warning.
+            window: read only source frames ``window[0] .. window[1] - 1`` (e.g. one annotated cardiac cycle).
+            warn: also issue the notes through :mod:`warnings` (attributed to the first caller outside coreecho).
+
+        Returns:
+            A :class:`ClipBatch`.
+
+        Raises:
+            InputError / VideoReadError: unreadable video, too few frames, bad starts, sizes over the limits.
+        """
+        pre = self.config
+        sampler = self.sampler(clips)
+        if self.train and rng is None:
+            raise InputError("rng", "a training pipeline needs rng (random clips and augmentation)")
+        reader = self.open(video, fps=fps, name=name)
+        try:
+            info: VideoInfo = reader.info
+            notes: list[str] = []
+            time_map = self._time_map(info, resample_fps, window, notes)
+            plan = sampler.plan(len(time_map), frames=pre.frames, stride=pre.stride, rng=rng)
+            self._check_batch_size(info.source, plan)
+            if pre.sampling == "clips":
+                span = (pre.frames - 1) * pre.stride + 1
+                if plan.n < span:
+                    notes.append(f"{plan.n} frames is shorter than one clip ({span}); zero-padded as in training")
+            pixels = gather_clips(reader, plan, time_map, self.transform)
+        finally:
+            if reader is not video:
+                reader.close()
+        if warn:
+            from coreecho._warnings import warn_user  # noqa: PLC0415
+
+            for note in notes:
+                warn_user(f"{info.source}: {note}")
+        x, pixels = self.finish(pixels, rng)
+        shown = np.where(plan.real, time_map[np.minimum(plan.lo, plan.n - 1)], -1)
+        return ClipBatch(x, pixels, plan.starts, info.source, info.n_frames, info.fps, shown, notes)
+
+    def finish(self, pixels: np.ndarray, rng: np.random.Generator | None = None) -> tuple["torch.Tensor", np.ndarray]:
+        """The last two steps on assembled uint8 clips: augmentation (training only), then normalisation.
+
+        Returns ``(x, pixels)``: the float32 tensor and the (augmented) uint8 clips.
+        """
+        if self.train:
+            if rng is None:
+                raise InputError("rng", "a training pipeline needs rng (random clips and augmentation)")
+            pixels = random_pad_crop(pixels, self.config.pad, rng)
+        return self.normalize(pixels), pixels
+
+    # ------------------------------------------------------------------ helpers
+    def _time_map(self, info: "VideoInfo", resample_fps: bool, window: tuple[int, int] | None,
+                  notes: list[str]) -> np.ndarray:
+        pre = self.config
+        far = info.fps is not None and abs(info.fps / pre.fps - 1) > FPS_TOLERANCE and pre.sampling == "clips"
+        if far and not resample_fps:
+            notes.append(f"{info.fps:g} fps is far from the {pre.fps:g} fps the model was trained at; clips then "
+                         "cover a different time span (pass resample_fps=True to resample in time)")
+        return timeline(info, target_fps=pre.fps if far and resample_fps else None, window=window)
+
+    def _check_batch_size(self, source: str, plan: ClipPlan) -> None:
+        k, t = plan.lo.shape
+        size = self.config.size
+        total = k * t * size * size * 3 * (1 + 4)  # uint8 clips + their float32 tensor
+        limit = self.limits.max_bytes
+        if total > limit:
+            raise InputError(source, f"{k} clips of {t} frames at {size}x{size} need {total / 1024**3:.1f} GiB, more "
+                                     f"than the limit of {limit / 1024**3:.1f} GiB per clip batch; use fewer clips or "
+                                     "pass limits=Limits(max_bytes=...)")
