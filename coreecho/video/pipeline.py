@@ -7,7 +7,8 @@ tensor everywhere::
     file or array → reader (probed once, sizes checked against Limits)
                   → sampler picks the clips (ClipPlan)          coreecho.video.samplers
                   → reader.read(only the frames the clips need)
-                  → frame transform: sector crop → square pad → antialiased resize (uint8)
+                  → frame transform: sector crop (fan found in frames spread over the whole video)
+                                     → square pad → antialiased resize (uint8)
                   → clips assembled (zero padding past the end, or a linear blend for whole sequences)
                   → augmentation (training only: zero-pad and random crop, one offset per clip)
                   → normalise ((x - mean) / std, float32)  →  tensor [K, 3, T, S, S]
@@ -41,7 +42,8 @@ if TYPE_CHECKING:  # torch is imported when a tensor is made
     from coreecho.models.config import PreprocessConfig
     from coreecho.video.base import VideoInfo
 
-__all__ = ["ClipPipeline", "ClipBatch", "FPS_TOLERANCE", "gather_clips", "random_pad_crop", "timeline"]
+__all__ = ["ClipPipeline", "ClipBatch", "FPS_TOLERANCE", "gather_clips", "random_pad_crop", "sector_frames",
+           "timeline"]
 
 #: Relative fps difference from the training fps above which a video gets a warning (or is resampled).
 FPS_TOLERANCE = 0.3
@@ -98,24 +100,45 @@ def timeline(info: "VideoInfo", *, target_fps: float | None = None,
     return base[resample_indices(len(base), info.fps, target_fps)]
 
 
-def gather_clips(reader: Any, plan: ClipPlan, time_map: np.ndarray, transform: Any = None) -> np.ndarray:
+def sector_frames(n_frames: int, count: int = 32) -> np.ndarray:
+    """The frames the ultrasound fan is found in: ``count`` frames spread evenly over the whole video.
+
+    A function of the video's length only, so every consumer crops a video the same way whatever clips it reads.
+
+    Example:
+        >>> sector_frames(100, 5).tolist()
+        [0, 25, 50, 74, 99]
+    """
+    return np.unique(np.floor(np.linspace(0, n_frames - 1, min(n_frames, count)) + 0.5).astype(np.int64))
+
+
+def gather_clips(reader: Any, plan: ClipPlan, time_map: np.ndarray, transform: Any = None,
+                 context: np.ndarray | None = None) -> np.ndarray:
     """Decode only the frames a plan needs, transform them once, and assemble uint8 clips ``[K, T, h, w, 3]``.
 
     Args:
         reader: an open video reader (``.read(indices)`` → uint8 ``[N, H, W, 3]``).
         plan: the clips, on a timeline of ``plan.n`` frames.
         time_map: source frame of each timeline frame (``arange(n)`` unless resampled or windowed).
-        transform: uint8 ``[N, H, W, 3]`` → uint8 ``[N, h, w, 3]`` applied to the decoded frames.
+        transform: uint8 ``[N, H, W, 3]`` → uint8 ``[N, h, w, 3]`` applied to the decoded frames; called as
+            ``transform(frames, context_frames)`` when ``context`` is given.
+        context: source frames the transform needs to see as well (decoded in the same pass), e.g.
+            :func:`sector_frames` for the fan crop.
 
     Returns:
         uint8 clips; clip frames past the end of the video are zeros.
     """
     needed = plan.needed()
-    src = time_map[needed]
-    src_unique, src_row = np.unique(src, return_inverse=True)
-    decoded = reader.read(src_unique)
-    if transform is not None:
-        decoded = transform(decoded)
+    src, src_row = np.unique(time_map[needed], return_inverse=True)
+    if context is None:
+        decoded = reader.read(src)
+        if transform is not None:
+            decoded = transform(decoded)
+    else:
+        both = np.union1d(src, context)
+        frames = reader.read(both)
+        decoded = frames[np.searchsorted(both, src)]
+        decoded = transform(decoded, frames[np.searchsorted(both, context)])
     rows = np.full(plan.n, -1, dtype=np.int64)
     rows[needed] = src_row.reshape(-1)
     k, t = plan.lo.shape
@@ -191,11 +214,21 @@ class ClipPipeline:
         return as_sampler(clips, sampling=pre.sampling, temporal=pre.temporal, train=self.train,
                           default=self.default_clips)
 
-    def transform(self, frames: np.ndarray) -> np.ndarray:
-        """The frame transform: sector crop → square pad → antialiased resize to ``size`` (uint8 in and out)."""
+    def transform(self, frames: np.ndarray, sector_from: np.ndarray | None = None) -> np.ndarray:
+        """The frame transform: sector crop → square pad → antialiased resize to ``size`` (uint8 in and out).
+
+        The fan is found in ``sector_from`` (frames spread over the whole video, :func:`sector_frames`) when
+        given, else in ``frames``. ``size`` x ``size`` frames pass through untouched.
+        """
         from coreecho.video.transforms import prepare_frames  # noqa: PLC0415
 
-        return prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector)
+        return prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector,
+                              sector_from=sector_from)
+
+    def needs_sector(self, info: "VideoInfo") -> bool:
+        """Whether frames of this video get the fan crop (not already ``size`` x ``size``, and ``crop_sector``)."""
+        size = self.config.size
+        return self.config.crop_sector and (info.height, info.width) != (size, size)
 
     def normalize(self, pixels: np.ndarray) -> "torch.Tensor":
         """uint8 ``[K, T, S, S, 3]`` → float32 ``[K, 3, T, S, S]``, ``(x - mean) / std`` (one numeric path)."""
@@ -250,7 +283,8 @@ class ClipPipeline:
                 span = (pre.frames - 1) * pre.stride + 1
                 if plan.n < span:
                     notes.append(f"{plan.n} frames is shorter than one clip ({span}); zero-padded as in training")
-            pixels = gather_clips(reader, plan, time_map, self.transform)
+            context = sector_frames(info.n_frames) if self.needs_sector(info) else None
+            pixels = gather_clips(reader, plan, time_map, self.transform, context)
         finally:
             if reader is not video:
                 reader.close()
