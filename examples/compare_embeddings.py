@@ -55,13 +55,11 @@ def build(args):
     return CoReEcho(cfg)
 
 
-def sample_clips(videos, idx, rng, pre):
-    """One random temporal crop (``frames`` frames at ``stride``) per listed video, normalised."""
-    from coreecho.video.sampling import read_clips
-    from coreecho.video.transforms import normalize
+def sample_clips(videos, idx, rng, pipeline):
+    """One random clip (random start, no augmentation) per listed video, through the model's pipeline."""
+    import torch
 
-    clips = [read_clips(videos[i], "train", frames=pre.frames, stride=pre.stride, rng=rng)[0] for i in idx]
-    return normalize(np.concatenate(clips), pre.mean, pre.std)
+    return torch.cat([pipeline(videos[i], "random", rng=rng).x for i in idx])
 
 
 def train_rnc(model, videos, efs, args, rng):
@@ -70,13 +68,13 @@ def train_rnc(model, videos, efs, args, rng):
 
     from coreecho.losses import CoReLoss
 
-    pre = model.config.preprocessing
+    pipeline = model.pipeline()
     loss_fn = CoReLoss(temperature=args.temperature)
     opt = torch.optim.AdamW(model.encoder.parameters(), lr=args.lr, weight_decay=1e-4)
     model.train()
     for step in range(args.steps):
         idx = rng.choice(len(videos), args.batch, replace=False)
-        x = torch.cat([sample_clips(videos, idx, rng, pre), sample_clips(videos, idx, rng, pre)])
+        x = torch.cat([sample_clips(videos, idx, rng, pipeline), sample_clips(videos, idx, rng, pipeline)])
         z = model.encoder(x)
         feats = torch.stack([z[:args.batch], z[args.batch:]], dim=1)  # [B, 2 views, D]
         loss = loss_fn(feats, torch.as_tensor(efs[idx], dtype=torch.float32))
@@ -90,7 +88,7 @@ def train_rnc(model, videos, efs, args, rng):
     with torch.no_grad():
         reps = max(1, args.head_views)
         idx = np.tile(np.arange(len(videos)), reps)
-        emb = torch.cat([model.encoder(sample_clips(videos, idx[i:i + 32], rng, pre)) for i in range(0, len(idx), 32)])
+        emb = torch.cat([model.encoder(sample_clips(videos, idx[i:i + 32], rng, pipeline)) for i in range(0, len(idx), 32)])
     y = torch.as_tensor(efs[idx], dtype=torch.float32)
     head_opt = torch.optim.AdamW(model.head.parameters(), lr=args.head_lr, weight_decay=1e-4)
     model.head.train()
@@ -108,12 +106,12 @@ def train_l1(model, videos, efs, args, rng):
     """Encoder and head end to end with L1 on EF; each step sees as many clips as an RnC step (2 per video)."""
     import torch
 
-    pre = model.config.preprocessing
+    pipeline = model.pipeline()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     model.train()
     for step in range(args.steps):
         idx = rng.choice(len(videos), args.batch, replace=False)
-        x = torch.cat([sample_clips(videos, idx, rng, pre), sample_clips(videos, idx, rng, pre)])
+        x = torch.cat([sample_clips(videos, idx, rng, pipeline), sample_clips(videos, idx, rng, pipeline)])
         y = torch.as_tensor(np.concatenate([efs[idx], efs[idx]]), dtype=torch.float32)
         loss = (model(x) - y).abs().mean()
         opt.zero_grad()

@@ -35,7 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 import zlib
@@ -61,12 +60,16 @@ __all__ = [
     "montage",
     "save_overlay",
     "save_montage",
+    "OVERLAY_FLOOR",
 ]
 
 #: Stages a map can be computed at.
 STAGES = ("blocks1", "blocks2", "blocks3", "blocks4", "norm")
 #: Default stage: the end of the last stage (the feature map that is pooled into the embedding).
 DEFAULT_STAGE = "norm"
+#: Share of ``alpha`` that every pixel of a written overlay gets, so that a cold frame shows the colour of 0
+#: (dark blue with "jet") instead of looking as if the heatmap were missing.
+OVERLAY_FLOOR = 0.4
 
 
 def _stage_module(encoder: torch.nn.Module, stage: str) -> torch.nn.Module:
@@ -194,15 +197,45 @@ class Explanation:
         return overlay(self.frames, self.heatmap, alpha=alpha, colormap=colormap)
 
     def save(self, path: str | os.PathLike, *, fps: float = 10.0, alpha: float = 0.45, colormap: str = "jet",
-             scale: int = 2) -> Path:
+             scale: int = 2, floor: float = OVERLAY_FLOOR) -> Path:
         """Write the overlay as a GIF or MP4 (see :func:`save_overlay`)."""
-        return save_overlay(path, self.frames, self.heatmap, fps=fps, alpha=alpha, colormap=colormap, scale=scale)
+        return save_overlay(path, self.frames, self.heatmap, fps=fps, alpha=alpha, colormap=colormap, scale=scale,
+                            floor=floor)
+
+    def title(self, model: str | None = None) -> str:
+        """The montage's title: model, video, stage, clip and output.
+
+        Example:
+            >>> ex.title("phantom-tiny")  # doctest: +SKIP
+            'Grad-CAM of phantom-tiny on a4c.avi, stage norm\nclip from frame 49 (16 frames, stride 4); output 43.77'
+        """
+        video = os.path.basename(self.source) if self.source not in ("array", "tensor") else f"an {self.source}"
+        head = f"Grad-CAM of {model} on {video}" if model else f"Grad-CAM on {video}"
+        head += f", stage {self.stage}" + (f", output {self.target}" if self.target is not None else "")
+        idx = np.asarray(self.frame_indices)
+        steps = np.diff(idx[idx >= 0])
+        clip = f"{len(self.heatmap)} frames" + (f", stride {int(steps[0])}" if len(steps) else "")
+        where = f"clip from frame {self.start} ({clip})" if self.start >= 0 else f"clip of {clip}"
+        return f"{head}\n{where}; model output {self.output:.2f}"
 
     def save_montage(self, path: str | os.PathLike, *, n: int = 6, alpha: float = 0.45, colormap: str = "jet",
-                     scale: int = 2) -> Path:
-        """Write a PNG montage of ``n`` frames (see :func:`save_montage`)."""
-        return save_montage(path, self.frames, self.heatmap, n=n, alpha=alpha, colormap=colormap, scale=scale)
+                     scale: int = 2, floor: float = OVERLAY_FLOOR, model: str | None = None,
+                     fps: float | None = None) -> Path:
+        """Write a PNG montage of ``n`` frames (see :func:`save_montage`), titled with ``model``, the video, the
+        stage and the clip, its frames labelled with their video frame numbers and times.
 
+        Args:
+            fps: frame rate for the times under each frame; default: read from the video file when there is one.
+        """
+        if fps is None and self.source not in ("array", "tensor"):
+            try:
+                from coreecho.video.io import probe_video  # noqa: PLC0415
+
+                fps = probe_video(self.source).fps
+            except Exception:  # noqa: BLE001 - times are a label; a file that moved only loses them
+                fps = None
+        return save_montage(path, self.frames, self.heatmap, n=n, alpha=alpha, colormap=colormap, scale=scale,
+                            floor=floor, title=self.title(model), frame_indices=self.frame_indices, fps=fps)
 
 def _denormalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
@@ -270,28 +303,15 @@ def explain(model: torch.nn.Module, video: Any, *, stage: str | None = None, tar
         >>> ex = explain(model, "a4c.avi", stage="blocks3")  # doctest: +SKIP
         >>> ex.save("cam.gif"); ex.save_montage("cam.png")  # doctest: +SKIP
     """
-    from coreecho.video.io import load_video, probe_video
-    from coreecho.video.sampling import read_clips
-    from coreecho.video.transforms import normalize, prepare_frames
-
-    pre = model.config.preprocessing
-    if isinstance(video, (str, os.PathLike)):
-        n_frames, source, name = probe_video(video).n_frames, video, str(video)
-    else:
-        source = load_video(video, source="array", fps=fps)
-        n_frames, name = source.n_frames, "array"
     if start is not None and (not isinstance(start, (int, np.integer)) or isinstance(start, bool)):
         raise InputError(f"start={start!r}", "must be an integer frame index")
-    transform = functools.partial(prepare_frames, size=pre.size, crop_sector=pre.crop_sector)
-    raw, used = read_clips(source, [int(start)] if start is not None else 1, frames=pre.frames,
-                           stride=pre.stride, transform=transform)
-    x = normalize(raw, pre.mean, pre.std)
-    cams, outputs = GradCAM(model, stage, target)(x)
-    idx = int(used[0]) + pre.stride * np.arange(pre.frames, dtype=np.int64)
-    idx[idx >= n_frames] = -1
-    return Explanation(heatmap=cams[0].numpy().astype(np.float32), frames=np.ascontiguousarray(raw[0]),
-                       output=float(outputs[0]), stage=stage or DEFAULT_STAGE, target=target, start=int(used[0]),
-                       frame_indices=idx, source=name)
+    name = str(video) if isinstance(video, (str, os.PathLike)) else "array"
+    batch = model.pipeline()(video, [int(start)] if start is not None else 1, fps=fps, name=name)
+    cams, outputs = GradCAM(model, stage, target)(batch.x)
+    return Explanation(heatmap=cams[0].numpy().astype(np.float32), frames=np.ascontiguousarray(batch.pixels[0]),
+                       output=float(outputs[0]), stage=stage or DEFAULT_STAGE, target=target,
+                       start=int(batch.starts[0]), frame_indices=batch.frame_indices[0].astype(np.int64),
+                       source=batch.source)
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -332,16 +352,20 @@ def _resize_cam(cam: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     return F.interpolate(t, size=shape, mode="trilinear", align_corners=False)[0, 0].numpy()
 
 
-def overlay(frames: Any, cam: Any, *, alpha: float = 0.45, colormap: str = "jet") -> np.ndarray:
-    """Blend a heatmap into frames: ``(1 - alpha * heat) * frame + alpha * heat * colour(heat)``.
+def overlay(frames: Any, cam: Any, *, alpha: float = 0.45, colormap: str = "jet", floor: float = 0.0) -> np.ndarray:
+    """Blend a heatmap into frames: ``(1 - w) * frame + w * colour(heat)`` with
+    ``w = alpha * (floor + (1 - floor) * heat)``.
 
-    The blend weight grows with the heat, so cold regions show the echo almost untouched.
+    With ``floor=0`` the blend weight grows with the heat, so cold regions show the echo untouched; with
+    ``floor > 0`` (what the written GIFs and montages use, :data:`OVERLAY_FLOOR`) every pixel carries at least
+    ``alpha * floor`` of its colour, so a frame without heat shows the colour of 0 rather than nothing.
 
     Args:
         frames: ``uint8`` ``[T, H, W, 3]`` or ``[T, H, W]``.
         cam: ``[T, H, W]`` in 0..1; resized (trilinear) when its shape differs from the frames'.
         alpha: largest weight of the colour.
         colormap: ``"jet"`` (built in) or a matplotlib colormap name.
+        floor: share of ``alpha`` given to every pixel, 0..1.
 
     Returns:
         ``uint8`` ``[T, H, W, 3]``.
@@ -364,8 +388,10 @@ def overlay(frames: Any, cam: Any, *, alpha: float = 0.45, colormap: str = "jet"
         c = _resize_cam(c, f.shape[:3])
     if not (0.0 <= alpha <= 1.0):
         raise InputError(f"alpha={alpha}", "must be between 0 and 1")
+    if not (0.0 <= floor <= 1.0):
+        raise InputError(f"floor={floor}", "must be between 0 and 1")
     c = np.clip(np.nan_to_num(c), 0.0, 1.0)
-    w = (alpha * c)[..., None]
+    w = (alpha * (floor + (1.0 - floor) * c))[..., None]
     out = (1.0 - w) * f.astype(np.float32) + w * colorize(c, colormap).astype(np.float32)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
@@ -377,7 +403,7 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
 
 
 def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: float = 10.0, alpha: float = 0.45,
-                 colormap: str = "jet", scale: int = 2) -> Path:
+                 colormap: str = "jet", scale: int = 2, floor: float = OVERLAY_FLOOR) -> Path:
     """Write frames with a heatmap as an animated GIF (``.gif``) or a video (``.mp4``, ``.avi``...).
 
     GIFs are written with Pillow when it is installed, else with PyAV's GIF encoder; other extensions with
@@ -388,7 +414,7 @@ def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: 
         frames: ``uint8`` ``[T, H, W, 3]``; already blended when ``cam`` is ``None``.
         cam: heatmap ``[T, H, W]`` in 0..1, or ``None``.
         fps: playback rate.
-        alpha, colormap: see :func:`overlay`.
+        alpha, colormap, floor: see :func:`overlay`.
         scale: integer upscaling (nearest) so that 112-pixel clips are visible.
 
     Returns:
@@ -398,7 +424,8 @@ def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: 
         >>> save_overlay("/tmp/cam.gif", np.zeros((4, 16, 16, 3), np.uint8), np.ones((4, 16, 16)))  # doctest: +SKIP
         PosixPath('/tmp/cam.gif')
     """
-    img = overlay(frames, cam, alpha=alpha, colormap=colormap) if cam is not None else np.asarray(frames, np.uint8)
+    img = (overlay(frames, cam, alpha=alpha, colormap=colormap, floor=floor) if cam is not None
+           else np.asarray(frames, np.uint8))
     if img.ndim != 4 or img.shape[-1] != 3:
         raise InputError("frames", f"expected [T, H, W, 3], got shape {img.shape}")
     if not (np.isfinite(fps) and fps > 0):
@@ -428,10 +455,18 @@ def save_overlay(path: str | os.PathLike, frames: Any, cam: Any = None, *, fps: 
     raise InputError(str(p), "unsupported extension; use .gif, .mp4 or .avi")
 
 
+def _picks(t: int, n: Any) -> np.ndarray:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n={n!r}", "must be a positive integer")
+    return np.unique(np.round(np.linspace(0, t - 1, min(int(n), t))).astype(int))
+
+
 def montage(frames: Any, cam: Any, *, n: int = 6, alpha: float = 0.45, colormap: str = "jet", scale: int = 2,
-            gap: int = 2) -> np.ndarray:
-    """A grid image: ``n`` evenly spaced frames on top, the same frames with the heatmap below, and a
-    colour bar (0 → 1, left to right) at the bottom.
+            gap: int = 2, floor: float = OVERLAY_FLOOR) -> np.ndarray:
+    """A grid image without text (no plotting library needed): ``n`` evenly spaced frames on top, the same
+    frames with the heatmap below, and a colour bar (0 → 1, left to right) at the bottom.
+
+    :func:`save_montage` draws the labelled figure with matplotlib instead when it is installed.
 
     Returns:
         ``uint8`` ``[rows, cols, 3]`` (white background).
@@ -443,11 +478,8 @@ def montage(frames: Any, cam: Any, *, n: int = 6, alpha: float = 0.45, colormap:
     f = np.asarray(frames)
     if f.ndim == 3:
         f = np.repeat(f[..., None], 3, axis=-1)
-    blended = overlay(f, cam, alpha=alpha, colormap=colormap)
-    t = len(f)
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n={n!r}", "must be a positive integer")
-    picks = np.unique(np.round(np.linspace(0, t - 1, min(n, t))).astype(int))
+    blended = overlay(f, cam, alpha=alpha, colormap=colormap, floor=floor)
+    picks = _picks(len(f), n)
     top = _upscale(f[picks].astype(np.uint8), scale)
     bottom = _upscale(blended[picks], scale)
     k, h, w = top.shape[:3]
@@ -464,6 +496,62 @@ def montage(frames: Any, cam: Any, *, n: int = 6, alpha: float = 0.45, colormap:
     return canvas
 
 
+def _montage_figure(path: Path, frames: np.ndarray, cam: Any, *, n: int, alpha: float, colormap: str, floor: float,
+                    title: str | None, frame_indices: Any, fps: float | None, dpi: int = 110) -> None:
+    """The labelled montage (matplotlib): title, frame numbers and times, per-frame peak, colour bar with scale."""
+    from matplotlib.cm import ScalarMappable  # noqa: PLC0415
+    from matplotlib.colors import LinearSegmentedColormap, Normalize  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    f = np.asarray(frames)
+    if f.ndim == 3:
+        f = np.repeat(f[..., None], 3, axis=-1)
+    c = np.asarray(cam, dtype=np.float32)
+    blended = overlay(f, c, alpha=alpha, colormap=colormap, floor=floor)
+    if c.ndim == 3 and c.shape != f.shape[:3]:
+        c = _resize_cam(c, f.shape[:3])
+    c = np.clip(np.nan_to_num(c), 0.0, 1.0)
+    picks = _picks(len(f), n)
+    idx = None if frame_indices is None else np.asarray(frame_indices).reshape(-1)
+    if idx is not None and (len(idx) != len(f) or not (idx >= 0).any()):
+        idx = None  # a clip given as a tensor: no video frame numbers
+    k = len(picks)
+    fig = Figure(figsize=(1.55 * k + 1.6, 4.0), dpi=dpi)
+    grid = fig.add_gridspec(2, k + 1, width_ratios=[1.0] * k + [0.09], left=0.05, right=0.88, top=0.76,
+                            bottom=0.1, wspace=0.06, hspace=0.28)
+    for j, i in enumerate(picks):
+        top, bottom = fig.add_subplot(grid[0, j]), fig.add_subplot(grid[1, j])
+        top.imshow(f[i].astype(np.uint8), interpolation="nearest")
+        bottom.imshow(blended[i], interpolation="nearest")
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if idx is None:
+            label = f"clip frame {i}"
+        elif idx[i] < 0:
+            label = "padding\n(past the end)"
+        else:
+            label = f"frame {int(idx[i])}" + (f"\n{idx[i] / fps:.2f} s" if fps else "")
+        top.set_title(label, fontsize=8)
+        bottom.set_xlabel(f"peak {float(c[i].max()):.2f}", fontsize=8)
+    fig.axes[0].set_ylabel("echo", fontsize=9)
+    fig.axes[1].set_ylabel("Grad-CAM", fontsize=9)
+    if colormap == "jet":
+        cmap = LinearSegmentedColormap.from_list("coreecho_jet", list(zip(_JET_AT, _JET)))
+    else:
+        import matplotlib  # noqa: PLC0415
+
+        cmap = matplotlib.colormaps[colormap]
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), cax=fig.add_subplot(grid[:, k]))
+    bar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    bar.set_label("Grad-CAM relevance\n(0 = none, 1 = clip maximum)", fontsize=8)
+    bar.ax.tick_params(labelsize=8)
+    fig.suptitle(title or "Grad-CAM", fontsize=9.5, y=0.985)
+    fig.text(0.5, 0.005, "colour: where features push the output up (min-max over the whole clip); "
+             "dark blue = no such evidence", ha="center", va="bottom", fontsize=7, color="0.3")
+    fig.savefig(path, dpi=dpi)
+
+
 def _write_png(path: Path, image: np.ndarray) -> None:
     """Minimal RGB PNG writer (no dependency): one IDAT, filter 0 on every row."""
     h, w = image.shape[:2]
@@ -478,8 +566,24 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def save_montage(path: str | os.PathLike, frames: Any, cam: Any, *, n: int = 6, alpha: float = 0.45,
-                 colormap: str = "jet", scale: int = 2) -> Path:
-    """Write :func:`montage` as a PNG (no plotting library needed).
+                 colormap: str = "jet", scale: int = 2, floor: float = OVERLAY_FLOOR, title: str | None = None,
+                 frame_indices: Any = None, fps: float | None = None) -> Path:
+    """Write a PNG montage of ``n`` evenly spaced frames of a clip, without and with the heatmap.
+
+    With matplotlib (the ``viz`` or ``dev`` extra) the figure has a title, each frame's video frame number and
+    time (``frame_indices``, ``fps``), each overlay's peak value and a colour bar with its 0..1 scale. Without
+    matplotlib it is the unlabelled :func:`montage` grid (a ``UserWarning`` says so).
+
+    Args:
+        path: ``.png`` file.
+        frames: ``uint8`` ``[T, H, W, 3]`` or ``[T, H, W]``.
+        cam: heatmap ``[T, H, W]`` in 0..1.
+        n: frames shown.
+        alpha, colormap, floor: see :func:`overlay`.
+        scale: upscaling of the dependency-free grid.
+        title: figure title (:meth:`Explanation.save_montage` writes model, video, stage and clip).
+        frame_indices: video frame of each clip frame (``-1`` = zero padding); ``None``: clip positions.
+        fps: frame rate, for the times under the frame numbers.
 
     Example:
         >>> save_montage("/tmp/cam.png", np.zeros((8, 16, 16, 3), np.uint8), np.zeros((8, 16, 16)))  # doctest: +SKIP
@@ -489,6 +593,16 @@ def save_montage(path: str | os.PathLike, frames: Any, cam: Any, *, n: int = 6, 
     if p.suffix.lower() != ".png":
         raise InputError(str(p), "the montage is written as PNG; use a .png file name")
     p.parent.mkdir(parents=True, exist_ok=True)
-    image = montage(frames, cam, n=n, alpha=alpha, colormap=colormap, scale=scale)
-    _write_png(p, np.ascontiguousarray(image, dtype=np.uint8))
+    try:
+        import matplotlib  # noqa: F401, PLC0415
+    except ImportError:
+        import warnings  # noqa: PLC0415
+
+        warnings.warn("matplotlib is not installed: the montage has no title, frame labels or colour-bar values "
+                      "(pip install matplotlib, or the 'viz' extra)", UserWarning, stacklevel=2)
+        image = montage(frames, cam, n=n, alpha=alpha, colormap=colormap, scale=scale, floor=floor)
+        _write_png(p, np.ascontiguousarray(image, dtype=np.uint8))
+        return p
+    _montage_figure(p, np.asarray(frames), cam, n=n, alpha=alpha, colormap=colormap, floor=floor, title=title,
+                    frame_indices=frame_indices, fps=fps)
     return p

@@ -1,5 +1,7 @@
 """Video input for coreecho: reading files and arrays, preprocessing frames, and sampling clips.
 
+* :func:`open_video` - one reader per source (PyAV, decord, DICOM, ``.npy``, arrays): ``reader.info`` is probed
+  once, ``reader.read(indices)`` decodes only those frames; every size is checked against :class:`Limits` first.
 * :mod:`coreecho.video.io` - :func:`read_video` (AVI/MP4/MOV/MKV/GIF via PyAV or decord, DICOM via pydicom,
   ``.npy``), :func:`probe_video`, :func:`as_frames` for in-memory arrays and tensors, :func:`write_video`.
 * :mod:`coreecho.video.transforms` - to RGB, ultrasound sector crop, pad, resize to 112, normalise, fps.
@@ -16,6 +18,7 @@ Example:
     (3, 36, 112, 112, 3)
 """
 
+from coreecho.video.base import VideoReader
 from coreecho.video.io import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SIDE,
@@ -27,6 +30,8 @@ from coreecho.video.io import (
     read_video,
     write_video,
 )
+from coreecho.video.limits import DEFAULT_LIMITS, Limits
+from coreecho.video.readers import open_video
 from coreecho.video.sampling import (
     clip_indices,
     extract_clips,
@@ -51,12 +56,15 @@ from coreecho.video.transforms import (
 )
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_SIDE",
     "ECHONET_MEAN",
     "ECHONET_STD",
+    "Limits",
     "Video",
     "VideoInfo",
+    "VideoReader",
     "as_frames",
     "clip_indices",
     "crop_sector",
@@ -65,6 +73,7 @@ __all__ = [
     "load_video",
     "max_start",
     "normalize",
+    "open_video",
     "pad_to_square",
     "padded_length",
     "prepare_frames",

@@ -1,8 +1,10 @@
-"""Shared pieces of the video readers: the :class:`Video`/:class:`VideoInfo` records and size/index checks.
+"""Shared pieces of the video readers: the :class:`Video`/:class:`VideoInfo` records, the :class:`VideoReader`
+interface and index checks.
 
 Example:
-    >>> from coreecho.video.base import _check_size
-    >>> _check_size("a.avi", 10, 112, 112, 3, max_bytes=1 << 30, max_side=4096)
+    >>> from coreecho.video.base import _validate_indices
+    >>> _validate_indices("a.avi", [3, 1], 10).tolist()
+    [3, 1]
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from coreecho.errors import InputError, MissingDependencyError
+from coreecho.video.limits import DEFAULT_LIMITS, Limits, check_read_bytes
 
-__all__ = ["Video", "VideoInfo", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SIDE", "VIDEO_EXTENSIONS", "DICOM_EXTENSIONS"]
+__all__ = ["Video", "VideoInfo", "VideoReader", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SIDE", "VIDEO_EXTENSIONS",
+           "DICOM_EXTENSIONS"]
 
-#: Largest decoded size (bytes of uint8 RGB output, or of raw DICOM pixels) a reader accepts by default.
-DEFAULT_MAX_BYTES: int = 4 * 1024**3
+#: Largest decoded size (bytes of uint8 RGB output, or of raw DICOM pixels) one read accepts by default.
+DEFAULT_MAX_BYTES: int = DEFAULT_LIMITS.max_bytes
 #: Largest frame height or width a reader accepts by default.
-DEFAULT_MAX_SIDE: int = 4096
+DEFAULT_MAX_SIDE: int = DEFAULT_LIMITS.max_side
 #: File extensions read as video containers (others are tried as containers too).
 VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".wmv", ".mpg", ".mpeg")
 #: File extensions read as DICOM (files with the ``DICM`` magic are DICOM whatever their extension).
@@ -30,7 +34,7 @@ _BACKENDS = ("auto", "pyav", "decord")
 
 @dataclass
 class VideoInfo:
-    """What :func:`probe_video` learns about a file without decoding its frames.
+    """What a reader learns about a video when it is opened (once), without decoding its frames.
 
     Attributes:
         source: the path, as a string.
@@ -38,8 +42,10 @@ class VideoInfo:
         fps: frames per second, or ``None`` when the file does not say.
         height: frame height in pixels.
         width: frame width in pixels.
-        kind: ``"video"``, ``"dicom"`` or ``"npy"``.
-        codec: codec name (videos), transfer syntax name (DICOM) or dtype (npy).
+        kind: ``"video"``, ``"dicom"``, ``"npy"`` or ``"array"``.
+        codec: codec name (videos), transfer syntax name (DICOM) or dtype (npy, arrays).
+        backend: the reader that probed it and will decode it (``"pyav"``, ``"decord"``, ``"pydicom"``,
+            ``"npy"``, ``"array"``).
     """
 
     source: str
@@ -49,6 +55,7 @@ class VideoInfo:
     width: int
     kind: str
     codec: str = ""
+    backend: str = ""
 
 
 @dataclass
@@ -99,36 +106,78 @@ class Video:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the reader interface
+
+
+class VideoReader:
+    """One opened video: ``info`` (probed once, at open) and ``read(indices)`` (only the frames asked for).
+
+    Subclasses: one per source (PyAV, decord, DICOM, ``.npy``, in-memory arrays); get one with
+    :func:`coreecho.video.open_video`. ``read`` never probes the file again.
+
+    Attributes:
+        info: the :class:`VideoInfo`, computed once when the reader was opened.
+        limits: the :class:`~coreecho.video.limits.Limits` this reader enforces.
+        metadata: extra facts about the source (codec, photometric interpretation, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> from coreecho.video import open_video
+        >>> with open_video(np.zeros((5, 8, 8), np.uint8), fps=25.0) as r:
+        ...     r.info.n_frames, r.read([4, 0, 4]).shape
+        (5, (3, 8, 8, 3))
+    """
+
+    backend: str = ""
+    info: VideoInfo
+    limits: Limits
+
+    def __init__(self, source: str, limits: Limits):
+        self.source = source
+        self.limits = limits
+        self.metadata: dict[str, Any] = {}
+
+    def read(self, indices: Iterable[int] | np.ndarray | None = None) -> np.ndarray:
+        """Decode frames ``indices`` (in that order, repeats allowed; ``None``: all) to ``uint8`` RGB ``[N, H, W, 3]``.
+
+        Raises:
+            InputError: indices out of range or not integers; the read would exceed ``limits.max_bytes``.
+            VideoReadError: the frames cannot be decoded (corrupt, truncated, frame size changes).
+        """
+        idx = _validate_indices(self.source, indices, self.info.n_frames)
+        wanted, inverse = _gather(idx)
+        check_read_bytes(self.source, len(wanted), self.info.height, self.info.width, self.limits,
+                         self._bytes_per_pixel())
+        if len(wanted) == 0:
+            return np.empty((0, self.info.height, self.info.width, 3), np.uint8)
+        frames = self._read_sorted(wanted)
+        if len(wanted) != len(idx) or not np.array_equal(wanted, idx):
+            frames = frames[inverse]
+        return frames
+
+    def _bytes_per_pixel(self) -> float:
+        return 3
+
+    def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Decode the sorted, unique, in-range frame numbers ``wanted``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file (a closed reader cannot read)."""
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"{type(self).__name__}({i.source!r}, n_frames={i.n_frames}, size={i.height}x{i.width}, fps={i.fps})"
+
+
+# ----------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def _check_size(
-    source: str, n_frames: int, height: int, width: int, bytes_per_pixel: float, max_bytes: int, max_side: int,
-    what: str = "read_video",
-) -> None:
-    """Refuse absurd sizes before anything is allocated."""
-    if height > max_side or width > max_side:
-        raise InputError(
-            source,
-            f"frames are {height}x{width} pixels, larger than the limit of {max_side} pixels per side; "
-            f"if this is really intended, pass max_side={max(height, width)} (or larger) to {what}",
-        )
-    total = float(n_frames) * height * width * bytes_per_pixel
-    if total > max_bytes:
-        raise InputError(
-            source,
-            f"decoding {n_frames} frames of {height}x{width} needs {_fmt_bytes(total)}, more than the limit of "
-            f"{_fmt_bytes(max_bytes)}; pass max_bytes={int(total) + 1} (or larger) to {what} to allow it"
-            + (", or decode fewer frames with indices=" if what == "read_video" else ""),
-        )
 
 
 def _missing(package: str, extra: str | None, feature: str, hint: str) -> MissingDependencyError:

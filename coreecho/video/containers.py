@@ -1,18 +1,88 @@
-"""Video-container backends: PyAV (FFmpeg) and decord, each with a cheap probe and a selective decoder."""
+"""Video-container readers: :class:`PyAVReader` (FFmpeg through PyAV) and :class:`DecordReader`.
+
+Both refuse files whose container is not a video: FFmpeg opens text (``tty``), subtitle (``srt``...) and
+single-image (``png_pipe``...) files as "videos"; only the formats of :data:`VIDEO_FORMATS` (and image
+sequences of at least 2 images) are accepted. Opening counts the packets once (stopping at
+``limits.max_frames + 1``); reading decodes only what the requested frames need and refuses, frame by frame,
+any frame whose size differs from the first.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from coreecho.errors import VideoReadError
-from coreecho.video.base import VideoInfo, _missing
+from coreecho.video.base import VideoInfo, VideoReader, _missing
+from coreecho.video.limits import Limits, check_frame_count, check_frame_size
+
+__all__ = ["PyAVReader", "DecordReader", "VIDEO_FORMATS", "IMAGE_FORMATS"]
+
+#: FFmpeg demuxer names accepted as video containers.
+VIDEO_FORMATS: frozenset[str] = frozenset({
+    "avi", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "gif", "apng", "mpeg", "mpegts",
+    "mpegvideo", "asf", "flv", "ogg", "nut", "mxf", "dv", "mjpeg", "h264", "hevc", "m4v", "yuv4mpegpipe",
+    "ivf", "obu", "rm", "wtv", "dicom",
+})
+#: Image demuxers: accepted only as sequences of 2 or more images (one image is not a video).
+IMAGE_FORMATS: frozenset[str] = frozenset({"image2", "image2pipe", "png_pipe", "jpeg_pipe", "jpegls_pipe", "bmp_pipe",
+                                           "tiff_pipe", "webp_pipe", "j2k_pipe", "gif_pipe", "dpx_pipe", "pgm_pipe",
+                                           "ppm_pipe"})
+_ACCEPTED = "AVI, MP4/MOV, MKV/WebM, GIF, MPEG, ASF/WMV, FLV, OGG, MXF, DICOM or a multi-image sequence"
+
+
+class _CannotOpen(VideoReadError):
+    """The backend cannot open or identify the file at all (``backend="auto"`` may try another one)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _check_format(source: str, names: str, long_name: str, n_images: int | None = None) -> None:
+    """Refuse containers that are not video: text, HTML, subtitles, audio, one image."""
+    parts = set(names.split(","))
+    what = f"'{names}' ({long_name})" if long_name else f"'{names}'"
+    if parts & VIDEO_FORMATS:
+        return
+    if parts & IMAGE_FORMATS or any(p.endswith("_pipe") for p in parts):
+        if n_images is None or n_images >= 2:
+            return
+        raise VideoReadError(source, f"container: FFmpeg reads it as a single image {what}, not a video; "
+                                     f"expected {_ACCEPTED}")
+    raise VideoReadError(source, f"container: FFmpeg reads it as {what}, which is not a video container (text, "
+                                 f"HTML, subtitle and audio files are refused); expected {_ACCEPTED}")
+
+
+def _sniff(path: Path) -> str | None:
+    """What the first bytes say the file is, when that is certainly not a video (used before decord)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    for magic, kind in ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+                        (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"BM", "a BMP image")):
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head and b"\x00" not in head:
+        text = ""
+        for cut in range(4):  # the 4096-byte window may end inside a multi-byte character
+            try:
+                text = head[:len(head) - cut].decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                continue
+        if text and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
+            low = text.lstrip().lower()
+            return "an HTML file" if low.startswith(("<!doctype html", "<html")) else "a text file"
+    return None
+
 
 # ----------------------------------------------------------------------------------------------------------
-# video containers: PyAV
+# PyAV
 
 
 def _import_av(source: str):
@@ -24,15 +94,21 @@ def _import_av(source: str):
 
 
 def _av_open(path: Path):
+    """Open with FFmpeg and check the container format; :class:`_CannotOpen` when FFmpeg cannot open it."""
     av = _import_av(str(path))
     try:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
-        raise VideoReadError(str(path), f"is not a readable video file (FFmpeg: {exc.strerror or exc}); "
-                                        "check that it is a complete AVI/MP4/MOV/MKV/DICOM file") from exc
-    if not container.streams.video:
+        raise _CannotOpen(str(path), f"is not a readable video file (FFmpeg: {exc.strerror or exc}); "
+                                     "check that it is a complete AVI/MP4/MOV/MKV/DICOM file") from exc
+    try:
+        fmt = container.format
+        _check_format(str(path), fmt.name, getattr(fmt, "long_name", "") or "", n_images=None)
+        if not container.streams.video:
+            raise VideoReadError(str(path), "contains no video stream")
+    except BaseException:
         container.close()
-        raise VideoReadError(str(path), "contains no video stream")
+        raise
     return container
 
 
@@ -52,110 +128,140 @@ class _AvProbe:
     width: int
     codec: str
     intra_only: bool
+    format: str
 
 
-def _av_probe(path: Path) -> _AvProbe:
+def _av_probe(container, path: Path, limits: Limits) -> _AvProbe:
+    """Count the packets of an opened container (no decoding), once; stops at ``limits.max_frames + 1``."""
     av = _import_av(str(path))
-    container = _av_open(path)
+    src = str(path)
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    check_frame_size(src, int(cc.height), int(cc.width), limits, field="frame size (container header)",
+                     error=VideoReadError)
+    n = 0
+    mjpeg = cc.name == "mjpeg"
+    first = None
     try:
-        stream = container.streams.video[0]
-        declared = int(stream.frames or 0)
-        codec = stream.codec_context.codec
-        n = 0
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    n += 1
-        except av.error.FFmpegError as exc:
-            raise VideoReadError(str(path), f"the container is corrupt after {n} frames (FFmpeg: {exc.strerror or exc})") from exc
-        info = _AvProbe(n, declared, _av_fps(stream), int(stream.codec_context.height),
-                        int(stream.codec_context.width), codec.name, bool(getattr(codec, "intra_only", False)))
-    finally:
-        container.close()
-    if info.n_frames == 0:
-        raise VideoReadError(str(path), "contains no frames (0-frame video)")
-    if info.declared and info.n_frames < info.declared:
-        raise VideoReadError(
-            str(path),
-            f"is truncated: its header declares {info.declared} frames but only {info.n_frames} are present; "
-            "the file was probably cut off while copying or writing - copy or export it again",
-        )
-    if info.height <= 0 or info.width <= 0:
-        raise VideoReadError(str(path), f"has an invalid frame size {info.height}x{info.width}")
+        for packet in container.demux(stream):
+            if packet.size:
+                if mjpeg:  # every MJPEG packet states its frame size: refuse size changes without decoding
+                    first = _check_jpeg_packet(src, bytes(packet), first, n)
+                n += 1
+                if n > limits.max_frames:
+                    check_frame_count(src, n, limits, field=f"frame count (more than {limits.max_frames} packets)",
+                                      error=VideoReadError)
+    except av.error.FFmpegError as exc:
+        raise VideoReadError(src, f"the container is corrupt after {n} frames (FFmpeg: {exc.strerror or exc})") from exc
+    codec = cc.codec
+    info = _AvProbe(n, int(stream.frames or 0), _av_fps(stream), int(cc.height), int(cc.width), codec.name,
+                    bool(getattr(codec, "intra_only", False)), container.format.name)
+    _check_format(src, info.format, getattr(container.format, "long_name", "") or "", n_images=n)
+    if n == 0:
+        raise VideoReadError(src, "contains no frames (0-frame video)")
+    if info.declared and n < info.declared:
+        raise VideoReadError(src, f"is truncated: its header declares {info.declared} frames but only {n} are "
+                                  "present; the file was probably cut off while copying or writing - copy or "
+                                  "export it again")
     return info
 
 
-def _av_decode(path: Path, probe: _AvProbe, wanted: np.ndarray) -> np.ndarray:
-    """Decode the sorted unique frame numbers ``wanted`` with PyAV."""
-    av = _import_av(str(path))
-    try:
-        from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+def _store(out: np.ndarray, k: int, frame, to_rgb, source: str, i: int) -> None:
+    """Convert decoded frame ``i`` into row ``k`` of ``out``; refuse it (before converting) if its size differs."""
+    h, w = out.shape[1:3]
+    if (frame.height, frame.width) != (h, w):
+        raise VideoReadError(source, f"frame {i} size is {frame.height}x{frame.width}, unlike the first frame "
+                                     f"({h}x{w}); videos that change size mid-stream are not supported - export "
+                                     "it again at one size")
+    out[k] = to_rgb(frame)
 
-        reformatter = VideoReformatter()
 
-        def to_rgb(frame) -> np.ndarray:
-            return reformatter.reformat(frame, format="rgb24").to_ndarray()
-    except ImportError:  # pragma: no cover - very old PyAV
+class PyAVReader(VideoReader):
+    """A video container read with PyAV (FFmpeg).
 
-        def to_rgb(frame) -> np.ndarray:
-            return frame.to_ndarray(format="rgb24")
+    Opening checks the container format, the frame size and counts the packets (one pass, no decoding).
+    ``read`` decodes only the packets of the requested frames for intra-only codecs (MJPEG, the codec of
+    EchoNet-style AVIs), otherwise sequentially up to the last requested frame.
+    """
 
-    out = np.empty((len(wanted), probe.height, probe.width, 3), dtype=np.uint8)
-    if len(wanted) == 0:
+    backend = "pyav"
+
+    def __init__(self, path: Path, limits: Limits):
+        super().__init__(str(path), limits)
+        self._path = path
+        container = _av_open(path)
+        try:
+            self._probe = _av_probe(container, path, limits)
+        finally:
+            container.close()
+        pr = self._probe
+        self.info = VideoInfo(str(path), pr.n_frames, pr.fps, pr.height, pr.width, "video", pr.codec, "pyav")
+        self.metadata = {"codec": pr.codec, "container": pr.format}
+
+    def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
+        av = _import_av(self.source)
+        path, info, src = self._path, self.info, self.source
+        try:
+            from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+
+            reformatter = VideoReformatter()
+
+            def to_rgb(frame) -> np.ndarray:
+                return reformatter.reformat(frame, format="rgb24").to_ndarray()
+        except ImportError:  # pragma: no cover - very old PyAV
+
+            def to_rgb(frame) -> np.ndarray:
+                return frame.to_ndarray(format="rgb24")
+
+        out = np.empty((len(wanted), info.height, info.width, 3), dtype=np.uint8)
+        need = {int(i): k for k, i in enumerate(wanted)}
+        last = int(wanted[-1])
+        got = 0
+        try:
+            container = av.open(str(path), mode="r")
+        except av.error.FFmpegError as exc:
+            raise VideoReadError(src, f"cannot be opened again for reading (FFmpeg: {exc.strerror or exc})") from exc
+        try:
+            stream = container.streams.video[0]
+            if self._probe.intra_only:
+                ctx = stream.codec_context
+                try:
+                    ctx.thread_type = "SLICE"  # no frame threading: one packet in, one frame out
+                except Exception:  # noqa: BLE001 - older PyAV: the default is fine
+                    pass
+                i = 0
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue
+                    if i in need:
+                        frames = ctx.decode(packet)
+                        if len(frames) != 1:
+                            raise VideoReadError(src, f"frame {i} could not be decoded (corrupt or truncated data)")
+                        _store(out, need[i], frames[0], to_rgb, src, i)
+                        got += 1
+                    if i >= last:
+                        break
+                    i += 1
+            else:
+                for i, frame in enumerate(container.decode(stream)):
+                    if i in need:
+                        _store(out, need[i], frame, to_rgb, src, i)
+                        got += 1
+                    if i >= last:
+                        break
+        except av.error.FFmpegError as exc:
+            raise VideoReadError(src, f"decoding failed after {got} frames (FFmpeg: {exc.strerror or exc}); "
+                                      "the file is corrupt or truncated") from exc
+        finally:
+            container.close()
+        if got != len(wanted):
+            raise VideoReadError(src, f"only {got} of the {len(wanted)} requested frames could be decoded "
+                                      "(the file is corrupt or truncated)")
         return out
-    need = {int(i): k for k, i in enumerate(wanted)}
-    last = int(wanted[-1])
-    got = 0
-    container = _av_open(path)
-    try:
-        stream = container.streams.video[0]
-        if probe.intra_only:
-            # every packet is a whole frame: decode only the packets of the wanted frames
-            ctx = stream.codec_context
-            try:
-                ctx.thread_type = "SLICE"  # no frame threading: one packet in, one frame out
-            except Exception:  # noqa: BLE001 - older PyAV: the default is fine
-                pass
-            i = 0
-            for packet in container.demux(stream):
-                if not packet.size:
-                    continue
-                if i in need:
-                    frames = ctx.decode(packet)
-                    if len(frames) != 1:
-                        raise VideoReadError(str(path), f"frame {i} could not be decoded (corrupt or truncated data)")
-                    _store(out, need[i], to_rgb(frames[0]), path, i)
-                    got += 1
-                if i >= last:
-                    break
-                i += 1
-        else:
-            for i, frame in enumerate(container.decode(stream)):
-                if i in need:
-                    _store(out, need[i], to_rgb(frame), path, i)
-                    got += 1
-                if i >= last:
-                    break
-    except av.error.FFmpegError as exc:
-        raise VideoReadError(str(path), f"decoding failed after {got} frames (FFmpeg: {exc.strerror or exc}); "
-                                        "the file is corrupt or truncated") from exc
-    finally:
-        container.close()
-    if got != len(wanted):
-        raise VideoReadError(str(path), f"only {got} of the {len(wanted)} requested frames could be decoded "
-                                        "(the file is corrupt or truncated)")
-    return out
-
-
-def _store(out: np.ndarray, k: int, rgb: np.ndarray, path: Path, i: int) -> None:
-    if rgb.shape != out.shape[1:]:
-        raise VideoReadError(str(path), f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, unlike the first frame "
-                                        f"({out.shape[2]}x{out.shape[1]}); videos that change size are not supported")
-    out[k] = rgb
 
 
 # ----------------------------------------------------------------------------------------------------------
-# video containers: decord
+# decord
 
 
 def _import_decord(source: str):
@@ -170,71 +276,134 @@ def _import_decord(source: str):
     return decord
 
 
-def _decord_open(path: Path):
-    decord = _import_decord(str(path))
-    try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as exc:  # noqa: BLE001 - decord raises its own DECORDError/RuntimeError
-        raise VideoReadError(str(path), f"is not a readable video file (decord: {str(exc).splitlines()[0][:200]})") from exc
-
-
-def _frame_size_without_decoding(path: Path) -> tuple[int, int] | None:
-    """Frame size from the container header via PyAV (no decoding), or None when PyAV cannot tell."""
-    try:
-        import av  # noqa: PLC0415
-
-        with av.open(str(path)) as container:
-            if container.streams.video:
-                cc = container.streams.video[0].codec_context
-                if cc.height > 0 and cc.width > 0:
-                    return int(cc.height), int(cc.width)
-    except Exception:  # noqa: BLE001 - only a shortcut; decord decodes a frame otherwise
-        return None
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Height and width from a JPEG's start-of-frame marker, or None."""
+    i, n = 2, len(data)
+    while i + 9 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+        i += 2 + length
     return None
 
 
-def _decord_probe(path: Path, vr=None) -> tuple[VideoInfo, Any]:
-    vr = _decord_open(path) if vr is None else vr
-    n = len(vr)
-    if n == 0:
-        raise VideoReadError(str(path), "contains no frames (0-frame video)")
-    fps = float(vr.get_avg_fps())
-    size = _frame_size_without_decoding(path)
-    if size is None:
+def _check_jpeg_packet(source: str, data: bytes, first: tuple[int, int] | None, i: int) -> tuple[int, int] | None:
+    """The size an MJPEG packet states; refuses it when it differs from the first packet's."""
+    size = _jpeg_size(data)
+    if first is not None and size is not None and size != first:
+        raise VideoReadError(source, f"frame {i} size is {size[0]}x{size[1]}, unlike the first frame "
+                                     f"({first[0]}x{first[1]}); videos that change size mid-stream are not "
+                                     "supported - export it again at one size")
+    return first or size
+
+
+def _container_check_for_decord(path: Path, limits: Limits) -> None:
+    """decord accepts what FFmpeg opens and rescales frames that change size, so check the container first."""
+    kind = _sniff(path)
+    if kind is not None:
+        raise VideoReadError(str(path), f"container: it is {kind}, not a video; expected {_ACCEPTED}")
+    try:
+        av = _import_av(str(path))
+    except ImportError:
+        return  # without PyAV only the byte signature can be checked
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError:
+        return  # decord decides
+    try:
+        fmt = container.format
+        _check_format(str(path), fmt.name, getattr(fmt, "long_name", "") or "", n_images=None)
+        if not container.streams.video:
+            raise VideoReadError(str(path), "contains no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context.name != "mjpeg":
+            return
+        first, n = None, 0
+        for packet in container.demux(stream):  # every MJPEG packet states its own frame size
+            if not packet.size:
+                continue
+            first = _check_jpeg_packet(str(path), bytes(packet), first, n)
+            n += 1
+            if n > limits.max_frames:
+                check_frame_count(str(path), n, limits, field=f"frame count (more than {limits.max_frames} packets)",
+                                  error=VideoReadError)
+    except av.error.FFmpegError:
+        return
+    finally:
+        container.close()
+
+
+class DecordReader(VideoReader):
+    """A video container read with decord (``get_batch`` over runs of nearby frames).
+
+    decord silently rescales frames whose size changes mid-stream; this reader refuses such files when
+    the change can be seen (MJPEG packets, checked with PyAV when it is installed) and checks the shape of
+    every decoded frame.
+    """
+
+    backend = "decord"
+
+    def __init__(self, path: Path, limits: Limits):
+        super().__init__(str(path), limits)
+        decord = _import_decord(str(path))
+        _container_check_for_decord(path, limits)
         try:
-            size = tuple(vr[0].shape[:2])
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        except Exception as exc:  # noqa: BLE001 - decord raises its own DECORDError/RuntimeError
+            raise _CannotOpen(str(path), f"is not a readable video file (decord: {_first_line(exc)})") from exc
+        n = len(vr)
+        if n == 0:
+            raise VideoReadError(str(path), "contains no frames (0-frame video)")
+        check_frame_count(str(path), n, limits, field="frame count", error=VideoReadError)
+        try:
+            first = vr[0].shape
             vr.seek(0)
         except Exception as exc:  # noqa: BLE001
-            raise VideoReadError(str(path), f"decord cannot decode its first frame: {str(exc).splitlines()[0][:200]}") from exc
-    info = VideoInfo(str(path), n, fps if np.isfinite(fps) and fps > 0 else None, int(size[0]), int(size[1]), "video", "")
-    return info, vr
+            raise VideoReadError(str(path), f"decord cannot decode its first frame: {_first_line(exc)}") from exc
+        check_frame_size(str(path), int(first[0]), int(first[1]), limits, error=VideoReadError)
+        fps = float(vr.get_avg_fps())
+        self._vr = vr
+        self.info = VideoInfo(str(path), n, fps if np.isfinite(fps) and fps > 0 else None, int(first[0]),
+                              int(first[1]), "video", "", "decord")
 
+    def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
+        """decord's ``get_batch`` seeks for every non-consecutive index, which is slow on intra-only codecs, so
+        nearby indices are grouped into runs decoded contiguously (a run is capped at 256 MiB of frames)."""
+        h, w = self.info.height, self.info.width
+        out = np.empty((len(wanted), h, w, 3), dtype=np.uint8)
+        k = 0
+        runs: list[list[int]] = []
+        max_span = max(1, (256 * 1024**2) // (h * w * 3))
+        for i in wanted.tolist():
+            if runs and i - runs[-1][-1] <= 8 and i - runs[-1][0] < max_span:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        try:
+            for run in runs:
+                block = self._vr.get_batch(list(range(run[0], run[-1] + 1))).asnumpy()
+                for j, i in enumerate(run):
+                    frame = block[i - run[0]]
+                    if frame.shape != (h, w, 3):
+                        raise VideoReadError(self.source, f"frame {i} size is {frame.shape[0]}x{frame.shape[1]}, "
+                                                          f"unlike the first frame ({h}x{w}); videos that change "
+                                                          "size mid-stream are not supported")
+                    out[k + j] = frame
+                k += len(run)
+        except VideoReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise VideoReadError(self.source, f"decoding failed after {k} frames (decord: {_first_line(exc)})") from exc
+        return out
 
-def _decord_decode(path: Path, vr, wanted: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Decode sorted unique ``wanted`` frames.
-
-    decord's ``get_batch`` seeks for every non-consecutive index, which is slow on intra-only codecs, so
-    nearby indices are grouped into runs decoded contiguously (a run is capped at 256 MiB of frames).
-    """
-    out = np.empty((len(wanted), height, width, 3), dtype=np.uint8)
-    k = 0
-    runs: list[list[int]] = []
-    max_span = max(1, (256 * 1024**2) // (height * width * 3))  # a decoded run stays under 256 MiB
-    for i in wanted.tolist():
-        if runs and i - runs[-1][-1] <= 8 and i - runs[-1][0] < max_span:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    try:
-        for run in runs:
-            block = vr.get_batch(list(range(run[0], run[-1] + 1))).asnumpy()
-            sel = block[np.asarray(run) - run[0]]
-            if sel.shape[1:] != out.shape[1:]:
-                raise VideoReadError(str(path), f"frames change size ({sel.shape[1:3]} vs {out.shape[1:3]})")
-            out[k:k + len(run)] = sel
-            k += len(run)
-    except VideoReadError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise VideoReadError(str(path), f"decoding failed after {k} frames (decord: {str(exc).splitlines()[0][:200]})") from exc
-    return out
+    def close(self) -> None:
+        self._vr = None

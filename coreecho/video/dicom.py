@@ -1,7 +1,9 @@
-"""DICOM cines through pydicom: header probe, decoder checks, colour conversion to 8-bit RGB, fps."""
+"""DICOM cines through pydicom (:class:`DicomReader`): header checks, decoder checks, colour conversion to
+8-bit RGB, fps."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,10 @@ from typing import Any
 import numpy as np
 
 from coreecho.errors import MissingDependencyError, VideoReadError
-from coreecho.video.base import Video, _check_size, _gather, _missing, _validate_indices
+from coreecho.video.base import VideoInfo, VideoReader, _missing
+from coreecho.video.limits import Limits, check_frame_count, check_frame_size
+
+__all__ = ["DicomReader"]
 
 # ----------------------------------------------------------------------------------------------------------
 # DICOM (pydicom, the ``dicom`` extra)
@@ -150,25 +155,82 @@ def _dicom_check_decoder(p: Path, hdr: _DicomHeader) -> None:
         )
 
 
-def _dicom_check_length(p: Path, ds, hdr: _DicomHeader) -> None:
-    """Native (uncompressed) pixel data shorter than the header declares means a truncated file."""
+def _pixel_element(ds):
+    """The PixelData element as read from the header (still deferred when large)."""
+    try:
+        return ds.get_item("PixelData", keep_deferred=True)
+    except TypeError:  # pragma: no cover - pydicom 2.x
+        return ds.get_item("PixelData")
+
+
+def _count_fragments(fh, start: int, end: int, enough: int) -> tuple[int | None, int]:
+    """Basic offset table entries (None when empty) and fragments (stops counting at ``enough``) of
+    encapsulated pixel data starting at byte ``start``; reads only the 8-byte item headers."""
+    fh.seek(start)
+    bot: int | None = -1
+    fragments = 0
+    while fragments < enough:
+        head = fh.read(8)
+        if len(head) < 8:
+            break
+        group, elem, length = struct.unpack("<HHI", head)
+        tag = group << 16 | elem
+        if tag == 0xFFFEE0DD:  # sequence delimiter
+            break
+        if tag != 0xFFFEE000 or length == 0xFFFFFFFF:
+            break
+        if fh.tell() + length > end:  # an item cut off by the end of the file
+            break
+        if bot == -1:
+            bot = length // 4 if length else None
+        else:
+            fragments += 1
+        fh.seek(length, 1)
+    return (None if bot == -1 else bot), fragments
+
+
+def _dicom_check_pixel_data(p: Path, ds, hdr: _DicomHeader) -> None:
+    """NumberOfFrames against what PixelData holds, before anything is decoded: the element length for native
+    pixels; the basic offset table and the number of fragments for encapsulated (compressed) pixels."""
     from pydicom.uid import UID  # noqa: PLC0415
 
-    if UID(hdr.transfer_syntax).is_compressed:
+    src = str(p)
+    elem = _pixel_element(ds)
+    raw_len = getattr(elem, "length", None)
+    value = getattr(elem, "value", None)
+    undefined = raw_len == 0xFFFFFFFF or bool(getattr(elem, "is_undefined_length", False))
+    fix = ("the file is truncated or its header lies; copy or export it again (or, if the frames are really "
+           "there, check NumberOfFrames)")
+    if not UID(hdr.transfer_syntax).is_compressed and not undefined:
+        length = int(raw_len) if raw_len is not None else (len(value) if value is not None else 0)
+        frame_bits = hdr.rows * hdr.columns * hdr.samples * hdr.bits_allocated
+        expected = (hdr.n_frames * frame_bits + 7) // 8
+        if length < expected:
+            holds = (length * 8) // frame_bits if frame_bits else 0
+            raise VideoReadError(src, f"is truncated: NumberOfFrames = {hdr.n_frames} frames of {hdr.rows}x"
+                                      f"{hdr.columns} need {expected} bytes of PixelData, but PixelData holds "
+                                      f"{length} bytes ({holds} frames); {fix}")
         return
+    if value is not None and not isinstance(value, (bytes, bytearray)):
+        return  # already decoded by pydicom (unusual); the decoder judges
     try:
-        elem = ds.get_item("PixelData")
-        length = int(elem.length) if getattr(elem, "length", None) is not None else len(elem.value)
-    except Exception:  # noqa: BLE001 - undefined length or unusual storage: let the decoder judge
-        return
-    bits = hdr.n_frames * hdr.rows * hdr.columns * hdr.samples * hdr.bits_allocated
-    expected = (bits + 7) // 8
-    if 0 <= length < expected:
-        raise VideoReadError(
-            str(p),
-            f"is truncated: its pixel data holds {length} bytes but the header declares {hdr.n_frames} frames of "
-            f"{hdr.rows}x{hdr.columns} ({expected} bytes); copy or export the file again",
-        )
+        if value is not None:
+            import io  # noqa: PLC0415
+
+            fh = io.BytesIO(bytes(value))
+            bot, fragments = _count_fragments(fh, 0, len(value), hdr.n_frames)
+        else:
+            start = int(getattr(elem, "value_tell"))
+            with open(p, "rb") as fh:
+                bot, fragments = _count_fragments(fh, start, p.stat().st_size, hdr.n_frames)
+    except (OSError, AttributeError, TypeError, struct.error) as exc:
+        raise VideoReadError(src, f"its encapsulated PixelData cannot be parsed ({exc})") from exc
+    if bot is not None and bot != hdr.n_frames and hdr.n_frames > 1:
+        raise VideoReadError(src, f"NumberOfFrames = {hdr.n_frames} but the PixelData basic offset table lists "
+                                  f"{bot} frames; {fix}")
+    if fragments < hdr.n_frames:
+        raise VideoReadError(src, f"is truncated: NumberOfFrames = {hdr.n_frames} but the encapsulated PixelData "
+                                  f"holds only {fragments} fragments (at most {fragments} frames); {fix}")
 
 
 def _dicom_decode(p: Path, ds, idx_sorted: np.ndarray | None, hdr: _DicomHeader) -> np.ndarray:
@@ -262,21 +324,36 @@ def _dicom_to_rgb(p: Path, ds, arr: np.ndarray, hdr: _DicomHeader) -> tuple[np.n
     )
 
 
-def _read_dicom(p: Path, indices, max_bytes: int, max_side: int) -> Video:
-    ds, hdr = _dicom_header(p)
-    idx = _validate_indices(str(p), indices, hdr.n_frames)
-    raw_bpp = hdr.samples * max(1, (hdr.bits_allocated + 7) // 8)
-    _check_size(str(p), len(idx), hdr.rows, hdr.columns, max(3, raw_bpp), max_bytes, max_side)
-    _dicom_check_decoder(p, hdr)
-    _dicom_check_length(p, ds, hdr)
-    wanted, inverse = _gather(idx)
-    partial = indices is not None and not np.array_equal(wanted, np.arange(hdr.n_frames))
-    arr = _dicom_decode(p, ds, wanted if partial else None, hdr)
-    if arr.shape[0] != len(wanted) or arr.shape[1:3] != (hdr.rows, hdr.columns):
-        raise VideoReadError(str(p), f"decoded pixels have shape {arr.shape}, but the header declares "
-                                     f"{len(wanted)} frames of {hdr.rows}x{hdr.columns}")
-    rgb, info = _dicom_to_rgb(p, ds, arr, hdr)
-    if len(wanted) != len(idx) or not np.array_equal(wanted, idx):
-        rgb = rgb[inverse]
-    info["modality"] = str(ds.get("Modality", ""))
-    return Video(np.ascontiguousarray(rgb), hdr.fps, str(p), hdr.n_frames, idx, "pydicom", info)
+class DicomReader(VideoReader):
+    """A DICOM cine read with pydicom; the header is checked against the limits and against the pixel data
+    before anything is decoded, and only the requested frames are decoded."""
+
+    backend = "pydicom"
+
+    def __init__(self, path: Path, limits: Limits):
+        super().__init__(str(path), limits)
+        ds, hdr = _dicom_header(path)
+        src = str(path)
+        check_frame_size(src, hdr.rows, hdr.columns, limits, field="Rows x Columns", error=VideoReadError)
+        check_frame_count(src, hdr.n_frames, limits, field="NumberOfFrames", error=VideoReadError)
+        _dicom_check_decoder(path, hdr)
+        _dicom_check_pixel_data(path, ds, hdr)
+        self._path, self._ds, self._hdr = path, ds, hdr
+        self.info = VideoInfo(src, hdr.n_frames, hdr.fps, hdr.rows, hdr.columns, "dicom", hdr.transfer_syntax_name,
+                              "pydicom")
+        self.metadata = {"photometric": hdr.photometric, "transfer_syntax": hdr.transfer_syntax_name,
+                         "modality": str(ds.get("Modality", ""))}
+
+    def _bytes_per_pixel(self) -> float:
+        return max(3, self._hdr.samples * max(1, (self._hdr.bits_allocated + 7) // 8))
+
+    def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
+        hdr, src = self._hdr, self.source
+        partial = not np.array_equal(wanted, np.arange(hdr.n_frames))
+        arr = _dicom_decode(self._path, self._ds, wanted if partial else None, hdr)
+        if arr.shape[0] != len(wanted) or arr.shape[1:3] != (hdr.rows, hdr.columns):
+            raise VideoReadError(src, f"decoded pixels have shape {arr.shape}, but the header declares "
+                                      f"{len(wanted)} frames of {hdr.rows}x{hdr.columns}")
+        rgb, info = _dicom_to_rgb(self._path, self._ds, arr, hdr)
+        self.metadata.update(info)
+        return np.ascontiguousarray(rgb)

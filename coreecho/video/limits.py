@@ -1,0 +1,112 @@
+"""Explicit limits on what a video reader may allocate, checked before any allocation.
+
+Every size or count a reader learns from a file header (frames, rows, columns) is checked against
+:class:`Limits` and against what the file really holds before memory is allocated, so a small file whose
+header lies costs a few kilobytes and a typed error, never gigabytes or a ``MemoryError``.
+
+Example:
+    >>> from coreecho.video.limits import Limits
+    >>> Limits(max_frames=500).max_frames
+    500
+    >>> Limits(max_side=0)
+    Traceback (most recent call last):
+    ...
+    coreecho.errors.InputError: Limits: max_side must be a positive integer, got 0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from coreecho.errors import InputError
+
+__all__ = ["Limits", "DEFAULT_LIMITS"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds a video reader enforces before allocating memory.
+
+    The defaults leave room for any clinical echo while refusing what would exhaust a workstation:
+
+    * ``max_frames = 100_000``: frames a video may hold, declared (DICOM ``NumberOfFrames``, ``.npy`` shape)
+      or counted (container packets). 100 000 frames is 33 minutes at 50 fps or 17 minutes at 100 fps;
+      echo loops hold tens to a few hundred frames. Counting packets stops at ``max_frames + 1``.
+    * ``max_side = 4096``: frame height or width in pixels (ultrasound scanners export at most ~1920).
+    * ``max_pixels = 4096 * 4096``: pixels per frame (one RGB frame is then at most 48 MiB).
+    * ``max_bytes = 2 GiB``: decoded ``uint8`` RGB bytes one ``read()`` may produce (unique frames x H x W x 3;
+      raw sample bytes for DICOM when larger). That is 57 000 frames at 112x112, or 2 300 frames at 480x640;
+      read fewer frames (clip sampling reads only the frames its clips need) or raise the limit.
+
+    Override with e.g. ``open_video(path, limits=Limits(max_frames=500_000))`` or
+    ``dataclasses.replace(DEFAULT_LIMITS, max_bytes=8 * 1024**3)``.
+
+    Attributes:
+        max_frames: frames a video may hold; more is refused.
+        max_side: largest frame height or width.
+        max_pixels: largest number of pixels per frame.
+        max_bytes: largest decoded size of one read, in bytes.
+
+    Example:
+        >>> from coreecho.video import open_video, Limits
+        >>> reader = open_video("a4c.avi", limits=Limits(max_bytes=64 * 1024**2))  # doctest: +SKIP
+    """
+
+    max_frames: int = 100_000
+    max_side: int = 4096
+    max_pixels: int = 4096 * 4096
+    max_bytes: int = 2 * 1024**3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError("Limits", f"{f.name} must be a positive integer, got {value!r}")
+
+
+#: The limits used when none are given.
+DEFAULT_LIMITS = Limits()
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def check_frame_size(source: str, height: int, width: int, limits: Limits, field: str = "frame size",
+                     error: type[InputError] = InputError) -> None:
+    """Refuse frame sizes that are not positive or over ``max_side`` / ``max_pixels``."""
+    if height <= 0 or width <= 0:
+        from coreecho.errors import VideoReadError  # noqa: PLC0415
+
+        raise VideoReadError(source, f"{field} {height}x{width} is invalid (rows and columns must be positive)")
+    if height > limits.max_side or width > limits.max_side:
+        side = max(height, width)
+        raise error(source, f"{field} is {height}x{width} pixels, larger than the limit of {limits.max_side} pixels "
+                            f"per side; if this is intended, raise it: Limits(max_side={side}) "
+                            f"(max_side={side} in read_video/as_frames)")
+    if height * width > limits.max_pixels:
+        raise error(source, f"{field} is {height}x{width} = {height * width} pixels, more than the limit of "
+                            f"{limits.max_pixels} pixels per frame; raise it: Limits(max_pixels={height * width})")
+
+
+def check_frame_count(source: str, n_frames: int, limits: Limits, field: str = "frame count",
+                      error: type[InputError] = InputError) -> None:
+    """Refuse frame counts over ``max_frames``."""
+    if n_frames > limits.max_frames:
+        raise error(source, f"{field} is {n_frames}, more than the limit of {limits.max_frames} frames; if the video "
+                            f"really is that long, raise it: Limits(max_frames={n_frames})")
+
+
+def check_read_bytes(source: str, n_frames: int, height: int, width: int, limits: Limits,
+                     bytes_per_pixel: float = 3) -> None:
+    """Refuse a read whose output (``n_frames`` x H x W x bytes per pixel) would exceed ``max_bytes``."""
+    total = float(n_frames) * height * width * bytes_per_pixel
+    if total > limits.max_bytes:
+        need = int(total) + 1
+        raise InputError(source, f"reading {n_frames} frames of {height}x{width} needs {_fmt_bytes(total)}, more than "
+                                 f"the limit of {_fmt_bytes(limits.max_bytes)}; read fewer frames (indices=) or raise "
+                                 f"the limit: Limits(max_bytes={need}) (max_bytes={need} in read_video)")
