@@ -42,14 +42,33 @@ def _run_models(args: argparse.Namespace) -> int:
         rows.append({"name": name, "role": src.role, "source": where, "license": src.license,
                      "available_offline": is_cached(name), "description": src.description})
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'name':<22} {'role':<8} {'offline':<8} {'license':<28} source")
-    for r in rows:
-        print(f"{r['name']:<22} {r['role']:<8} {('yes' if r['available_offline'] else 'no'):<8} "
-              f"{r['license']:<28} {r['source']}")
-        print(f"{'':<22} {r['description']}")
-    print("\nload any of them with coreecho.load_model(NAME); folders, .pth files and Hub repo ids work too.")
+        lines = [json.dumps(rows, indent=2)]
+    else:
+        lines = [f"{'name':<22} {'role':<8} {'offline':<8} {'license':<28} source"]
+        for r in rows:
+            lines.append(f"{r['name']:<22} {r['role']:<8} {('yes' if r['available_offline'] else 'no'):<8} "
+                         f"{r['license']:<28} {r['source']}")
+            lines.append(f"{'':<22} {r['description']}")
+        lines.append("\nload any of them with coreecho.load_model(NAME) or --model NAME; folders, .pth files and "
+                     "Hub repo ids work too. phantom-tiny runs offline now (synthetic training data, not for "
+                     "clinical use).")
+    return _print_lines(lines)
+
+
+def _print_lines(lines: list[str]) -> int:
+    """Print to stdout; a reader that stops early (``| head``) ends the command quietly instead of with a
+    ``BrokenPipeError`` traceback."""
+    import os
+
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at devnull so that flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 
@@ -85,7 +104,7 @@ def _load_plugins() -> None:
     """Import the modules that add subcommands (kept out of this file to keep it small)."""
     import importlib
 
-    for module in ("coreecho.cli_predict", "coreecho.cli_demo", "coreecho.cli_explain", "coreecho.train.cli",
+    for module in ("coreecho.cli_predict", "coreecho.cli_demo", "coreecho.cli_explain", "coreecho.cli_calibrate", "coreecho.train.cli",
                    "coreecho.train.finetune_cli"):
         try:
             importlib.import_module(module)

@@ -29,12 +29,12 @@ def plot_demo(path: Path, frames: Any, meta: Any, pred: Any, clip_frames: int, s
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1.6, 1]})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.6, 1]})
     ed = meta.traced_frames[0]
     axes[0].imshow(frames[ed], cmap="gray")
     for x1, y1, x2, y2 in meta.tracings[ed]:
         axes[0].plot([x1, x2], [y1, y2], color="tab:orange", lw=0.8)
-    axes[0].set_title(f"end-diastole (frame {ed}) with LV tracing")
+    axes[0].set_title(f"end-diastole (frame {ed}, {ed / meta.fps:.2f} s)\nwith the LV tracing (orange)", fontsize=10)
     axes[0].axis("off")
 
     t = np.arange(meta.n_frames) / meta.fps
@@ -45,24 +45,29 @@ def plot_demo(path: Path, frames: Any, meta: Any, pred: Any, clip_frames: int, s
         sampled = s + stride * np.arange(clip_frames)
         sampled = sampled[sampled < meta.n_frames]
         y = low - (k + 1) * step
-        axes[1].plot(sampled / meta.fps, np.full(len(sampled), y), "|", color=f"C{k + 2}", ms=6,
-                     label=f"clip {k + 1} frames" if k < 6 else None)
+        axes[1].plot(sampled / meta.fps, np.full(len(sampled), y), "|", color=f"C{(k + 2) % 10}", ms=6,
+                     label=f"frames of clip {k + 1}" if k < 6 else None)
     axes[1].set_xlabel("time (s)")
     axes[1].set_ylabel("LV area (pixels²)")
-    axes[1].set_title(f"LV area over time — true EF {meta.ef:.1f}%")
-    axes[1].legend(loc="upper right", fontsize=8)
+    axes[1].set_title(f"LV area over time (true EF {meta.ef:.1f}%)\nand the frames each clip samples", fontsize=10)
+    # Below the axes: a legend inside would cover a systolic peak or a row of clip ticks.
+    axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=4, fontsize=8, frameon=False)
 
     idx = np.arange(1, len(pred.clip_efs) + 1)
-    axes[2].bar(idx, pred.clip_efs, color=[f"C{k + 2}" for k in range(len(idx))])
-    axes[2].axhline(meta.ef, color="black", ls="--", lw=1, label=f"true {meta.ef:.1f}%")
-    axes[2].axhline(pred.ef, color="tab:red", lw=1.2, label=f"predicted {pred.ef:.1f}%")
+    bars = axes[2].bar(idx, pred.clip_efs, color=[f"C{(k + 2) % 10}" for k in range(len(idx))], width=0.6)
+    axes[2].bar_label(bars, labels=[f"{v:.1f}" for v in pred.clip_efs], label_type="center", color="white",
+                      fontsize=9, fontweight="bold")
+    # The predicted (mean) line is drawn first and wide, the true line dashed on top of it, so both stay
+    # visible when they coincide.
+    axes[2].axhline(pred.ef, color="black", lw=2.2, zorder=3, label=f"predicted (mean) {pred.ef:.1f}%")
+    axes[2].axhline(meta.ef, color="tab:orange", ls=(0, (4, 3)), lw=1.8, zorder=4, label=f"true {meta.ef:.1f}%")
     axes[2].set_xticks(idx)
     axes[2].set_xlabel("clip")
     axes[2].set_ylabel("EF (%)")
     axes[2].set_ylim(0, 100)
-    axes[2].set_title("per-clip EF")
-    axes[2].legend(fontsize=8)
-    fig.suptitle("coreecho demo — synthetic phantom, phantom-tiny model (not for clinical use)", fontsize=10)
+    axes[2].set_title("EF of each clip and their mean", fontsize=10)
+    axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle("coreecho demo: synthetic phantom, phantom-tiny model (not for clinical use)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -126,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     if r.get("figure"):
         print(f"figure: {r['figure']}")
     elif not args.no_figure:
-        print("figure skipped: install matplotlib (pip install \"coreecho[viz]\")")
+        print("figure skipped: matplotlib is not installed (pip install matplotlib; it comes with the \"viz\" and \"dev\" extras)")
     print("phantom-tiny is trained on synthetic phantoms only: not for clinical use. Real weights: `coreecho models`.")
     return 0
 

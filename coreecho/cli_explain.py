@@ -44,7 +44,8 @@ def _run_explain(args: argparse.Namespace) -> int:
     ex = explain(model, args.video, stage=args.stage, target=args.target, start=args.start)
     written = [ex.save(args.output, fps=args.fps, alpha=args.alpha, scale=args.scale)]
     if args.montage:
-        written.append(ex.save_montage(args.montage, n=args.frames, alpha=args.alpha, scale=args.scale))
+        written.append(ex.save_montage(args.montage, n=args.frames, alpha=args.alpha, scale=args.scale,
+                                       model=args.model or "coreecho-echonet"))
     padded = int((ex.frame_indices < 0).sum())
     print(f"{args.video}: output {ex.output:.2f} on the clip starting at frame {ex.start} "
           f"({len(ex.frame_indices)} frames{f', {padded} zero-padded' if padded else ''}), stage {ex.stage}")

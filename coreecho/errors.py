@@ -77,5 +77,6 @@ class MissingDependencyError(CoReEchoError, ImportError):
         self.extra = extra
         super().__init__(
             f"{feature} needs the optional package '{package}'. Install it with "
-            f"`pip install \"coreecho[{extra}]\"` (or `pip install {package}`)."
+            f"`pip install \"coreecho[{extra}]\"` (in a clone: `pip install -e \".[{extra}]\"`), "
+            f"or `pip install {package}`."
         )

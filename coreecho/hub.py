@@ -28,9 +28,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from coreecho.errors import ChecksumError, ModelNotFoundError, WeightsError
-from coreecho.models.coreecho import CoReEcho
+from coreecho.errors import ChecksumError, ConfigError, ModelNotFoundError, WeightsError
+from coreecho.models.build import build_model
 from coreecho.models.config import ModelConfig
+from coreecho.models.coreecho import CoReEcho
 
 __all__ = [
     "ModelSource", "REGISTRY", "list_models", "model_info", "is_cached", "load_model", "save_pretrained",
@@ -41,6 +42,7 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+CALIBRATION_KEY = "calibration"
 
 CITATION = """@inproceedings{maani2024coreecho,
   title     = {CoReEcho: Continuous Representation Learning for 2D+time Echocardiography Analysis},
@@ -112,7 +114,7 @@ def _bundled_models() -> dict[str, ModelSource]:
     if _BUNDLED_DIR.is_dir():
         for folder in sorted(_BUNDLED_DIR.iterdir()):
             if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
-                cfg = ModelConfig.load(folder / CONFIG_NAME)
+                cfg, _ = _read_config(folder / CONFIG_NAME)
                 found[folder.name] = ModelSource(
                     name=folder.name, kind="bundled", license=cfg.license,
                     description=str(cfg.metadata.get("description", "bundled model")))
@@ -144,6 +146,17 @@ def model_info(name: str) -> ModelSource:
 
 def _installed_dir(name: str) -> Path:
     return cache_dir() / "models" / name
+
+
+def _not_installed_message(name: str, src: ModelSource, installed: Path) -> str:
+    """What to do when a ``manual`` model (e.g. the default, ``coreecho-echonet``) is not installed: how to get
+    it, and the bundled model that runs right now."""
+    return (f"{name!r} is not installed. Its authors publish it only at {src.url} (file {src.filename}, "
+            f"licence {src.license}). Download it in a browser, then run `coreecho convert {src.filename} "
+            f"--install {name}` (installs into {installed}). To try coreecho now, offline, use the bundled "
+            "'phantom-tiny' model: `--model phantom-tiny` on the command line, "
+            "`coreecho.load_model(\"phantom-tiny\")` in Python (trained on synthetic phantoms: it shows the "
+            "pipeline, not clinical accuracy).")
 
 
 def is_cached(name: str, cache: str | Path | None = None) -> bool:
@@ -289,7 +302,7 @@ def load_official_checkpoint(path: str | Path) -> CoReEcho:
         "source_file": path.name, "source_sha256": sha256_file(path),
         "epoch": _plain(ckpt.get("epoch")), "best_error": _plain(ckpt.get("best_error")),
         "training_data": "EchoNet-Dynamic"})
-    model = CoReEcho(cfg)
+    model = build_model(cfg, source=str(path))
     load_encoder_weights(model.encoder, ckpt["model"])
     strict_load(model.head, _strip_prefix(ckpt["regressor"]), f"{path} ['regressor']")
     return model.eval()
@@ -350,14 +363,86 @@ def save_pretrained(model: CoReEcho, directory: str | Path, *, model_card: bool 
     save_file(state, str(tmp), metadata={"format": "pt", "library": "coreecho"})
     os.replace(tmp, out / WEIGHTS_NAME)
     model.config.save(out / CONFIG_NAME)
+    _save_calibration(model, out)
     if model_card:
         (out / CARD_NAME).write_text(_model_card(model, card))
     return out
 
 
+def _calibration_of(model: CoReEcho) -> Any:
+    """The model's calibration (plus a detector attached later), or ``None``; stale ones are dropped."""
+    cal = getattr(model, "calibration", None)
+    detector = getattr(model, "shift_detector", None)
+    if cal is None and detector is None:
+        return None
+    from coreecho.analysis.calibration import Calibration, state_fingerprint  # noqa: PLC0415
+
+    if cal is not None and cal.fingerprint is not None and cal.fingerprint != state_fingerprint(model):
+        warnings.warn("the model's weights changed after it was calibrated; its calibration is not saved. "
+                      "Recalibrate on held-out data (coreecho.calibrate / coreecho calibrate).", stacklevel=4)
+        return None
+    if cal is None:
+        return Calibration(None, detector)
+    if detector is cal.detector:
+        return cal
+    return Calibration(cal.interval, detector, coverage=cal.coverage, metadata=cal.metadata)
+
+
+def _save_calibration(model: CoReEcho, out: Path) -> None:
+    """Write ``calibration.safetensors`` and the ``calibration`` entry of ``config.json`` (with both sha256s)."""
+    import json
+
+    from coreecho.analysis.calibration import FILE_NAME  # noqa: PLC0415
+
+    cal = _calibration_of(model)
+    if cal is None:
+        (out / FILE_NAME).unlink(missing_ok=True)  # a stale file from an earlier save must not linger
+        return
+    entry = cal.save(out)
+    entry["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
+    data = json.loads((out / CONFIG_NAME).read_text())
+    data[CALIBRATION_KEY] = entry
+    (out / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _read_config(path: Path) -> tuple[ModelConfig, Any]:
+    """The model config and the raw ``calibration`` entry (``None`` when absent) of a ``config.json``."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the model config ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    entry = data.pop(CALIBRATION_KEY, None)
+    return ModelConfig.from_dict(data, source=str(path)), entry
+
+
+def _load_calibration(model: CoReEcho, folder: Path, entry: Any) -> None:
+    """Verify and attach a folder's calibration; a model without one says so once, when it is loaded."""
+    from coreecho.analysis.calibration import Calibration, state_fingerprint  # noqa: PLC0415
+
+    if entry is None:
+        if model.config.task == "ef":
+            warnings.warn(f"{folder}: this model carries no calibration, so its predictions have no EF interval "
+                          "(ef_low/ef_high are None) and no distribution-shift flag (is_shifted is None). Fit one "
+                          "on held-out labelled videos: `coreecho calibrate MODEL --data DIR` (docs/calibration.md).",
+                          stacklevel=4)
+        return
+    want = entry.get("weights_sha256") if isinstance(entry, dict) else None
+    if want and want != sha256_file(folder / WEIGHTS_NAME):
+        raise ChecksumError(f"{folder / WEIGHTS_NAME}: its sha256 differs from the one its calibration was saved "
+                            f"with ({want}); the weights were replaced. Restore them or recalibrate.")
+    cal = Calibration.load(folder, entry)
+    cal.fingerprint = state_fingerprint(model)
+    model.calibration = cal
+    model.shift_detector = cal.detector
+
+
 def push_to_hub(model: CoReEcho, repo_id: str, *, private: bool = False, token: str | None = None,
                 commit_message: str = "Upload coreecho model", revision: str | None = None, **card: Any) -> str:
-    """Create (if needed) a Hub model repository and upload config, weights and model card.
+    """Create (if needed) a Hub model repository and upload config, weights, calibration and model card.
 
     Returns:
         The URL of the commit.
@@ -392,13 +477,14 @@ def _load_folder(folder: Path) -> CoReEcho:
     if missing:
         raise ModelNotFoundError(f"{folder}: a coreecho model folder needs {CONFIG_NAME} and {WEIGHTS_NAME}; "
                                  f"missing {', '.join(missing)}. Use `coreecho convert` for .pth checkpoints.")
-    cfg = ModelConfig.load(cfg_path)
+    cfg, calibration = _read_config(cfg_path)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise WeightsError(f"{weights}: not a readable safetensors file ({err})") from err
-    model = CoReEcho(cfg)
+    model = build_model(cfg, source=str(cfg_path))
     strict_load(model, state, str(weights))
+    _load_calibration(model, folder, calibration)
     return model
 
 
@@ -474,13 +560,10 @@ def _resolve(name_or_path: str | Path, revision: str | None, cache: str | Path |
             installed = _installed_dir(text)
             if (installed / WEIGHTS_NAME).is_file():
                 return _load_folder(installed)
-            raise ModelNotFoundError(
-                f"{text!r} is not installed. Its authors publish it only at {src.url} (file {src.filename}, "
-                f"licence {src.license}). Download it in a browser, then run `coreecho convert "
-                f"{src.filename} --install {text}` (installs into {installed}).")
+            raise ModelNotFoundError(_not_installed_message(text, src, installed))
         file = fetch_weights_file(text, cache_dir_=cache, local_files_only=local_files_only)
-        model = CoReEcho(ModelConfig(architecture="uniformer_small", license=src.license,
-                                     metadata={"description": src.description, "encoder_init": text}))
+        model = build_model(ModelConfig(architecture="uniformer_small", license=src.license,
+                                        metadata={"description": src.description, "encoder_init": text}))
         load_encoder_weights(model.encoder, file)
         warnings.warn(f"{text!r} holds encoder weights only: the EF head of the returned model is untrained. "
                       "Train it (coreecho train stage2) before using predict_ef.", stacklevel=3)
@@ -490,6 +573,10 @@ def _resolve(name_or_path: str | Path, revision: str | None, cache: str | Path |
         revision = rev or revision
         files = [_hub_download(repo, f, revision=revision, cache=cache, local_files_only=local_files_only)
                  for f in (CONFIG_NAME, WEIGHTS_NAME)]
+        entry = _read_config(files[0])[1]
+        if isinstance(entry, dict) and entry.get("file"):  # calibration travels with the weights
+            files.append(_hub_download(repo, Path(str(entry["file"])).name, revision=revision, cache=cache,
+                                       local_files_only=local_files_only))
         for f in files:
             _verify_hub_file(f)
         return _load_folder(files[0].parent)

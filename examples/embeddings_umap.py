@@ -9,7 +9,10 @@ Model: ``--model NAME_OR_PATH``; without it the bundled ``phantom-tiny`` model w
 else a tiny randomly initialised model (with a warning: its map shows image similarity, not EF).
 
 Usage:
-    python examples/embeddings_umap.py --n 60 --output embeddings_umap.png
+    python examples/embeddings_umap.py --n 60 --output examples-out/embeddings_umap.png
+
+UMAP needs umap-learn (``pip install -e ".[viz]"`` in a clone, ``pip install "coreecho[viz]"`` from PyPI);
+without it the script says so and draws a t-SNE map instead.
     python examples/embeddings_umap.py --model ./my_model --method tsne
 """
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default=None, choices=["umap", "tsne", "pca"],
                         help="2-D map (default: umap when umap-learn is installed, else tsne)")
     parser.add_argument("--clips", type=int, default=1, help="clips averaged per video (default 1)")
-    parser.add_argument("--output", default="embeddings_umap.png", help="PNG to write")
+    parser.add_argument("--output", default="examples-out/embeddings_umap.png",
+                        help="PNG to write (default: examples-out/embeddings_umap.png, ignored by git)")
     parser.add_argument("--save", default=None, help="also save the embeddings (stem, .npz or .parquet)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     plot_embeddings(emb, efs, method=method, path=args.output, seed=args.seed,
                     title=f"{method.upper() if method != 'tsne' else 't-SNE'} of {name} embeddings "
                           f"({args.n} phantoms)")
-    print(f"wrote {args.output}")
+    fell_back = args.method is None and method != "umap"
+    print(f"wrote {args.output} ({method} map" + ("; UMAP was asked for by default but umap-learn is not "
+                                                   "installed, see the note above)" if fell_back else ")"))
     if args.save:
         for path in save_embeddings(args.save, names, emb, ef=efs, model=name, clips=args.clips):
             print(f"wrote {path}")

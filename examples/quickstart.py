@@ -6,7 +6,7 @@ own AVI/MP4/DICOM files.
 
 Usage::
 
-    python examples/quickstart.py [--model phantom-tiny] [--out quickstart-out]
+    python examples/quickstart.py [--model phantom-tiny] [--out examples-out/quickstart]
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from coreecho.video.io import write_video
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="phantom-tiny")
-    p.add_argument("--out", default="quickstart-out")
+    p.add_argument("--out", default="examples-out/quickstart", help="output folder (default: "
+                   "examples-out/quickstart, ignored by git)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

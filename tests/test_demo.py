@@ -39,3 +39,72 @@ def test_demo_runs_offline_and_writes_its_files(tmp_path, capsys):
     assert list(tmp_path.glob("*.avi"))
     predicted = float(out.split("predicted EF")[1].split("%")[0])
     assert abs(predicted - 35) < 8
+
+
+def test_demo_figure_is_labelled(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from coreecho.cli_demo import run_demo
+
+    saved = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        saved["fig"] = fig
+        return real_savefig(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = spy
+    try:
+        r = run_demo(ef=60, seed=1, output_dir=tmp_path)
+    finally:
+        matplotlib.figure.Figure.savefig = real_savefig
+    fig = saved["fig"]
+    assert fig._suptitle is not None and "phantom-tiny" in fig._suptitle.get_text()
+    image, curve, bars = fig.axes[:3]
+    assert image.get_title() and curve.get_xlabel() == "time (s)" and bars.get_ylabel() == "EF (%)"
+    # The legends sit below the axes, so they cover no curve peak and no bar.
+    for ax in (curve, bars):
+        legend = ax.get_legend()
+        fig.canvas.draw()
+        assert legend.get_window_extent().y1 <= ax.get_window_extent().y0 + 1
+    # Each bar carries its value; the true-EF line is drawn above the predicted one.
+    texts = [t.get_text() for t in bars.texts]
+    assert texts == [f"{v:.1f}" for v in r["clip_efs"]]
+    lines = {ln.get_label().split()[0]: ln for ln in bars.get_lines()}
+    assert lines["true"].get_zorder() > lines["predicted"].get_zorder()
+    plt.close("all")
+
+
+def test_default_model_missing_says_phantom_tiny_works(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COREECHO_CACHE", str(tmp_path / "empty-cache"))
+    from coreecho.data.phantom import make_phantom
+    from coreecho.video.io import write_video
+
+    frames, meta = make_phantom(ef=50, seed=2, n_frames=80)
+    video = write_video(tmp_path / "v.avi", frames, fps=meta.fps)
+    for argv in (["predict", str(video)], ["embed", str(video), "-o", str(tmp_path / "e.npz")],
+                 ["explain", str(video), "-o", str(tmp_path / "x.gif")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "coreecho convert best.pth --install coreecho-echonet" in err, err
+        assert "--model phantom-tiny" in err, err
+
+
+def test_models_json_into_a_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f'"{sys.executable}" -m coreecho models --json | head -1', shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "[" and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_train_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: CUDA when available)" in text and "(default: None)" not in text.split("--device")[1][:80]

@@ -196,6 +196,8 @@ def test_finetune_cli(video_csv, small_model, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["dataset"] == "csv" and len(res["folds"]) == 2 and res["config"]["epochs"] == 3
     assert (tmp_path / "m" / "config.json").is_file()
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["preprocessing"]
+    assert (saved["sampling"], saved["frames"], saved["stride"]) == ("clips", 8, 2)  # a CSV fine-tune keeps clips
     assert main(["finetune", "--dataset", "csv", "--data", str(video_csv), "--model", str(folder),
                  "--folds", "0"]) == 2
     assert main(["finetune", "--dataset", "csv", "--data", str(video_csv), "--model", str(folder),

@@ -59,7 +59,9 @@ def test_base_size_and_custom_build():
     assert len(base.blocks3) == 20 and base.num_features == 512
     custom = build_uniformer("uniformer_custom", depth=(1, 1, 1, 1), embed_dim=(8, 16, 32, 64), head_dim=8)
     assert custom(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 64)
-    with pytest.raises(ValueError, match="unknown UniFormer size"):
+    from coreecho.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown UniFormer size.*uniformer_base"):
         build_uniformer("uniformer_huge")
 
 

@@ -77,7 +77,9 @@ def default_method(method: str | None = None, *, announce: bool = False) -> str:
         if announce:
             import sys  # noqa: PLC0415
 
-            print("umap-learn is not installed (pip install 'coreecho[viz]'); using t-SNE", file=sys.stderr)
+            print("NOTE: umap-learn is not installed, so this map uses t-SNE instead of UMAP. For UMAP: "
+                  "`pip install umap-learn`, or the viz extra (`pip install \"coreecho[viz]\"` from PyPI, "
+                  "`pip install -e \".[viz]\"` in a clone).", file=sys.stderr)
         return "tsne"
     return "umap"
 

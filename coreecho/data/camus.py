@@ -226,13 +226,22 @@ class SequenceDataset(Dataset):
         except ConfigError as err:
             raise InputError("dataset", str(err)) from None
         self.preprocess = pre
-        self.augment, self.seed, self.cache = bool(augment), seed, bool(cache)
+        self.seed, self.cache = seed, bool(cache)
         # pixels come from the test-time pipeline (cached when deterministic); augmentation is the train one's
         self._eval = ClipPipeline(pre, train=False, clips=1, backend=backend, limits=limits)
-        self.pipeline = ClipPipeline(pre, train=self.augment, clips=1, backend=backend, limits=limits)
+        self.pipeline = ClipPipeline(pre, train=bool(augment), clips=1, backend=backend, limits=limits)
         self.epoch = 0
         self.records: list[Any] = []
         self._cache: dict[int, np.ndarray] = {}
+
+    @property
+    def augment(self) -> bool:
+        """Whether items get the training augmentation (switchable: it is the pipeline's training mode)."""
+        return self.pipeline.train
+
+    @augment.setter
+    def augment(self, value: bool) -> None:
+        self.pipeline.train = bool(value)
 
     frames = property(lambda self: self.preprocess.frames)
     size = property(lambda self: self.preprocess.size)

@@ -186,13 +186,22 @@ class ClipDataset(Dataset):
             raise InputError("dataset", str(err)) from None
         self.records = list(records)
         self.preprocess = pre
-        self.views, self.augment = int(views), bool(augment)
-        self.pipeline = ClipPipeline(pre, train=self.augment, backend=backend, limits=limits)
+        self.views = int(views)
+        self.pipeline = ClipPipeline(pre, train=bool(augment), backend=backend, limits=limits)
         self.clips = clips
         self.clip_policy = clip_policy
         self.starts = self._index_starts(starts) if starts is not None else None
         self.seed = seed
         self.epoch = 0
+
+    @property
+    def augment(self) -> bool:
+        """Whether items get the training augmentation (switchable: it is the pipeline's training mode)."""
+        return self.pipeline.train
+
+    @augment.setter
+    def augment(self, value: bool) -> None:
+        self.pipeline.train = bool(value)
 
     # the recipe, for code that reads it off the dataset
     frames = property(lambda self: self.preprocess.frames)

@@ -3,3 +3,9 @@
 Submodules are imported on demand (``from coreecho.models.uniformer import uniformer_small``) so that
 ``import coreecho`` does not import torch.
 """
+
+from coreecho._lazy import lazy_exports
+
+__all__ = ["build_model", "ENCODER_PRESETS", "resolve_encoder"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {name: "coreecho.models.build" for name in __all__})

@@ -24,7 +24,8 @@ from typing import Any
 from coreecho._version import __version__
 from coreecho.errors import ConfigError
 
-__all__ = ["ModelConfig", "PreprocessConfig", "ECHONET_MEAN", "ECHONET_STD", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["ModelConfig", "PreprocessConfig", "ECHONET_MEAN", "ECHONET_STD", "FORMAT_NAME", "FORMAT_VERSION",
+           "SAMPLINGS", "TEMPORALS", "ARCHITECTURES"]
 
 #: Per-channel mean and std of EchoNet-Dynamic in 0–255 pixel units (the official CoReEcho values).
 ECHONET_MEAN = (0.12741163 * 255, 0.1279413 * 255, 0.12912785 * 255)
@@ -34,18 +35,71 @@ FORMAT_NAME = "coreecho"
 FORMAT_VERSION = 1
 
 
+#: Time-sampling policies of :class:`PreprocessConfig`.
+SAMPLINGS = ("clips", "sequence")
+#: Temporal interpolation of ``sampling="sequence"``.
+TEMPORALS = ("linear", "nearest")
+#: Encoder architectures a config may name.
+ARCHITECTURES = ("uniformer_small", "uniformer_base", "uniformer_custom")
+#: Upper bounds of config values: anything larger is refused before a model or a buffer is built from it.
+MAX_FRAMES = 1024
+MAX_STRIDE = 64
+MAX_SIZE = 1024
+MAX_PAD = 256
+MAX_TEST_CLIPS = 1000
+
+
+def _int_in(source: str, name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{source}: {name} must be an integer in {lo}..{hi}, found {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{source}: {name} must be in {lo}..{hi}, found {value}")
+    return int(value)
+
+
+def _triple(source: str, name: str, value: Any, positive: bool) -> tuple[float, float, float]:
+    import math  # noqa: PLC0415
+
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        raise ConfigError(f"{source}: {name} must be 3 numbers (one per RGB channel, 0-255 units), found {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise ConfigError(f"{source}: {name} must hold finite numbers, found {value!r}")
+        if positive and float(v) <= 0:
+            raise ConfigError(f"{source}: {name} must be positive (it divides the pixels), found {value!r}")
+        out.append(float(v))
+    return tuple(out)  # type: ignore[return-value]
+
+
 @dataclass
 class PreprocessConfig:
-    """How raw frames become model input.
+    """How raw frames become model input: the recipe a model was trained with, which serving reads back.
+
+    :meth:`coreecho.CoReEcho.pipeline` builds a :class:`~coreecho.video.pipeline.ClipPipeline` from it; training,
+    evaluation, fine-tuning, inference, Grad-CAM and embedding all go through that one pipeline.
 
     Attributes:
         frames: frames per clip (official: 36).
-        stride: step between sampled frames (official: 4).
+        stride: step between sampled frames with ``sampling="clips"`` (official: 4).
         size: square side of the model input (official: 112).
         mean: per-channel mean in 0–255 units, subtracted after padding.
         std: per-channel std in 0–255 units.
         fps: frame rate of the training videos (EchoNet-Dynamic: about 50); inputs far from it warn.
         crop_sector: crop non-square/non-``size`` inputs to the ultrasound fan before resizing.
+        sampling: how time is sampled: ``"clips"`` (clips of ``frames`` frames, every ``stride``-th frame, as in
+            EchoNet-Dynamic) or ``"sequence"`` (the whole sequence resampled to ``frames`` frames, one clip per
+            video, as for CAMUS / HMC-QU half cycles).
+        temporal: interpolation of ``sampling="sequence"``: ``"linear"`` (blend neighbouring frames) or
+            ``"nearest"``.
+        pad: augmentation of training: zero-pad by ``pad`` pixels and crop back at a random offset (official: 12;
+            never applied at test time).
+
+    Raises:
+        ConfigError: a value of the wrong type or outside its range (see the ``MAX_*`` constants).
     """
 
     frames: int = 36
@@ -55,16 +109,54 @@ class PreprocessConfig:
     std: tuple[float, float, float] = ECHONET_STD
     fps: float = 50.0
     crop_sector: bool = True
+    sampling: str = "clips"
+    temporal: str = "linear"
+    pad: int = 12
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
-        if self.frames < 1 or self.stride < 1 or self.size < 16:
-            raise ConfigError(f"preprocessing needs frames >= 1, stride >= 1 and size >= 16; got frames="
-                              f"{self.frames}, stride={self.stride}, size={self.size}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f"preprocessing mean/std need 3 values each and std > 0; got mean={self.mean}, "
-                              f"std={self.std}")
+        self.validate()
+
+    def validate(self, source: str = "preprocessing") -> "PreprocessConfig":
+        """Check types and ranges (called on construction); returns ``self``."""
+        import math  # noqa: PLC0415
+
+        self.frames = _int_in(source, "frames", self.frames, 1, MAX_FRAMES)
+        self.stride = _int_in(source, "stride", self.stride, 1, MAX_STRIDE)
+        self.size = _int_in(source, "size", self.size, 16, MAX_SIZE)
+        self.pad = _int_in(source, "pad", self.pad, 0, MAX_PAD)
+        self.mean = _triple(source, "mean", self.mean, positive=False)
+        self.std = _triple(source, "std", self.std, positive=True)
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps) \
+                or not 0 < self.fps <= 10_000:
+            raise ConfigError(f"{source}: fps must be a positive number (frames per second of the training "
+                              f"videos), found {self.fps!r}")
+        self.fps = float(self.fps)
+        if not isinstance(self.crop_sector, bool):
+            raise ConfigError(f"{source}: crop_sector must be true or false, found {self.crop_sector!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"{source}: sampling must be one of {list(SAMPLINGS)}, found {self.sampling!r}")
+        if self.temporal not in TEMPORALS:
+            raise ConfigError(f"{source}: temporal must be one of {list(TEMPORALS)}, found {self.temporal!r}")
+        return self
+
+    def replace(self, **changes: Any) -> "PreprocessConfig":
+        """A copy with some fields changed (validated).
+
+        Example:
+            >>> PreprocessConfig().replace(size=64).size
+            64
+        """
+        from dataclasses import replace  # noqa: PLC0415
+
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"preprocessing has no field(s) {unknown}; known: {[f.name for f in fields(self)]}")
+        return replace(self, **changes)
+
+    def diff(self, other: "PreprocessConfig") -> list[str]:
+        """Lines ``name: mine -> other`` for every field that differs (empty when equal)."""
+        return [f"{f.name}: {getattr(self, f.name)!r} -> {getattr(other, f.name)!r}" for f in fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)]
 
 
 @dataclass
@@ -94,10 +186,31 @@ class ModelConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: str = "config") -> "ModelConfig":
+        """Check every field's type and range; raises :class:`ConfigError` naming the field."""
         if isinstance(self.preprocessing, dict):
-            self.preprocessing = PreprocessConfig(**_known(PreprocessConfig, self.preprocessing, "preprocessing"))
-        if not (self.test_clips == "all" or (isinstance(self.test_clips, int) and self.test_clips >= 1)):
-            raise ConfigError(f"test_clips must be a positive int or 'all', got {self.test_clips!r}")
+            try:
+                self.preprocessing = PreprocessConfig(**_known(PreprocessConfig, self.preprocessing,
+                                                               f"{source}: preprocessing"))
+            except ConfigError as err:
+                raise ConfigError(str(err).replace("preprocessing:", f"{source}: preprocessing:", 1)) from None
+        elif not isinstance(self.preprocessing, PreprocessConfig):
+            raise ConfigError(f"{source}: preprocessing must be an object, found {self.preprocessing!r}")
+        else:
+            self.preprocessing.validate(f"{source}: preprocessing")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"{source}: unknown architecture {self.architecture!r}; known: {list(ARCHITECTURES)}")
+        for name in ("encoder_args", "head_args", "metadata"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{source}: {name} must be an object, found {getattr(self, name)!r}")
+        if self.test_clips != "all":
+            self.test_clips = _int_in(source, "test_clips", self.test_clips, 1, MAX_TEST_CLIPS)
+        for name in ("task", "license", "coreecho_version"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{source}: {name} must be a string, found {getattr(self, name)!r}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict, with the format name and version first."""
@@ -117,8 +230,13 @@ class ModelConfig:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ConfigError(f"{source}: config format_version {version!r} is newer than this coreecho "
                               f"({__version__}) understands ({FORMAT_VERSION}); upgrade coreecho")
+        known = _known(cls, data, source)
         try:
-            return cls(**_known(cls, data, source))
+            cfg = cls.__new__(cls)
+            defaults = cls()
+            for f in fields(cls):
+                setattr(cfg, f.name, known.get(f.name, getattr(defaults, f.name)))
+            return cfg.validate(source)
         except TypeError as err:
             raise ConfigError(f"{source}: invalid config: {err}") from err
 

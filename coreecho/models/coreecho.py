@@ -41,11 +41,12 @@ class CoReEcho(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
+        from coreecho.models.build import check_model_args
+
         self.config = config if config is not None else ModelConfig()
-        enc_args = dict(self.config.encoder_args)
-        enc_args.pop("num_classes", None)
+        enc_args, head_args = check_model_args(self.config)  # ConfigError before anything is allocated
         self.encoder = build_uniformer(self.config.architecture, num_classes=0, **enc_args)
-        self.head = RegressionHead(self.encoder.num_features, **self.config.head_args)
+        self.head = RegressionHead(self.encoder.num_features, **head_args)
 
     @property
     def embed_dim(self) -> int:
@@ -91,6 +92,30 @@ class CoReEcho(nn.Module):
         if out_dim != 1 or bias_init is not None:
             self.config.task = "custom"
         return self
+
+    def pipeline(self, train: bool = False, **kwargs: Any) -> Any:
+        """The :class:`~coreecho.video.pipeline.ClipPipeline` that feeds this model the input it was trained on.
+
+        Built from ``config.preprocessing`` (clip length, stride or whole-sequence sampling, size, mean/std) and
+        ``config.test_clips``; every consumer of the library (inference, datasets, evaluation, fine-tuning,
+        Grad-CAM) uses it, so the same video and starts give the same tensor everywhere.
+
+        Args:
+            train: random clips and the pad-and-crop augmentation (needs ``rng=`` per call).
+            **kwargs: ``backend``, ``limits``, ``clips`` (default policy) of the pipeline.
+
+        Example:
+            >>> import numpy as np
+            >>> model = CoReEcho(ModelConfig(architecture="uniformer_custom", encoder_args={
+            ...     "depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8})).eval()
+            >>> batch = model.pipeline()(np.zeros((150, 112, 112), np.uint8))
+            >>> batch.x.shape, batch.starts
+            (torch.Size([3, 3, 36, 112, 112]), [0, 3, 5])
+        """
+        from coreecho.video.pipeline import ClipPipeline
+
+        kwargs.setdefault("clips", self.config.test_clips)
+        return ClipPipeline(self.config.preprocessing, train=train, **kwargs)
 
     # Inference helpers live in coreecho.inference so that this module stays small.
     def predict_ef(self, video: Any, *, clips: int | str | None = None, starts: Any = None,

@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,44 @@ UNIFORMER_SIZES: dict[str, dict[str, Any]] = {
     "uniformer_small": {"depth": (3, 4, 8, 3), "embed_dim": (64, 128, 320, 512)},
     "uniformer_base": {"depth": (5, 8, 20, 7), "embed_dim": (64, 128, 320, 512)},
 }
+
+
+#: Copy every stage output to contiguous memory, as versions before 0.2 did; only for benchmarks
+#: (``benchmarks/bench_forward.py`` measures the old behaviour against the new one). See :func:`always_contiguous`.
+_ALWAYS_CONTIGUOUS = False
+
+
+def _bn_safe(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as is (channels-last-3d strides), or a contiguous copy where torch's CPU BatchNorm backward needs one.
+
+    torch 2.14's CPU BatchNorm backward gives a wrong input gradient for a batch of one whose activations have
+    channels-last strides (``tests/test_uniformer.py::test_single_clip_gradients_match_batched_gradients``, seen
+    in eval mode: Grad-CAM, input gradients). So the copy is made only when autograd will go back through the
+    BatchNorms (``x.requires_grad``: grad mode on and a parameter or the input requires grad), on a CPU, at batch
+    one. Inference (``no_grad``/``inference_mode``), batched training and CUDA keep the copy-free strides, which
+    the oneDNN convolutions prefer anyway. Values are identical either way.
+    """
+    if _ALWAYS_CONTIGUOUS or (x.requires_grad and x.shape[0] == 1 and x.device.type == "cpu"):
+        return x.contiguous()
+    return x
+
+
+@contextlib.contextmanager
+def always_contiguous(enable: bool = True) -> Iterator[None]:
+    """Within the block, copy every stage output to contiguous memory (the pre-0.2 forward; benchmarks only).
+
+    Example:
+        >>> enc = UniFormer(depth=(1, 1, 1, 1), embed_dim=(8, 16, 32, 64), head_dim=8).eval()
+        >>> with torch.no_grad(), always_contiguous():
+        ...     enc(torch.zeros(1, 3, 4, 32, 32)).shape
+        torch.Size([1, 64])
+    """
+    global _ALWAYS_CONTIGUOUS
+    before, _ALWAYS_CONTIGUOUS = _ALWAYS_CONTIGUOUS, enable
+    try:
+        yield
+    finally:
+        _ALWAYS_CONTIGUOUS = before
 
 
 class _ConvMlp(nn.Module):
@@ -142,8 +181,7 @@ class AttentionBlock(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)
         tokens = tokens + self.drop_path(self.attn(self.norm1(tokens)))
         tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
-        # contiguous: BatchNorm3d's CPU backward is wrong for batch 1 on channels-last strided input (torch 2.14)
-        return tokens.transpose(1, 2).reshape(b, c, t, h, w).contiguous()
+        return _bn_safe(tokens.transpose(1, 2).reshape(b, c, t, h, w))  # channels-last strides, no copy
 
 
 class PatchEmbed(nn.Module):
@@ -157,7 +195,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
-        return self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3).contiguous()
+        return _bn_safe(self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3))
 
 
 class UniFormer(nn.Module):
@@ -262,13 +300,19 @@ def build_uniformer(arch: str, **kwargs: Any) -> UniFormer:
     """Build a UniFormer by size name (``uniformer_small``, ``uniformer_base``) or ``uniformer_custom``.
 
     ``uniformer_custom`` needs ``depth`` and ``embed_dim`` in ``kwargs``; for the named sizes they default
-    to the published values and may still be overridden.
+    to the published values and may still be overridden. Models are built from configs by
+    :func:`coreecho.models.build.build_model`, which validates the arguments first.
+
+    Raises:
+        ConfigError: an unknown size name (the message lists the valid ones).
     """
     if arch == "uniformer_custom":
         return UniFormer(**kwargs)
     if arch not in UNIFORMER_SIZES:
-        raise ValueError(f"unknown UniFormer size {arch!r}; choose one of {sorted(UNIFORMER_SIZES)} "
-                         "or 'uniformer_custom'")
+        from coreecho.errors import ConfigError  # noqa: PLC0415
+
+        raise ConfigError(f"unknown UniFormer size {arch!r}; choose one of {sorted(UNIFORMER_SIZES)} "
+                          "or 'uniformer_custom'")
     return UniFormer(**{**UNIFORMER_SIZES[arch], **kwargs})
 
 

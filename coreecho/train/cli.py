@@ -81,7 +81,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoints, metrics.csv, best_model/, model/)")
     p.add_argument("--config", type=str, help="JSON file with TrainConfig fields (options given here override it)")
     for opt, name, typ, text in _OPTIONS:
-        p.add_argument(opt, dest=name, type=typ, default=None, help=f"{text} (default: {getattr(defaults, name)})")
+        shown = text if "(default" in text else f"{text} (default: {getattr(defaults, name)})"
+        p.add_argument(opt, dest=name, type=typ, default=None, help=shown)
     p.add_argument("--encoder-args", dest="encoder_args", type=_json_dict, default=None,
                    help='encoder keyword arguments as JSON, e.g. \'{"depth": [1,1,1,1], "drop_rate": 0.0}\'')
     p.add_argument("--head-args", dest="head_args", type=_json_dict, default=None, help="head keyword arguments (JSON)")

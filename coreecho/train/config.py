@@ -20,32 +20,17 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from coreecho.errors import ConfigError
-from coreecho.models.config import ECHONET_MEAN, ECHONET_STD
+from coreecho.models.build import ENCODER_PRESETS, resolve_encoder  # re-exported: they moved to coreecho.models
+from coreecho.models.config import ECHONET_MEAN, ECHONET_STD, PreprocessConfig
 
-__all__ = ["TrainConfig", "ENCODER_PRESETS", "resolve_encoder"]
+__all__ = ["TrainConfig", "ENCODER_PRESETS", "resolve_encoder", "RESUMABLE_FIELDS"]
 
-#: Named encoder sizes: ``(architecture, encoder_args)``. ``tiny``/``micro`` are for CPU experiments and tests.
-ENCODER_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "small": ("uniformer_small", {}),
-    "base": ("uniformer_base", {}),
-    "tiny": ("uniformer_custom", {"depth": [1, 1, 1, 1], "embed_dim": [16, 32, 64, 128], "head_dim": 16}),
-    "micro": ("uniformer_custom", {"depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8}),
-}
-
-
-def resolve_encoder(preset: str | None, architecture: str, encoder_args: dict[str, Any]) -> tuple[str, dict]:
-    """``(architecture, encoder_args)`` from a preset name, with explicit ``encoder_args`` overriding it.
-
-    Example:
-        >>> resolve_encoder("tiny", "uniformer_small", {"drop_rate": 0.0})[1]["drop_rate"]
-        0.0
-    """
-    if preset is None:
-        return architecture, dict(encoder_args)
-    if preset not in ENCODER_PRESETS:
-        raise ConfigError(f"unknown encoder preset {preset!r}; choose one of {', '.join(ENCODER_PRESETS)}")
-    arch, args = ENCODER_PRESETS[preset]
-    return arch, {**args, **encoder_args}
+#: Settings that may change when a run is resumed (``--resume``): how long it runs and how it runs on this machine.
+#: Every other field is the run's recipe; a resume with a different value is refused
+#: (:func:`coreecho.train.recipe.resume_diff`).
+RESUMABLE_FIELDS = ("epochs", "data", "out", "resume", "command", "num_workers", "pin_memory", "device", "precision",
+                    "progress", "tensorboard", "save_every_steps", "stop_after_steps", "loss_chunk_size",
+                    "cached_batch", "micro_batch", "grad_checkpointing", "sync_bn")
 
 
 @dataclass
@@ -157,8 +142,27 @@ class TrainConfig:
             problems.append(f"preset must be one of {', '.join(ENCODER_PRESETS)} (got {self.preset!r})")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
+        self.preprocess()  # frames, stride, size, pad, mean, std within PreprocessConfig's bounds
 
     # ------------------------------------------------------------------ derived values
+    def preprocess(self) -> PreprocessConfig:
+        """The model input recipe of this run: ``frames``, ``stride``, ``size``, ``pad``, ``mean``, ``std`` and
+        ``sampling="clips"`` (EchoNet-Dynamic clips of every ``stride``-th frame).
+
+        Stage 1 writes it into the model's config and both stages build their datasets from it (stage 2 from the
+        stage-1 model's, with its own ``pad``), so a trained model is served exactly as it was trained.
+
+        Example:
+            >>> TrainConfig(frames=16, size=64).preprocess().replace(mean=(0, 0, 0), std=(1, 1, 1))
+            PreprocessConfig(frames=16, stride=4, size=64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fps=50.0, \
+crop_sector=True, sampling='clips', temporal='linear', pad=12)
+        """
+        try:
+            return PreprocessConfig(frames=self.frames, stride=self.stride, size=self.size, mean=self.mean,
+                                    std=self.std, pad=self.pad, sampling="clips")
+        except ConfigError as err:
+            raise ConfigError(f"invalid training config: {str(err).replace('preprocessing: ', '', 1)}") from None
+
     def encoder(self) -> tuple[str, dict[str, Any]]:
         """``(architecture, encoder_args)`` after applying the preset."""
         return resolve_encoder(self.preset, self.architecture, self.encoder_args)

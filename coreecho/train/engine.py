@@ -41,12 +41,14 @@ from torch.utils.data import DataLoader
 
 from coreecho.data.echonet import EchoNetDynamic
 from coreecho.errors import CoReEchoError, DatasetError, WeightsError
+from coreecho.models.config import PreprocessConfig
 from coreecho.models.coreecho import CoReEcho
 from coreecho.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, unwrap
 from coreecho.train.evaluation import predict_dataset
 from coreecho.train.metrics import regression_metrics
+from coreecho.train.recipe import check_resume
 
 __all__ = ["TrainingInterrupted", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
            "CHECKPOINT_NAME"]
@@ -116,12 +118,20 @@ class Stage:
     export_final: bool = False
 
 
-def build_datasets(cfg: TrainConfig, views: int) -> tuple[EchoNetDynamic, EchoNetDynamic]:
-    """Training (random clips, augmentation) and validation (``val_clips`` random clips) datasets."""
-    common = dict(frames=cfg.frames, stride=cfg.stride, size=cfg.size, mean=cfg.mean, std=cfg.std)
-    train = EchoNetDynamic(cfg.data, "train", views=views, augment=cfg.pad > 0, pad=cfg.pad, seed=cfg.seed, **common)
-    val = EchoNetDynamic(cfg.data, "val", clips=cfg.val_clips, clip_policy="random",
-                         seed=derive_seed(cfg.seed, 0x7A1), **common)
+def build_datasets(cfg: TrainConfig, views: int, preprocess: PreprocessConfig | None = None
+                   ) -> tuple[EchoNetDynamic, EchoNetDynamic]:
+    """Training (random clips, augmentation) and validation (``val_clips`` random clips) datasets.
+
+    Args:
+        cfg: the run's configuration.
+        views: clips per training video (stage 1: 2, stage 2: 1).
+        preprocess: the model's input recipe (default: :meth:`TrainConfig.preprocess`); its ``pad`` is the
+            training augmentation (none when 0); validation is never augmented.
+    """
+    pre = preprocess if preprocess is not None else cfg.preprocess()
+    train = EchoNetDynamic(cfg.data, "train", preprocess=pre, views=views, augment=pre.pad > 0, seed=cfg.seed)
+    val = EchoNetDynamic(cfg.data, "val", preprocess=pre, clips=cfg.val_clips, clip_policy="random",
+                         seed=derive_seed(cfg.seed, 0x7A1))
     if cfg.limit_train is not None:
         train.records = train.records[: cfg.limit_train]
     if cfg.limit_val is not None:
@@ -130,7 +140,12 @@ def build_datasets(cfg: TrainConfig, views: int) -> tuple[EchoNetDynamic, EchoNe
 
 
 def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | None:
-    """The checkpoint to resume from (``cfg.resume`` and ``out/checkpoint_last.pt`` present), checked."""
+    """The checkpoint to resume from (``cfg.resume`` and ``out/checkpoint_last.pt`` present), checked.
+
+    Raises:
+        WeightsError: the checkpoint is of another stage or was written by another number of processes.
+        ConfigError: ``cfg`` differs from the checkpoint's recipe (see :mod:`coreecho.train.recipe`).
+    """
     path = Path(cfg.out) / CHECKPOINT_NAME
     if not cfg.resume:
         return None
@@ -145,6 +160,7 @@ def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | 
     if int(ckpt.get("world_size", 1)) != env.world_size:
         raise WeightsError(f"{path}: was written by {ckpt.get('world_size')} processes; resume with the same "
                            f"number (now {env.world_size}) so that the data order is the same")
+    check_resume(ckpt, cfg, stage, path)  # the recipe (architecture, preprocessing, ...) must not change
     return ckpt
 
 

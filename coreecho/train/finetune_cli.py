@@ -16,7 +16,33 @@ from typing import Any
 
 from coreecho.cli import COMMANDS
 
-__all__ = ["add_arguments", "run", "build_dataset"]
+__all__ = ["add_arguments", "run", "build_dataset", "dataset_preprocess"]
+
+#: Datasets whose items are whole (half-)cycles, resampled to ``frames`` frames (``sampling="sequence"``).
+_SEQUENCE_DATASETS = ("camus", "hmcqu")
+
+
+def dataset_preprocess(args: argparse.Namespace, model: Any) -> Any:
+    """The :class:`~coreecho.models.config.PreprocessConfig` of the fine-tuning data: the model's, with
+    ``sampling="sequence"`` for CAMUS and HMC-QU, and the fields the user overrides (``--frames``, ``--stride``,
+    ``--sampling``, ``--temporal``). It becomes the fine-tuned model's preprocessing, so ``predict_ef`` feeds the
+    model as it was fine-tuned.
+
+    Example:
+        >>> from coreecho.models.config import ModelConfig
+        >>> model = argparse.Namespace(config=ModelConfig())
+        >>> pre = dataset_preprocess(argparse.Namespace(dataset="camus", frames=None), model)
+        >>> pre.sampling, pre.frames
+        ('sequence', 36)
+    """
+    changes: dict[str, Any] = {}
+    if args.dataset in _SEQUENCE_DATASETS:
+        changes["sampling"] = "sequence"
+    for name in ("frames", "stride", "sampling", "temporal"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    return model.config.preprocessing.replace(**changes)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
     p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
+    g = p.add_argument_group("preprocessing (default: the model's config; camus and hmcqu resample whole sequences)")
+    g.add_argument("--frames", type=int, default=None, help="frames per clip or per resampled sequence")
+    g.add_argument("--stride", type=int, default=None, help="step between clip frames (sampling clips)")
+    g.add_argument("--sampling", choices=("clips", "sequence"), default=None,
+                   help="clips of every stride-th frame, or the whole sequence resampled to --frames frames "
+                        "(default: sequence for camus and hmcqu, the model's for csv)")
+    g.add_argument("--temporal", choices=("linear", "nearest"), default=None,
+                   help="interpolation of sampling sequence (default: the model's)")
     g = p.add_argument_group("camus")
     g.add_argument("--quality", default="good,medium",
                    help="image qualities kept, comma-separated, or 'all' (default: good,medium as the paper reports)")
@@ -61,30 +95,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_dataset(args: argparse.Namespace, model: Any) -> Any:
-    """The dataset of ``args``, preprocessed as ``model``'s config says.
+    """The dataset of ``args``, preprocessed as :func:`dataset_preprocess` says (the model's config, with whole
+    sequences for CAMUS and HMC-QU, and the user's overrides).
 
     Example:
         >>> build_dataset(argparse.Namespace(dataset="camus", data="CAMUS_public", ...), model)  # doctest: +SKIP
     """
-    pre = model.config.preprocessing
-    common = {"frames": pre.frames, "size": pre.size, "mean": pre.mean, "std": pre.std, "seed": args.seed}
+    pre = dataset_preprocess(args, model)
+    common = {"preprocess": pre, "seed": args.seed}
     if args.dataset == "camus":
         from coreecho.data.camus import CAMUS  # noqa: PLC0415
 
         quality = None if args.quality.strip().lower() == "all" else [q for q in args.quality.split(",") if q.strip()]
-        return CAMUS(args.data, quality=quality, view=args.view, crop_sector=pre.crop_sector, **common)
+        return CAMUS(args.data, quality=quality, view=args.view, sampling=pre.sampling, **common)
     if args.dataset == "hmcqu":
         from coreecho.data.hmcqu import HMCQU  # noqa: PLC0415
 
         return HMCQU(args.data, spreadsheet=args.spreadsheet, video_dir=args.video_dir, video_name=args.video_name,
                      name_column=args.name_column, patient_pattern=args.patient_pattern, span=args.span,
-                     crop_sector=pre.crop_sector, **common)
+                     sampling=pre.sampling, **common)
     from pathlib import Path  # noqa: PLC0415
 
     from coreecho.data.echonet import VideoRegressionDataset, read_csv_table  # noqa: PLC0415
 
     ds = VideoRegressionDataset(args.data, path_column=args.path_column, label_column=args.label_column,
-                                stride=pre.stride, clips=3, clip_policy="even", **common)
+                                clips=3, clip_policy="even", **common)
     ds.task = args.task
     if args.group_column:
         rows = read_csv_table(Path(args.data), [args.path_column, args.group_column], "a video list")
@@ -94,6 +129,7 @@ def build_dataset(args: argparse.Namespace, model: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``coreecho finetune``; returns the exit code."""
+    from coreecho.errors import ConfigError  # noqa: PLC0415
     from coreecho.hub import load_model  # noqa: PLC0415
     from coreecho.train.transfer import TransferConfig, cross_validate, finetune  # noqa: PLC0415
 
@@ -112,7 +148,11 @@ def run(args: argparse.Namespace) -> int:
                          head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
                          seed=args.seed, device=args.device, num_workers=args.num_workers)
     model = load_model(args.model, device=args.device)
-    dataset = build_dataset(args, model)
+    try:
+        dataset = build_dataset(args, model)
+    except ConfigError as err:
+        print(f"coreecho finetune: {err}", file=sys.stderr)
+        return 2
     if log:
         log(f"{args.dataset}: {len(dataset)} videos from {args.data}; model {args.model}; {args.mode}")
     if args.folds != 0:
@@ -125,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model:
         label = {"camus": "ef", "hmcqu": "mi"}.get(args.dataset)
         tuned = finetune(model, dataset, config=cfg, label_name=label, log=log)
+        # the fine-tuned model is served as it was trained: whole sequences for CAMUS / HMC-QU, overrides included
+        tuned.config.preprocessing = getattr(dataset, "preprocess", None) or dataset_preprocess(args, model)
         tuned.config.metadata["finetune"]["data"] = f"{args.dataset}:{args.data}"
         out = tuned.save_pretrained(args.save_model, title=f"CoReEcho fine-tuned on {args.dataset}")
         print(f"saved the fine-tuned model to {out}", file=sys.stderr)

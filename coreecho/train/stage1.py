@@ -28,7 +28,8 @@ from torch import nn
 
 from coreecho.errors import ConfigError
 from coreecho.losses import CoReLoss
-from coreecho.models.config import ModelConfig, PreprocessConfig
+from coreecho.models.build import build_model
+from coreecho.models.config import ModelConfig
 from coreecho.models.coreecho import CoReEcho
 from coreecho.train import engine
 from coreecho.train.config import TrainConfig
@@ -57,14 +58,14 @@ def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
 
     Example:
         >>> model = build_stage1_model(TrainConfig(preset="micro"))
-        >>> model.embed_dim, model.config.preprocessing.frames
-        (64, 36)
+        >>> model.embed_dim, model.config.preprocessing.frames, model.config.preprocessing.sampling
+        (64, 36, 'clips')
     """
     arch, args = cfg.encoder()
-    pre = PreprocessConfig(frames=cfg.frames, stride=cfg.stride, size=cfg.size, mean=cfg.mean, std=cfg.std)
-    mcfg = ModelConfig(architecture=arch, encoder_args=args, head_args=dict(cfg.head_args), preprocessing=pre)
+    mcfg = ModelConfig(architecture=arch, encoder_args=args, head_args=dict(cfg.head_args),
+                       preprocessing=cfg.preprocess())
     torch.manual_seed(cfg.seed)
-    model = CoReEcho(mcfg)
+    model = build_model(mcfg, source="training config")
     init = cfg.resolved_init()
     if init.lower() == "none":
         return model
@@ -193,8 +194,8 @@ def train_stage1(cfg: TrainConfig) -> engine.TrainResult:
 
 def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
     autocast, precision = autocast_for(env.device, cfg.precision)
+    resume = engine.find_resume(cfg, "stage1", env)  # refuses a changed recipe before anything is built
     train_set, val_set = engine.build_datasets(cfg, views=2)
-    resume = engine.find_resume(cfg, "stage1", env)
     model = build_stage1_model(cfg) if resume is None else _model_from_checkpoint(resume)
     model.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
     model = model.to(env.device)
@@ -227,4 +228,4 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
 
 def _model_from_checkpoint(ckpt: dict[str, Any]) -> CoReEcho:
     """A model with the architecture recorded in a training checkpoint (weights are loaded by the engine)."""
-    return CoReEcho(ModelConfig.from_dict(dict(ckpt["model_config"]), source="checkpoint"))
+    return build_model(ModelConfig.from_dict(dict(ckpt["model_config"]), source="checkpoint"), source="checkpoint")

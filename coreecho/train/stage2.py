@@ -1,8 +1,9 @@
 """Stage 2 of CoReEcho: the encoder of stage 1 frozen (eval mode), the EF head trained with L1.
 
 The stage-1 model gives the encoder, the head to continue from (or a fresh one with ``reinit_head``) and the
-preprocessing (frames, stride, size, mean, std): stage 2 always uses the stage-1 model's preprocessing, whatever
-``cfg.frames``/``cfg.stride``/... say. One augmented clip per video per step; head AdamW (``head_lr`` 1e-4,
+preprocessing (frames, stride, size, mean, std, sampling): stage 2 always uses the stage-1 model's preprocessing,
+whatever ``cfg.frames``/``cfg.stride``/... say; only the augmentation padding is this stage's ``cfg.pad`` (and the
+exported config records it). One augmented clip per video per step; head AdamW (``head_lr`` 1e-4,
 ``head_weight_decay``); the best head by validation MAE (``val_clips`` random clips) is exported with
 :func:`coreecho.hub.save_pretrained` to ``out/model`` with the training metadata (recipe of both stages, seed,
 command, metrics) in ``config.json``.
@@ -106,11 +107,14 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
         model = _model_from_checkpoint(resume)
         meta_now = model.config.metadata
         stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
-    pre = model.config.preprocessing
+    # the stage-1 model's input recipe (sampling included), with this stage's augmentation padding; recorded in
+    # the exported model's config
+    pre = model.config.preprocessing.replace(pad=cfg.pad)
+    model.config.preprocessing = pre
     cfg = dataclasses.replace(cfg, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
                               std=pre.std, preset=None, architecture=model.config.architecture,
                               encoder_args=dict(model.config.encoder_args))
-    train_set, val_set = engine.build_datasets(cfg, views=1)
+    train_set, val_set = engine.build_datasets(cfg, views=1, preprocess=pre)
     model = model.to(env.device)
     for p in model.encoder.parameters():
         p.requires_grad_(False)

@@ -55,6 +55,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from coreecho.errors import InputError
+from coreecho.models.config import PreprocessConfig
 from coreecho.models.coreecho import CoReEcho
 from coreecho.models.head import RegressionHead
 
@@ -741,7 +742,8 @@ def finetune(model: CoReEcho, dataset: Any, *, mode: str | None = None, task: st
 
     Returns:
         The fine-tuned :class:`~coreecho.CoReEcho` (save it with ``save_pretrained``); its config's metadata
-        records the recipe.
+        records the recipe, and its preprocessing is the dataset's (``dataset.preprocess``, e.g. CAMUS's whole
+        sequences resampled to ``frames`` frames), so ``predict_ef`` feeds it as it was fine-tuned.
 
     Example:
         >>> tuned = finetune(model, VideoRegressionDataset("videos.csv"), mode="mlp", epochs=50)  # doctest: +SKIP
@@ -771,6 +773,9 @@ def finetune(model: CoReEcho, dataset: Any, *, mode: str | None = None, task: st
         _train_full(tuned, dataset, range(len(dataset)), task, cfg, seed, mean, sd, log)
     tuned.eval()
     tuned.config.task = label_name or ("ef" if task == "regression" else "custom")
+    pre = getattr(dataset, "preprocess", None)
+    if isinstance(pre, PreprocessConfig):  # served as fine-tuned (e.g. CAMUS: whole sequences, not clips)
+        tuned.config.preprocessing = pre
     tuned.config.metadata = {**tuned.config.metadata, "finetune": {
         "mode": cfg.mode, "task": task, "n_videos": len(dataset), "epochs": cfg.epochs, "lr": cfg.lr,
         "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size, "seed": cfg.seed,
