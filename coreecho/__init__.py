@@ -4,6 +4,7 @@ The public API is small and stable:
 
 - :func:`load_model` — a registered name, a folder, a Hub repo id or an official ``.pth`` → :class:`CoReEcho`.
 - :func:`predict_ef` / :func:`embed` — EF or 512-d embeddings of videos (paths, arrays, lists).
+- :func:`calibrate` — conformal EF intervals and a shift detector from held-out videos, saved with the weights.
 - :class:`CoReLoss` — the exact Rank-N-Contrast loss of CoReEcho's first stage.
 - :class:`CoReEcho` — the model (UniFormer encoder + MLP head + preprocessing config).
 
@@ -24,7 +25,7 @@ from coreecho._lazy import lazy_exports
 from coreecho._version import __version__
 from coreecho.errors import CoReEchoError
 
-__all__ = ["load_model", "embed", "predict_ef", "CoReLoss", "CoReEcho", "list_models", "CoReEchoError",
+__all__ = ["load_model", "embed", "predict_ef", "calibrate", "CoReLoss", "CoReEcho", "list_models", "CoReEchoError",
            "__version__"]
 
 _LAZY = {
@@ -32,11 +33,13 @@ _LAZY = {
     "list_models": "coreecho.hub",
     "embed": "coreecho.inference",
     "predict_ef": "coreecho.inference",
+    "calibrate": "coreecho.analysis.calibration",
     "CoReLoss": "coreecho.losses",
     "CoReEcho": "coreecho.models.coreecho",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from coreecho.analysis.calibration import calibrate
     from coreecho.hub import list_models, load_model
     from coreecho.inference import embed, predict_ef
     from coreecho.losses import CoReLoss

@@ -26,7 +26,8 @@ __all__ = ["expand_inputs", "ROW_FIELDS", "RowWriter"]
 #: Extensions picked up when a folder is given.
 INPUT_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".dcm", ".dicom", ".npy")
 #: Columns of ``coreecho predict`` output, in order.
-ROW_FIELDS = ("path", "ef", "ef_std", "n_clips", "clip_efs", "starts", "fps", "n_frames", "warnings", "error")
+ROW_FIELDS = ("path", "ef", "ef_std", "n_clips", "clip_efs", "starts", "fps", "n_frames", "ef_low", "ef_high",
+              "coverage", "shift_score", "is_shifted", "warnings", "error")
 
 
 def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[str]:
@@ -54,7 +55,9 @@ def _row(pred: Any) -> dict[str, Any]:
         return "" if x is None or (isinstance(x, float) and x != x) else round(float(x), 4)
 
     return {
-        "path": pred.source, "ef": num(pred.ef), "ef_std": num(pred.ef_std), "n_clips": len(pred.clip_efs),
+        "path": pred.source, "ef": num(pred.ef), "ef_std": num(pred.ef_std), "ef_low": num(pred.ef_low),
+        "ef_high": num(pred.ef_high), "coverage": num(pred.coverage), "shift_score": num(pred.shift_score),
+        "is_shifted": "" if pred.is_shifted is None else int(pred.is_shifted), "n_clips": len(pred.clip_efs),
         "clip_efs": " ".join(f"{v:.4f}" for v in pred.clip_efs.reshape(-1)), "starts": " ".join(map(str, pred.starts)),
         "fps": num(pred.fps), "n_frames": pred.n_frames or "", "warnings": "; ".join(pred.warnings),
         "error": pred.error or "",

@@ -10,7 +10,6 @@ import pytest
 
 from coreecho.data.phantom import make_phantom
 from coreecho.errors import InputError, VideoReadError
-from coreecho.video import sampling
 from coreecho.video import (
     clip_indices,
     extract_clips,

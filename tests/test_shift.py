@@ -265,3 +265,27 @@ def test_import_coreecho_does_not_import_analysis():
     subprocess.run([sys.executable, "-c", code], check=True)
     code2 = "import sys, coreecho; assert 'coreecho.analysis' not in sys.modules"
     subprocess.run([sys.executable, "-c", code2], check=True)
+
+
+def test_pca_score_flags_off_manifold_points():
+    """Points on a low-dimensional manifold vs points with the same in-manifold coordinates but off it."""
+    rng = np.random.default_rng(7)
+    basis = np.linalg.qr(rng.normal(size=(16, 2)))[0].T
+    on = rng.normal(size=(300, 2)) * [10.0, 3.0] @ basis + rng.normal(0, 0.05, (300, 16))
+    off = on[:50] + rng.normal(0, 0.5, (50, 16))
+    det = ShiftDetector().fit(on[:200], on[200:], method="pca", n_components=2, normalization="none")
+    assert det.is_shifted(off).mean() > 0.95
+    knn = ShiftDetector().fit(on[:200], on[200:], method="knn", normalization="none")
+    assert knn.is_shifted(off).mean() < det.is_shifted(off).mean()
+    with pytest.raises(InputError, match="n_components"):
+        ShiftDetector().fit(on, method="pca", n_components=0)
+
+
+def test_version1_detector_files_still_load(tmp_path):
+    x = np.random.default_rng(8).normal(size=(100, 4))
+    det = ShiftDetector().fit(x, k=3)
+    d = det.to_dict(include_arrays=True)
+    d["format_version"] = 1
+    del d["arrays"]["components"], d["n_components"]
+    back = ShiftDetector.from_dict(d)
+    np.testing.assert_array_equal(back.score(x), det.score(x))

@@ -7,6 +7,8 @@ Submodules (imported on first use, so ``import coreecho.analysis`` costs almost 
   Mahalanobis (Ledoit-Wolf) out-of-distribution scores on embeddings, with a threshold calibrated on
   held-out in-distribution embeddings for a chosen false-alarm rate; :func:`~coreecho.analysis.shift.attach`
   puts a detector on a model so that detailed predictions report a shift score.
+- :mod:`coreecho.analysis.calibration` — :func:`~coreecho.analysis.calibration.calibrate`: split-conformal EF
+  intervals (locally adaptive) and a shift detector fitted on held-out labelled videos, saved with the weights.
 - :mod:`coreecho.analysis.gradcam` — Grad-CAM heatmaps ``[T, H, W]`` for the EF output at any encoder stage,
   overlays, GIF/MP4 and PNG montages (``coreecho explain`` on the command line).
 - :mod:`coreecho.analysis.plots` — 2-D maps (UMAP, t-SNE, PCA) of embeddings coloured by EF, and
@@ -27,6 +29,9 @@ from coreecho._lazy import lazy_exports
 __all__ = [
     "ShiftDetector",
     "attach",
+    "Calibration",
+    "ConformalInterval",
+    "calibrate",
     "GradCAM",
     "Explanation",
     "explain",
@@ -42,6 +47,9 @@ __all__ = [
 _LAZY = {
     "ShiftDetector": "coreecho.analysis.shift",
     "attach": "coreecho.analysis.shift",
+    "Calibration": "coreecho.analysis.calibration",
+    "ConformalInterval": "coreecho.analysis.calibration",
+    "calibrate": "coreecho.analysis.calibration",
     "GradCAM": "coreecho.analysis.gradcam",
     "Explanation": "coreecho.analysis.gradcam",
     "explain": "coreecho.analysis.gradcam",
@@ -55,6 +63,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from coreecho.analysis.calibration import Calibration, ConformalInterval, calibrate
     from coreecho.analysis.gradcam import (
         Explanation,
         GradCAM,

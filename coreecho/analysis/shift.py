@@ -9,6 +9,11 @@ Scores (larger = further from the reference):
   curved or multi-modal reference set.
 * ``"mahalanobis"`` — ``sqrt((x - mu)^T S^-1 (x - mu))`` with ``S`` the Ledoit-Wolf shrinkage covariance of the
   reference (:class:`sklearn.covariance.LedoitWolf`), well conditioned even with fewer videos than dimensions.
+* ``"pca"`` — distance from the reference's principal subspace (the first ``n_components`` principal axes):
+  the norm of the part of ``x - mu`` that those axes do not explain. A trained EF model packs its embeddings
+  near a low-dimensional manifold (on ``phantom-tiny`` the first axis alone is the EF); a shifted input that
+  still yields a plausible EF (a left-right flipped view) lands *off* that manifold, where kNN and Mahalanobis
+  distances, dominated by the large in-manifold spread, barely notice it (docs/calibration.md).
 
 Embeddings are first **standardised** (per-dimension mean and standard deviation of the reference) by default;
 ``normalization="l2"`` (unit-norm rows) and ``"none"`` are the alternatives. On phantoms with a tiny random
@@ -52,14 +57,14 @@ from coreecho.errors import CoReEchoError, ConfigError, InputError
 __all__ = ["ShiftDetector", "attach", "METHODS", "NORMALIZATIONS", "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: Score methods.
-METHODS = ("knn", "mahalanobis")
+METHODS = ("knn", "mahalanobis", "pca")
 #: Embedding normalisations applied before scoring.
 NORMALIZATIONS = ("standardize", "l2", "none")
 #: ``format`` field of a saved detector's JSON.
 FORMAT_NAME = "coreecho-shift-detector"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: method "pca" and the "components" array; version-1 files still load
 
-_ARRAYS = ("reference", "center", "scale", "location", "precision", "calibration_scores")
+_ARRAYS = ("reference", "center", "scale", "location", "precision", "calibration_scores", "components")
 
 
 def _as_matrix(x: Any, name: str, dim: int | None = None) -> tuple[np.ndarray, bool]:
@@ -90,8 +95,9 @@ class ShiftDetector:
         ('mahalanobis', 16, 90)
 
     Attributes:
-        method: ``"knn"`` or ``"mahalanobis"``.
+        method: ``"knn"``, ``"mahalanobis"`` or ``"pca"``.
         k: neighbours averaged by the kNN score.
+        n_components: principal axes kept by the ``"pca"`` score.
         normalization: ``"standardize"``, ``"l2"`` or ``"none"``.
         false_alarm_rate: the requested rate of flagged in-distribution embeddings.
         threshold: scores above it are flagged.
@@ -103,6 +109,7 @@ class ShiftDetector:
     def __init__(self) -> None:
         self.method: str = "knn"
         self.k: int = 5
+        self.n_components: int = 0
         self.normalization: str = "standardize"
         self.false_alarm_rate: float = 0.05
         self.threshold: float = float("nan")
@@ -114,20 +121,22 @@ class ShiftDetector:
         self.location = np.zeros(0)
         self.precision = np.zeros((0, 0))
         self.calibration_scores = np.zeros(0)
+        self.components = np.zeros((0, 0))
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------------ fitting
     def fit(self, reference: Any, calibration: Any = None, *, method: str = "knn", k: int = 5,
             false_alarm_rate: float = 0.05, normalization: str = "standardize", calibration_fraction: float = 0.3,
-            seed: int = 0, metadata: dict[str, Any] | None = None) -> "ShiftDetector":
+            seed: int = 0, metadata: dict[str, Any] | None = None, n_components: int = 10) -> "ShiftDetector":
         """Fit on in-distribution embeddings and calibrate the threshold.
 
         Args:
             reference: in-distribution embeddings ``[N, D]`` (numpy or torch).
             calibration: other in-distribution embeddings ``[M, D]`` for the threshold; when ``None`` a random
                 ``calibration_fraction`` of ``reference`` is held out for it (and not used as reference).
-            method: ``"knn"`` or ``"mahalanobis"``.
+            method: ``"knn"``, ``"mahalanobis"`` or ``"pca"``.
             k: neighbours for ``"knn"``.
+            n_components: principal axes kept by ``"pca"`` (at most ``min(N - 1, D)``).
             false_alarm_rate: wanted share of in-distribution embeddings flagged, in (0, 1).
             normalization: ``"standardize"`` (default), ``"l2"`` or ``"none"``.
             calibration_fraction: share of ``reference`` held out when ``calibration`` is ``None``.
@@ -171,6 +180,10 @@ class ShiftDetector:
             cal, _ = _as_matrix(calibration, "calibration", ref.shape[1])
             if not np.isfinite(cal).all():
                 raise InputError("calibration", "contains NaN or infinite values")
+        if method == "pca" and not (isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool)
+                                    and 1 <= n_components <= min(len(ref) - 1, ref.shape[1])):
+            raise InputError(f"n_components={n_components!r}", f"must be an integer in 1..{min(len(ref) - 1, ref.shape[1])}"
+                             " (fewer than the reference embeddings and their dimensions)")
         if method == "knn" and len(ref) < k:
             raise InputError("reference", f"{len(ref)} reference embeddings are fewer than k={k} neighbours")
         if len(ref) < 2:
@@ -187,9 +200,17 @@ class ShiftDetector:
         else:
             self.center, self.scale = np.zeros(self.dim), np.ones(self.dim)
         z = self._normalize(ref)
+        self.components = np.zeros((0, self.dim))
+        self.n_components = 0
         if method == "knn":
             self.reference = z
             self.location, self.precision = np.zeros(0), np.zeros((0, 0))
+        elif method == "pca":
+            self.location = z.mean(axis=0)
+            _, _, vt = np.linalg.svd(z - self.location, full_matrices=False)
+            self.n_components = int(n_components)
+            self.components = np.ascontiguousarray(vt[:self.n_components])
+            self.precision, self.reference = np.zeros((0, 0)), np.zeros((0, self.dim))
         else:
             from sklearn.covariance import LedoitWolf  # noqa: PLC0415
 
@@ -251,6 +272,10 @@ class ShiftDetector:
         if self.method == "mahalanobis":
             d = zs - self.location
             out[ok] = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.precision, d), 0.0))
+            return out
+        if self.method == "pca":
+            d = zs - self.location
+            out[ok] = np.linalg.norm(d - (d @ self.components.T) @ self.components, axis=1)
             return out
         ref = self.reference
         ref_sq = np.einsum("ij,ij->i", ref, ref)
@@ -346,7 +371,7 @@ class ShiftDetector:
         cal = self.calibration_scores
         data: dict[str, Any] = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "coreecho_version": __version__,
-            "method": self.method, "k": self.k, "normalization": self.normalization, "dim": self.dim,
+            "method": self.method, "k": self.k, "n_components": self.n_components, "normalization": self.normalization, "dim": self.dim,
             "false_alarm_rate": self.false_alarm_rate, "threshold": self.threshold,
             "expected_false_alarm_rate": self.expected_false_alarm_rate,
             "n_reference": self.n_reference, "n_calibration": self.n_calibration,
@@ -374,16 +399,22 @@ class ShiftDetector:
         det = cls()
         try:
             det.method, det.k, det.normalization = str(data["method"]), int(data["k"]), str(data["normalization"])
+            det.n_components = int(data.get("n_components", 0))
             det.false_alarm_rate, det.threshold = float(data["false_alarm_rate"]), float(data["threshold"])
             det.dim, det.n_reference = int(data["dim"]), int(data["n_reference"])
             det.metadata = dict(data.get("metadata") or {})
             for name in _ARRAYS:
+                if name == "components" and name not in arrays:  # format version 1
+                    det.components = np.zeros((0, det.dim))
+                    continue
                 setattr(det, name, np.asarray(arrays[name], dtype=np.float64))
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{source}: invalid shift detector ({type(err).__name__}: {err})") from err
         if det.method not in METHODS or det.normalization not in NORMALIZATIONS:
             raise ConfigError(f"{source}: unknown method {det.method!r} or normalization {det.normalization!r}")
-        needed = det.reference if det.method == "knn" else det.precision
+        needed = {"knn": det.reference, "mahalanobis": det.precision, "pca": det.components}[det.method]
+        if det.method == "pca" and needed.shape[0] != det.n_components:
+            raise ConfigError(f"{source}: {needed.shape[0]} principal axes stored but n_components={det.n_components}")
         if needed.ndim != 2 or needed.shape[1] != det.dim or det.center.shape != (det.dim,):
             raise ConfigError(f"{source}: array shapes do not match dim={det.dim}")
         return det
@@ -444,7 +475,7 @@ class ShiftDetector:
 
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in _ARRAYS}
+                arrays = {name: npz[name] for name in _ARRAYS if name in npz.files}
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"{npz_path}: invalid shift detector arrays ({err})") from err
         return cls.from_dict(data, arrays, source=str(json_path))
@@ -452,7 +483,7 @@ class ShiftDetector:
     def __repr__(self) -> str:
         if not self.fitted:
             return "ShiftDetector(unfitted)"
-        extra = f", k={self.k}" if self.method == "knn" else ""
+        extra = {"knn": f", k={self.k}", "pca": f", n_components={self.n_components}"}.get(self.method, "")
         return (f"ShiftDetector(method={self.method!r}{extra}, normalization={self.normalization!r}, dim={self.dim}, "
                 f"n_reference={self.n_reference}, n_calibration={self.n_calibration}, "
                 f"false_alarm_rate={self.false_alarm_rate:g}, threshold={self.threshold:.4g})")
