@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -26,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from coreecho.errors import CoReEchoError, InputError
+from coreecho.errors import InputError
 from coreecho.models.coreecho import CoReEcho
 
 __all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "DEFAULT_MODEL", "FPS_TOLERANCE"]
@@ -94,68 +92,25 @@ def _is_single(video: Any) -> bool:
                               f"{type(video).__name__}")
 
 
-def _source_name(item: Any, i: int) -> str:
-    return str(item) if isinstance(item, (str, os.PathLike)) else f"item {i}"
-
-
-def _load(item: Any, index: int, pipe: Any, clips: int | str | None, starts: Sequence[int] | None,
-          resample_fps: bool, fps: float | None) -> tuple[torch.Tensor, Prediction]:
-    """The model's clips of one video, through its :class:`~coreecho.video.pipeline.ClipPipeline`."""
-    from coreecho._warnings import warn_user
-
-    name = _source_name(item, index)
-    policy: Any = list(starts) if starts is not None else clips
-    batch = pipe(item, policy, fps=fps, name=name, resample_fps=resample_fps)
-    for note in batch.warnings:
-        warn_user(f"{name}: {note}")
-    pred = Prediction(source=name, fps=batch.fps, n_frames=batch.n_frames, starts=[int(s) for s in batch.starts],
-                      warnings=list(batch.warnings))
-    return batch.x, pred
-
-
-#: Activation elements of the first stage per forward pass on a CPU (about 4 MB in float32): larger
-#: batches fall out of the cache and get slower per clip (UniFormer-S at 36×112×112: 1 clip per pass).
-CPU_ACTIVATION_BUDGET = 1_000_000
-
-
-def cpu_chunk_size(model: CoReEcho) -> int:
-    """Clips per encoder call on a CPU: as many as fit :data:`CPU_ACTIVATION_BUDGET` (at least 1).
-
-    Measured on 2 cores: UniFormer-S runs 0.23 s/clip one clip at a time but 0.29 s/clip three at a time and
-    0.37 s/clip sixteen at a time, while the 64-px micro model of ``phantom-tiny`` gets faster with batches of 16.
-    """
-    pre = model.config.preprocessing
-    first = model.encoder.embed_dim[0] * max(1, pre.frames // 2) * (pre.size // 4) ** 2
-    return max(1, CPU_ACTIVATION_BUDGET // first)
-
-
-def _progress(total: int, enabled: bool | None, desc: str):
-    if enabled is None:
-        enabled = total >= 10 and sys.stderr.isatty()
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="video")
-
-
 def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = None,
-        starts: Sequence[int] | Sequence[Sequence[int]] | None = None, batch_size: int = 16,
+        starts: Sequence[int] | Sequence[Sequence[int]] | None = None, batch_size: int | None = None,
         want_embeddings: bool = False, resample_fps: bool = False, fps: float | None = None,
         errors: str = "raise", progress: bool | None = None, coverage: float | None = None,
-        calibrated: bool = True) -> Iterator[Prediction]:
+        calibrated: bool = True, precision: str = "fp32", threads: int | None = None,
+        workers: int | None = None) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per video, in order, as soon as its clips have gone through the model.
 
-    This is the engine behind :func:`predict_ef`, :func:`embed` and ``coreecho predict``; use it directly to
-    stream results (a crash or Ctrl-C then loses nothing already yielded).
+    This is :func:`predict_ef`, :func:`embed` and ``coreecho predict`` without the packaging: use it to stream
+    results (a crash or Ctrl-C then loses nothing already yielded). The work is done by :func:`coreecho.engine.stream`:
+    loader workers run the model's :class:`~coreecho.video.pipeline.ClipPipeline` ahead of the model.
 
     Args:
         videos: paths and/or arrays.
-        model: a :class:`~coreecho.CoReEcho`.
-        clips: clips per video (``int`` evenly spaced, or ``"all"``); default: ``model.config.test_clips``.
+        model: a :class:`~coreecho.CoReEcho` (never modified: see :func:`inference_view`).
+        clips: clips per video (``int`` evenly spaced, ``"all"``, ``"every"``); default: ``model.config.test_clips``.
         starts: explicit clip starts: one list for all videos, or one list per video.
-        batch_size: clips gathered per forward pass (bounds memory); on a CPU each pass is further split into
-            :func:`cpu_chunk_size` clips, which is faster for large models.
+        batch_size: clips per forward pass; default: :func:`coreecho.engine.batch_policy` (by activation size on a
+            CPU, by free memory on a GPU).
         want_embeddings: also return embeddings.
         resample_fps: resample videos whose fps is far from the training fps (nearest frame).
         fps: frame rate of in-memory arrays (files carry their own).
@@ -165,86 +120,53 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         coverage: nominal coverage of ``ef_low``/``ef_high`` (default: the calibration's, 0.9).
         calibrated: apply the model's calibration and shift detector (``False``: plain predictions, as
             :func:`coreecho.calibrate` needs).
+        precision: ``"fp32"`` (default, exact), ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`coreecho.precision`).
+        threads: torch CPU threads for this call (``None``: leave as set).
+        workers: loader worker processes decoding ahead (default: one per core, up to 4, for 2+ files).
     """
-    if errors not in ("raise", "nan"):
-        raise InputError("errors", f"must be 'raise' or 'nan', got {errors!r}")
-    if batch_size < 1:
-        raise InputError("batch_size", f"must be >= 1, got {batch_size}")
-    per_video_starts = (starts is not None and len(starts) > 0 and not np.isscalar(starts[0]))
-    if per_video_starts and len(starts) != len(videos):  # type: ignore[arg-type]
-        raise InputError("starts", f"got {len(starts)} start lists for {len(videos)} videos")  # type: ignore[arg-type]
-    device, dtype = model.device, model.dtype
-    chunk_size = batch_size if device.type != "cpu" else min(batch_size, cpu_chunk_size(model))
+    from coreecho._warnings import warn_user
+    from coreecho.engine import VideoItems, stream
+    from coreecho.precision import set_threads
+
     detector = getattr(model, "shift_detector", None) if calibrated else None
     interval = getattr(getattr(model, "calibration", None), "interval", None) if calibrated else None
+    level = q = None
     if interval is not None:
         level = model.calibration.coverage if coverage is None else float(coverage)
         q = interval.quantile(level)  # validates the level; warns once when it cannot be certified
-    pipe = model.pipeline(train=False)
-    model = inference_view(model)
-    bar = _progress(len(videos), progress, "predict")
-    pending: list[tuple[Prediction, torch.Tensor]] = []  # videos whose clips are not all computed yet
-    queue: list[torch.Tensor] = []
-    n_queued = 0
-    done_emb: list[torch.Tensor] = []
+    items = VideoItems(videos, model.pipeline(train=False), clips=clips, starts=starts, resample_fps=resample_fps,
+                       fps=fps)
+    view = inference_view(model)
 
-    def flush() -> Iterator[Prediction]:
-        nonlocal queue, n_queued
-        if n_queued:
-            batch = torch.cat(queue).to(device=device, dtype=dtype)
-            with torch.inference_mode():
-                for chunk in batch.split(chunk_size):
-                    done_emb.append(model.encoder(chunk).float().cpu())
-            queue, n_queued = [], 0
-        all_emb = torch.cat(done_emb) if done_emb else torch.zeros(0)
-        done_emb.clear()
-        offset = 0
-        with torch.inference_mode():
-            for pred, x in pending:
-                k = x.shape[0]
-                emb = all_emb[offset:offset + k]
-                offset += k
-                out = model.head(emb.to(device=device, dtype=dtype)).float().cpu().numpy()
-                pred.clip_efs = out.astype(np.float32)
-                pred.ef = float(out.mean(axis=0)) if out.ndim == 1 else out.mean(axis=0)
-                pred.ef_std = float(out.std(axis=0)) if out.ndim == 1 else out.std(axis=0)
-                if want_embeddings:
-                    pred.clip_embeddings = emb.numpy()
-                    pred.embedding = emb.mean(0).numpy()
-                if detector is not None:
-                    score, shifted = detector.assess(emb.mean(0).numpy())
-                    pred.shift_score, pred.is_shifted = float(score), bool(shifted)
-                if interval is not None and np.ndim(pred.ef) == 0 and np.isfinite(pred.ef):
-                    half = q * float(interval.sigma(ef_std=[pred.ef_std], embeddings=emb.mean(0).numpy()[None])[0])
-                    low, high = np.clip([pred.ef - half, pred.ef + half], *interval.bounds)
-                    pred.ef_low, pred.ef_high, pred.coverage = float(low), float(high), level
-                yield pred
-        pending.clear()
+    def finish(item: Any, emb: torch.Tensor | None, out: np.ndarray | None) -> Prediction:
+        if item.error is not None:
+            return Prediction(source=item.source, error=str(item.error))
+        for note in item.notes:
+            warn_user(f"{item.source}: {note}")
+        pred = Prediction(source=item.source, fps=item.fps, n_frames=item.n_frames, starts=item.starts,
+                          warnings=list(item.notes))
+        pred.clip_efs = out.astype(np.float32)
+        pred.ef = float(out.mean(axis=0)) if out.ndim == 1 else out.mean(axis=0)
+        pred.ef_std = float(out.std(axis=0)) if out.ndim == 1 else out.std(axis=0)
+        mean_emb = emb.mean(0).numpy()
+        if want_embeddings:
+            pred.clip_embeddings = emb.numpy()
+            pred.embedding = mean_emb
+        if detector is not None:
+            score, shifted = detector.assess(mean_emb)
+            pred.shift_score, pred.is_shifted = float(score), bool(shifted)
+        if interval is not None and np.ndim(pred.ef) == 0 and np.isfinite(pred.ef):
+            half = q * float(interval.sigma(ef_std=[pred.ef_std], embeddings=mean_emb[None])[0])
+            low, high = np.clip([pred.ef - half, pred.ef + half], *interval.bounds)
+            pred.ef_low, pred.ef_high, pred.coverage = float(low), float(high), level
+        return pred
 
+    before = set_threads(threads)
     try:
-        for i, item in enumerate(videos):
-            try:
-                s = starts[i] if per_video_starts else starts  # type: ignore[index]
-                x, pred = _load(item, i, pipe, clips, s, resample_fps, fps)
-            except CoReEchoError as err:
-                if errors == "raise":
-                    raise
-                yield from flush()
-                yield Prediction(source=_source_name(item, i), error=str(err))
-                if bar:
-                    bar.update(1)
-                continue
-            pending.append((pred, x))
-            queue.append(x)
-            n_queued += x.shape[0]
-            if n_queued >= batch_size:
-                yield from flush()
-            if bar:
-                bar.update(1)
-        yield from flush()
+        yield from stream(items, view, finish=finish, batch_size=batch_size, precision=precision, workers=workers,
+                          errors=errors, progress=progress)
     finally:
-        if bar:
-            bar.close()
+        set_threads(before)
 
 
 def inference_view(model: CoReEcho) -> CoReEcho:
@@ -289,7 +211,7 @@ def get_model(model: CoReEcho | str | Path | None, device: str | torch.device | 
 
 
 def predict_ef(video: Any, *, model: CoReEcho | str | None = None, clips: int | str | None = None,
-               starts: Any = None, batch_size: int = 16, return_details: bool = False,
+               starts: Any = None, batch_size: int | None = None, return_details: bool = False,
                device: str | torch.device | None = None, **kwargs: Any) -> Any:
     """Ejection fraction (%) of a video, or of each video of a list.
 
@@ -300,10 +222,12 @@ def predict_ef(video: Any, *, model: CoReEcho | str | None = None, clips: int | 
             cached); default ``"coreecho-echonet"``.
         clips: clips per video (evenly spaced) or ``"all"``; default: the model config's ``test_clips`` (3).
         starts: explicit clip starts (the official protocol): a list for one video, or one list per video.
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass (default: the engine's policy, by activation size or GPU memory).
         return_details: return :class:`Prediction` objects instead of numbers.
         device: where to run when ``model`` is a name.
-        **kwargs: ``resample_fps``, ``fps`` (for arrays), ``errors`` (``"raise"``/``"nan"``), ``progress``.
+        **kwargs: ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``, ``"auto"``), ``threads``, ``workers``,
+            ``resample_fps``, ``fps`` (for arrays), ``errors`` (``"raise"``/``"nan"``), ``progress``, ``coverage``,
+            ``calibrated`` (see :func:`run`).
 
     Returns:
         One video: a float (or a :class:`Prediction`). A list: a float array ``[N]`` (or a list of
@@ -323,7 +247,7 @@ def predict_ef(video: Any, *, model: CoReEcho | str | None = None, clips: int | 
 
 
 def embed(video: Any, *, model: CoReEcho | str | None = None, clips: int | str | None = None, starts: Any = None,
-          batch_size: int = 16, return_details: bool = False, device: str | torch.device | None = None,
+          batch_size: int | None = None, return_details: bool = False, device: str | torch.device | None = None,
           **kwargs: Any) -> Any:
     """Embedding of a video (mean over its clips), or of each video of a list.
 

@@ -144,7 +144,7 @@ def test_shift_detector_on_the_model_fills_details(tiny_model, phantom):
 
 def test_cpu_chunks_follow_activation_size(tiny_model):
     from coreecho import CoReEcho
-    from coreecho.inference import cpu_chunk_size
+    from coreecho.engine import batch_policy
 
-    assert cpu_chunk_size(CoReEcho()) == 1  # UniFormer-S at 36x112x112: one clip per pass is fastest on CPU
-    assert cpu_chunk_size(tiny_model) == 1_000_000 // (8 * 18 * 28 * 28)  # 8 clips
+    assert batch_policy(CoReEcho()) == 1  # UniFormer-S at 36x112x112: one clip per pass is fastest on CPU
+    assert batch_policy(tiny_model) == 1_000_000 // (8 * 18 * 28 * 28)  # 8 clips

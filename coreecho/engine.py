@@ -1,0 +1,257 @@
+"""The one inference loop: decode ahead in workers, batched forward passes, ordered predictions.
+
+``predict_ef``, ``embed``, ``coreecho predict/embed/evaluate`` and the evaluation and calibration code are thin calls
+into :func:`stream`::
+
+    items (videos, or a dataset)  →  loader: worker processes run the model's ClipPipeline ahead of the model
+                                  →  clips gathered into forward passes of `batch_policy` clips
+                                     (by activation size on a CPU, by free memory on a GPU), in `precision`
+                                  →  one Prediction per item, in input order, as soon as its clips are done
+
+Memory is bounded: each worker keeps at most ``prefetch`` videos ready, and the model sees one pass of clips at
+a time. Per-video failures (:class:`~coreecho.errors.CoReEchoError`) come back as error predictions when
+``errors="nan"``, or are raised in the caller's process when ``errors="raise"``.
+
+Example:
+    >>> import numpy as np, coreecho
+    >>> from coreecho.engine import stream
+    >>> model = coreecho.load_model("phantom-tiny")  # doctest: +SKIP
+    >>> [p.ef for p in stream([np.zeros((60, 64, 64), np.uint8)], model)]  # doctest: +SKIP
+    [31.2]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from coreecho.errors import CoReEchoError, InputError
+
+__all__ = ["stream", "batch_policy", "default_workers", "VideoItems", "Item", "CPU_ACTIVATION_BUDGET",
+           "GPU_MEMORY_FRACTION", "MAX_BATCH"]
+
+#: Activation elements of the first stage per forward pass on a CPU (about 4 MB in float32): larger batches fall
+#: out of the cache and get slower per clip (UniFormer-S at 36×112×112: 1 clip per pass).
+CPU_ACTIVATION_BUDGET = 1_000_000
+#: Share of the free GPU memory one forward pass may use.
+GPU_MEMORY_FRACTION = 0.5
+#: Largest number of clips per forward pass.
+MAX_BATCH = 256
+
+
+@dataclass
+class Item:
+    """One item of an inference stream: its clips (or the error that prevented them) and what is known of it.
+
+    Attributes:
+        index: position in the input.
+        source: the path, or the name of in-memory input.
+        x: float32 clips ``[K, 3, T, S, S]``, or ``None`` when ``error`` is set.
+        starts: clip starts.
+        n_frames: frames in the video.
+        fps: its frame rate, or ``None``.
+        notes: warnings for the user (issued by the caller's process).
+        error: the exception that made the item fail.
+        extra: anything the item source wants to carry (e.g. a label).
+    """
+
+    index: int
+    source: str
+    x: torch.Tensor | None = None
+    starts: list[int] = field(default_factory=list)
+    n_frames: int = 0
+    fps: float | None = None
+    notes: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def source_name(item: Any, index: int) -> str:
+    """How an input is named in results: its path, or ``"item i"`` for in-memory input."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"item {index}"
+
+
+class VideoItems(torch.utils.data.Dataset):
+    """Videos → :class:`Item` through a :class:`~coreecho.video.pipeline.ClipPipeline` (runs in loader workers).
+
+    Args:
+        videos: paths and/or arrays.
+        pipeline: the model's test-time pipeline.
+        clips: clip policy for every video.
+        starts: ``None``, one list of starts for every video, or one list per video.
+        resample_fps: see :class:`~coreecho.video.pipeline.ClipPipeline`.
+        fps: frame rate of in-memory arrays.
+    """
+
+    def __init__(self, videos: Sequence[Any], pipeline: Any, *, clips: Any = None, starts: Any = None,
+                 resample_fps: bool = False, fps: float | None = None):
+        self.videos = list(videos)
+        self.pipeline = pipeline
+        self.clips = clips
+        self.per_video = starts is not None and len(starts) > 0 and not np.isscalar(starts[0])
+        if self.per_video and len(starts) != len(self.videos):
+            raise InputError("starts", f"got {len(starts)} start lists for {len(self.videos)} videos")
+        self.starts = starts
+        self.resample_fps, self.fps = resample_fps, fps
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> Item:
+        video = self.videos[index]
+        name = source_name(video, index)
+        starts = self.starts[index] if self.per_video else self.starts
+        policy = list(starts) if starts is not None else self.clips
+        try:
+            batch = self.pipeline(video, policy, fps=self.fps, name=name, resample_fps=self.resample_fps)
+        except CoReEchoError as err:
+            return Item(index, name, error=err)
+        return Item(index, name, batch.x, [int(s) for s in batch.starts], batch.n_frames, batch.fps,
+                    list(batch.warnings))
+
+
+def _first(batch: list[Item]) -> Item:
+    return batch[0]
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the model's process owns the cores' math
+
+
+def default_workers(n_items: int, in_memory: bool = False) -> int:
+    """Loader worker processes by default: none for one item or in-memory arrays, else up to 4, one per core."""
+    if n_items < 2 or in_memory:
+        return 0
+    return max(0, min(4, os.cpu_count() or 1))
+
+
+def batch_policy(model: torch.nn.Module, device: torch.device | None = None) -> int:
+    """Clips per forward pass, the one policy of every inference path.
+
+    On a CPU: as many clips as fit :data:`CPU_ACTIVATION_BUDGET` activation elements in the first stage (measured on
+    2 cores: UniFormer-S runs 0.23 s/clip one clip at a time but 0.37 s/clip sixteen at a time, while the 64-px
+    micro model of ``phantom-tiny`` gets faster with batches of 16). On a GPU: as many as fit
+    :data:`GPU_MEMORY_FRACTION` of the free memory, estimated from the first stage's activations (the largest), at
+    most :data:`MAX_BATCH`.
+    """
+    pre = model.config.preprocessing
+    first = model.encoder.embed_dim[0] * max(1, pre.frames // 2) * (pre.size // 4) ** 2
+    device = device if device is not None else next(model.parameters()).device
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        per_clip = first * 4 * 24  # float32 activations of the first stage, ~24 live tensors of that size
+        return int(max(1, min(MAX_BATCH, free * GPU_MEMORY_FRACTION // per_clip)))
+    return int(max(1, min(MAX_BATCH, CPU_ACTIVATION_BUDGET // first)))
+
+
+def _loader(items: torch.utils.data.Dataset, workers: int, pin: bool) -> Any:
+    if workers <= 0:
+        return (items[i] for i in range(len(items)))
+    return torch.utils.data.DataLoader(items, batch_size=1, collate_fn=_first, num_workers=workers,
+                                       worker_init_fn=_one_thread, prefetch_factor=2, pin_memory=pin,
+                                       persistent_workers=False)
+
+
+def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Module, *,
+           finish: Callable[[Item, torch.Tensor, np.ndarray], Any] | None = None,
+           batch_size: int | None = None, precision: str = "fp32", workers: int | None = None,
+           errors: str = "raise", progress: bool | None = None, desc: str = "predict") -> Iterator[Any]:
+    """Run items through the model; yield one result per item, in input order.
+
+    Args:
+        items: a dataset of :class:`Item` (e.g. :class:`VideoItems`), or a sequence of them.
+        model: the model (an eval-mode view: see :func:`coreecho.inference.inference_view`).
+        finish: ``finish(item, clip_embeddings, clip_outputs)`` → the result for a done item (default: the
+            triple itself); it is called with ``None`` arrays for failed items.
+        batch_size: clips per forward pass; default :func:`batch_policy`.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`coreecho.precision`).
+        workers: loader worker processes; default :func:`default_workers`.
+        errors: ``"raise"`` re-raises a failed item's error here; ``"nan"`` passes it to ``finish``.
+        progress: show a progress bar (default: for 10+ items on a terminal).
+        desc: progress bar label.
+    """
+    from coreecho.precision import autocast_context, resolve_precision, to_device  # noqa: PLC0415
+
+    if errors not in ("raise", "nan"):
+        raise InputError("errors", f"must be 'raise' or 'nan', got {errors!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or not 1 <= batch_size <= 4096):
+        raise InputError("batch_size", f"must be an integer in 1..4096, got {batch_size!r}")
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    resolve_precision(precision, device)  # a typed error now, not in the middle of a batch
+    chunk = batch_size or batch_policy(model, device)
+    n = len(items)
+    in_memory = isinstance(items, VideoItems) and any(not isinstance(v, (str, os.PathLike)) for v in items.videos)
+    workers = default_workers(n, in_memory) if workers is None else int(workers)
+    if workers < 0:
+        raise InputError("workers", f"must be >= 0, got {workers}")
+    finish = finish or (lambda item, emb, out: (item, emb, out))
+    bar = _progress(n, progress, desc)
+    pending: list[tuple[Item, int]] = []  # items whose clips are queued or computed, with their clip counts
+    queue: list[torch.Tensor] = []
+    queued = 0
+    done: list[torch.Tensor] = []
+
+    def forward(x: torch.Tensor) -> None:
+        with torch.inference_mode(), autocast_context(precision, device):
+            done.append(model.encoder(to_device(x, device).to(dtype)).float())
+
+    def flush() -> Iterator[Any]:
+        nonlocal queue, queued
+        for part in (torch.cat(queue).split(chunk) if queued else ()):
+            forward(part)
+        queue, queued = [], 0
+        emb_all = torch.cat(done) if done else torch.zeros(0)
+        done.clear()
+        with torch.inference_mode(), autocast_context(precision, device):
+            out_all = model.head(emb_all.to(dtype)).float().cpu().numpy() if len(emb_all) else np.zeros(0)
+        emb_all = emb_all.cpu()
+        offset = 0
+        for item, k in pending:
+            result = finish(item, emb_all[offset:offset + k], out_all[offset:offset + k])
+            offset += k
+            yield result
+        pending.clear()
+
+    try:
+        for item in _loader(items, workers, pin=device.type == "cuda"):
+            if item.error is not None:
+                if errors == "raise":
+                    raise item.error
+                yield from flush()
+                yield finish(item, None, None)
+            else:
+                x, item.x = item.x, None  # the queue holds the clips; the item only its facts
+                pending.append((item, x.shape[0]))
+                queue.append(x)
+                queued += x.shape[0]
+                while queued >= chunk:  # full passes now; the rest waits for the next item
+                    whole = torch.cat(queue)
+                    forward(whole[:chunk])
+                    rest = whole[chunk:]
+                    queue, queued = ([rest] if len(rest) else []), len(rest)
+                if not queued:
+                    yield from flush()
+            if bar is not None:
+                bar.update(1)
+        yield from flush()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _progress(total: int, enabled: bool | None, desc: str) -> Any:
+    import sys  # noqa: PLC0415
+
+    if enabled is None:
+        enabled = total >= 10 and sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc=desc, unit="video")
