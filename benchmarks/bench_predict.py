@@ -1,12 +1,19 @@
-"""CPU cost of ``predict_ef`` on one EchoNet-format video (UniFormer-S, 3 clips), and clips/s by batch size.
+"""End to end (decode → EF) on EchoNet-format AVIs with fixed starts: coreecho's engine vs an official-style loop.
 
-Baseline, measured in the same run: the official evaluation's path — decode every frame of the file, build the
-three 36×4 clips, and run them through the network one clip per forward pass under ``torch.no_grad``.
-Ours: ``model.predict_ef(path)`` — decode only the needed frames, one batched forward under
-``torch.inference_mode``. Both are interleaved and repeated; medians are reported.
+Setting of the issue "A fast inference engine": 9 videos of 112×112 (MJPEG AVI, 50 fps, 120–200 frames) with three
+fixed starts each (27 clips, as the official ``test_start_indexes.pkl``), an official-format UniFormer-S (random
+but seeded weights: speed does not depend on them).
+
+* **official-style** (the baseline, measured in the same run): for every video decode every frame with PyAV, build
+  the clips, normalise, and run one clip per forward pass in fp32 under ``torch.no_grad``.
+* **coreecho fp32 / bf16**: ``coreecho.predict_ef(paths, starts=..., model=model)`` with its defaults (batch policy,
+  loader workers), and with ``precision="bf16"`` (skipped where the CPU has no native bf16).
+
+Runs are interleaved and repeated; medians are printed with the ratio to the baseline and the EF deviation of each
+mode from the official-style EFs.
 
 Usage:
-    python benchmarks/bench_predict.py [--repeats 3] [--threads 2] [--batches 1 4 16]
+    python benchmarks/bench_predict.py [--repeats 3] [--threads 2] [--videos 9]
 """
 
 from __future__ import annotations
@@ -20,75 +27,79 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coreecho import CoReEcho
+import coreecho
 from coreecho.data.phantom import make_phantom
 from coreecho.video.io import write_video
 from coreecho.video.transforms import normalize
 
 
-def naive_predict(model: CoReEcho, path: Path) -> float:
+def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[list[int]]) -> np.ndarray:
+    """Decode every frame, pad, one clip per forward pass, fp32: the research code's evaluation loop."""
     import av
 
-    with av.open(str(path)) as container:
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     pre = model.config.preprocessing
-    span = pre.frames * pre.stride
-    if len(frames) < span:
-        frames = np.concatenate([frames, np.zeros((span - len(frames),) + frames.shape[1:], np.uint8)])
-    last = len(frames) - (pre.frames - 1) * pre.stride - 1
-    starts = np.linspace(0, last, 3).round().astype(int)
-    outs = []
-    with torch.no_grad():
-        for s in starts:
-            clip = frames[s + pre.stride * np.arange(pre.frames)][None]
-            outs.append(model(normalize(clip, pre.mean, pre.std)).item())
-    return float(np.mean(outs))
+    efs = []
+    for path, st in zip(paths, starts):
+        with av.open(str(path)) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        span = pre.frames * pre.stride
+        if len(frames) < span:
+            frames = np.concatenate([frames, np.zeros((span - len(frames),) + frames.shape[1:], np.uint8)])
+        outs = []
+        with torch.no_grad():
+            for s in st:
+                clip = frames[s + pre.stride * np.arange(pre.frames)][None]
+                outs.append(model(normalize(clip, pre.mean, pre.std)).item())
+        efs.append(float(np.mean(outs)))
+    return np.array(efs)
+
+
+def make_videos(root: Path, n: int, seed: int = 0) -> tuple[list[Path], list[list[int]]]:
+    rng = np.random.default_rng(seed)
+    paths, starts = [], []
+    for i in range(n):
+        length = int(rng.integers(120, 201))
+        frames, meta = make_phantom(ef=float(rng.uniform(20, 75)), seed=seed * 1000 + i, n_frames=length, fps=50)
+        paths.append(write_video(root / f"v{i}.avi", frames, fps=50))
+        last = max(length, 144) - 35 * 4 - 1
+        starts.append(sorted(int(v) for v in rng.integers(0, last + 1, 3)))
+    return paths, starts
 
 
 def main() -> None:
+    from coreecho.precision import cpu_supports_bf16
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--videos", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = CoReEcho().eval().to(args.device)
-    frames, meta = make_phantom(ef=55, seed=0, n_frames=180)
+    model = coreecho.CoReEcho().eval()
+    modes = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_video(Path(tmp) / "video.avi", frames, fps=meta.fps)
-        model.predict_ef(str(path))  # warm-up
-        naive_predict(model, path)
-        t_ours, t_naive = [], []
+        paths, starts = make_videos(Path(tmp), args.videos)
+        strs = [str(p) for p in paths]
+        ours = {m: lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m) for m in modes}
+        runs = {"official-style": lambda: official_style(model, paths, starts), **ours}
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        efs: dict[str, np.ndarray] = {}
+        for k, fn in runs.items():  # warm-up (oneDNN kernels, worker start-up paths)
+            efs[k] = fn()
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            ours = model.predict_ef(str(path))
-            t_ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            base = naive_predict(model, path)
-            t_naive.append(time.perf_counter() - t0)
-        m_ours, m_naive = statistics.median(t_ours), statistics.median(t_naive)
-        print(f"device={args.device} threads={args.threads} video={len(frames)} frames 112x112, 3 clips of 36x4")
-        print(f"{'path':<34}{'median s':>10}")
-        print(f"{'naive (decode all, 1 clip/pass)':<34}{m_naive:>10.3f}")
-        print(f"{'coreecho predict_ef':<34}{m_ours:>10.3f}")
-        print(f"speed-up: {m_naive / m_ours:.2f}x   (EF ours {ours:.3f}, naive {base:.3f})")
-
-        print(f"\n{'batch':>6}{'clips/s':>10}{'s/batch':>10}")
-        for b in args.batches:
-            x = torch.randn(b, 3, 36, 112, 112, device=args.device)
-            with torch.inference_mode():
-                model.encoder(x)
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    model.encoder(x)
-                    if args.device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    times.append(time.perf_counter() - t0)
-            med = statistics.median(times)
-            print(f"{b:>6}{b / med:>10.2f}{med:>10.3f}")
+            for k, fn in runs.items():
+                t0 = time.perf_counter()
+                efs[k] = fn()
+                times[k].append(time.perf_counter() - t0)
+    base = statistics.median(times["official-style"])
+    print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "
+          f"repeats={args.repeats} (medians)")
+    print(f"{'path':<22}{'median s':>10}{'speed-up':>10}{'max |dEF|':>11}")
+    for k in runs:
+        med = statistics.median(times[k])
+        dev = float(np.abs(efs[k] - efs["official-style"]).max())
+        print(f"{k:<22}{med:>10.2f}{base / med:>9.2f}x{dev:>11.4f}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import torch
 
 from coreecho.errors import CoReEchoError, InputError
 
-__all__ = ["stream", "batch_policy", "default_workers", "VideoItems", "Item", "CPU_ACTIVATION_BUDGET",
+__all__ = ["stream", "batch_policy", "clips_per_pass", "default_workers", "VideoItems", "DatasetItems", "Item",
+           "CPU_ACTIVATION_BUDGET",
            "GPU_MEMORY_FRACTION", "MAX_BATCH"]
 
 #: Activation elements of the first stage per forward pass on a CPU (about 4 MB in float32): larger batches fall
@@ -114,6 +115,35 @@ class VideoItems(torch.utils.data.Dataset):
                     list(batch.warnings))
 
 
+class DatasetItems(torch.utils.data.Dataset):
+    """Items of an evaluation-mode dataset (dicts with ``"video"`` ``[K, 3, T, S, S]``, ``"name"``, ``"starts"``,
+    ``"index"`` and a label) as :class:`Item`; the label goes to ``extra["label"]``.
+
+    Args:
+        dataset: e.g. :class:`~coreecho.data.echonet.EchoNetDynamic` with ``clips=k`` or ``starts=...``.
+        indices: the items to run (default: all).
+    """
+
+    def __init__(self, dataset: Any, indices: Sequence[int] | None = None):
+        self.dataset = dataset
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Item:
+        index = self.indices[position]
+        try:
+            it = self.dataset[index]
+        except CoReEchoError as err:
+            return Item(index, str(self.dataset.records[index].name), error=err)
+        x = it["video"] if it["video"].dim() == 5 else it["video"][None]
+        label = it.get("ef", it.get("label"))
+        starts = it.get("starts")
+        return Item(index, str(it["name"]), x, [] if starts is None else [int(s) for s in starts],
+                    extra={"label": None if label is None else float(label)})
+
+
 def _first(batch: list[Item]) -> Item:
     return batch[0]
 
@@ -130,6 +160,12 @@ def default_workers(n_items: int, in_memory: bool = False) -> int:
 
 
 def batch_policy(model: torch.nn.Module, device: torch.device | None = None) -> int:
+    """Clips per forward pass for a model (see :func:`clips_per_pass`)."""
+    device = device if device is not None else next(model.parameters()).device
+    return clips_per_pass(model.encoder.embed_dim[0], model.config.preprocessing, device)
+
+
+def clips_per_pass(width: int, preprocess: Any, device: torch.device) -> int:
     """Clips per forward pass, the one policy of every inference path.
 
     On a CPU: as many clips as fit :data:`CPU_ACTIVATION_BUDGET` activation elements in the first stage (measured on
@@ -138,9 +174,8 @@ def batch_policy(model: torch.nn.Module, device: torch.device | None = None) -> 
     :data:`GPU_MEMORY_FRACTION` of the free memory, estimated from the first stage's activations (the largest), at
     most :data:`MAX_BATCH`.
     """
-    pre = model.config.preprocessing
-    first = model.encoder.embed_dim[0] * max(1, pre.frames // 2) * (pre.size // 4) ** 2
-    device = device if device is not None else next(model.parameters()).device
+    pre = preprocess
+    first = width * max(1, pre.frames // 2) * (pre.size // 4) ** 2  # first-stage activation elements per clip
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         per_clip = first * 4 * 24  # float32 activations of the first stage, ~24 live tensors of that size

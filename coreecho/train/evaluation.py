@@ -15,21 +15,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
-from coreecho.data.echonet import ClipDataset, EchoNetDynamic, collate_clips
-from coreecho.errors import InputError
+from coreecho.data.echonet import ClipDataset, EchoNetDynamic
+from coreecho.precision import autocast_for, resolve_device, resolve_precision
 from coreecho.train.metrics import format_metrics, regression_metrics
 
 __all__ = ["evaluate", "EvalResult", "predict_dataset", "autocast_for", "resolve_device"]
@@ -71,87 +69,52 @@ class EvalResult:
         return text
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+class _EncoderHead(nn.Module):
+    """Encoder and head seen as one model by the engine (shares their parameters)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
 
 
-def autocast_for(device: torch.device, precision: str = "auto") -> tuple[Callable[[], Any], str]:
-    """A context-manager factory for mixed precision on ``device`` and the precision actually used.
-
-    ``"auto"``: bf16 on CUDA when supported, else fp16; fp32 on CPU (CPU autocast is slower and less exact).
-
-    Example:
-        >>> ctx, used = autocast_for(torch.device("cpu"))
-        >>> used
-        'fp32'
-    """
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError("precision", f"expected auto, fp32, bf16 or fp16, got {precision!r}")
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, "fp32"
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), precision
-
-
-def _float(x: torch.Tensor) -> torch.Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-@torch.no_grad()
-def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *, batch_size: int = 16,
+def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *, batch_size: int | None = None,
                     device: torch.device | str | None = None, precision: str = "auto", num_workers: int = 0,
                     rank: int = 0, world_size: int = 1, progress: bool = False,
                     desc: str = "evaluate") -> list[dict[str, Any]]:
     """Predict every video of ``dataset`` (an evaluation-mode :class:`ClipDataset`) from the mean over its clips.
 
-    With ``world_size > 1`` each rank predicts every ``world_size``-th video and the rows of all ranks are
-    gathered (every rank returns the full list, in dataset order). Modules are put in eval mode.
+    Runs through the inference engine (:func:`coreecho.engine.stream`): the dataset's items (the one input pipeline)
+    are decoded ahead by ``num_workers`` loader processes and batched ``batch_size`` clips per forward pass (default:
+    the engine's policy, by activation size on a CPU or free memory on a GPU). With ``world_size > 1`` each rank
+    predicts every ``world_size``-th video and the rows of all ranks are gathered (every rank returns the full list,
+    in dataset order). Modules are put in eval mode.
+
+    Args:
+        precision: ``"auto"`` follows the training policy (fp32 on a CPU, bf16/fp16 on CUDA); see
+            :mod:`coreecho.precision`.
 
     Returns:
         One dict per video (see :class:`EvalResult`).
     """
+    from coreecho.engine import DatasetItems, clips_per_pass, stream
     from coreecho.train.distributed import all_gather_objects
 
     dev = resolve_device(device)
-    autocast, _ = autocast_for(dev, precision)
+    used = resolve_precision(precision, dev, training=True)
     encoder.eval()
     head.eval()
-    indices = list(range(rank, len(dataset), world_size))
-    per_video = dataset.clips if isinstance(dataset.clips, int) else (3 if dataset.starts is not None else 1)
-    loader = DataLoader(Subset(dataset, indices), batch_size=max(1, batch_size // per_video),
-                        shuffle=False, num_workers=num_workers, collate_fn=collate_clips,
-                        pin_memory=dev.type == "cuda")
-    iterator: Any = loader
-    if progress:
-        from tqdm.auto import tqdm
+    if batch_size is None:
+        batch_size = clips_per_pass(encoder.embed_dim[0], dataset.preprocess, dev)
+    items = DatasetItems(dataset, range(rank, len(dataset), world_size))
 
-        iterator = tqdm(loader, desc=desc, unit="batch", leave=False)
-    rows: list[dict[str, Any]] = []
-    for batch in iterator:
-        clips = batch["video"]
-        preds = []
-        for chunk in clips.split(batch_size):
-            with autocast():
-                emb = encoder(chunk.to(dev, non_blocking=True))
-            preds.append(_float(head(_float(emb))).reshape(-1).double().cpu())
-        values = torch.cat(preds).numpy()
-        offset = 0
-        for i, count in enumerate(batch["counts"].tolist()):
-            clip_efs = values[offset:offset + count]
-            offset += count
-            true = float(batch["ef"][i])
-            pred = float(clip_efs.mean())
-            rows.append({"index": int(batch["index"][i]), "name": batch["name"][i], "ef_true": true, "ef_pred": pred,
-                         "abs_error": abs(pred - true), "clip_starts": [int(s) for s in batch["starts"][i]],
-                         "clip_efs": [float(v) for v in clip_efs]})
+    def row(item: Any, _emb: Any, out: Any) -> dict[str, Any]:
+        clip_efs = np.asarray(out, dtype=np.float64).reshape(-1)
+        true, pred = float(item.extra["label"]), float(clip_efs.mean())
+        return {"index": item.index, "name": item.source, "ef_true": true, "ef_pred": pred,
+                "abs_error": abs(pred - true), "clip_starts": item.starts, "clip_efs": [float(v) for v in clip_efs]}
+
+    rows = list(stream(items, _EncoderHead(encoder, head), finish=row, batch_size=batch_size, precision=used,
+                       workers=num_workers, errors="raise", progress=progress, desc=desc))
     if world_size > 1:
         rows = [r for part in all_gather_objects(rows) for r in part]
     rows.sort(key=lambda r: r["index"])
@@ -160,8 +123,8 @@ def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *
 
 def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "test", *,
              clips: int | str | None = None, starts: str | os.PathLike | Mapping[str, Sequence[int]] | None = None,
-             clip_policy: str = "even", batch_size: int = 16, device: str | torch.device | None = None,
-             precision: str = "auto", num_workers: int = 0, seed: int = 0, bootstrap: int = 1000,
+             clip_policy: str = "even", batch_size: int | None = None, device: str | torch.device | None = None,
+             precision: str = "auto", num_workers: int | None = None, threads: int | None = None, seed: int = 0, bootstrap: int = 1000,
              output: str | os.PathLike | None = None, limit: int | None = None, baseline: float | None = None,
              progress: bool = False) -> EvalResult:
     """Evaluate an EF model on a split of an EchoNet-Dynamic-layout dataset.
@@ -173,10 +136,12 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         clips: clips per video (``int``), ``"all"`` or ``"every"``; default: the model config's ``test_clips``.
         starts: fixed starts (a ``.pkl``/``.json``/``.csv`` file or a mapping); overrides ``clips``.
         clip_policy: ``"even"`` (evenly spaced, as inference) or ``"random"`` (seeded by ``seed``) for ``clips=k``.
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass (default: the engine's policy).
         device: ``None`` picks CUDA when available.
-        precision: autocast precision on CUDA (see :func:`autocast_for`).
-        num_workers: DataLoader workers.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on a CPU, bf16/fp16 on CUDA); see
+            :mod:`coreecho.precision`.
+        num_workers: loader worker processes decoding ahead (default: one per core, up to 4).
+        threads: torch CPU threads for this call (``None``: leave as set).
         seed: seed of random clips and of the bootstrap.
         bootstrap: bootstrap resamples for the 95% intervals (0: none).
         output: write the per-video CSV here.
@@ -198,7 +163,9 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
 
         model = load_model(model, device=str(resolve_device(device)))
     dev = resolve_device(device)
-    model = model.to(dev).eval()
+    from coreecho.inference import inference_view
+
+    model = inference_view(model.to(dev))  # eval-mode view; the caller's module keeps its mode
     if starts is not None and not isinstance(starts, Mapping):
         from coreecho.train.starts import load_starts
 
@@ -215,8 +182,16 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         dataset.records = dataset.records[:limit]
     if starts is not None:
         dataset.starts = dataset._index_starts(starts)
-    rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
-                           precision=precision, num_workers=num_workers, progress=progress)
+    from coreecho.engine import default_workers
+    from coreecho.precision import set_threads
+
+    workers = default_workers(len(dataset)) if num_workers is None else num_workers
+    before = set_threads(threads)
+    try:
+        rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
+                               precision=precision, num_workers=workers, progress=progress)
+    finally:
+        set_threads(before)
     truth = np.array([r["ef_true"] for r in rows])
     metrics = regression_metrics(truth, np.array([r["ef_pred"] for r in rows]), bootstrap=bootstrap, seed=seed)
     result = EvalResult(metrics, rows)

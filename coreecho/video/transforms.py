@@ -112,25 +112,14 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """Largest 4-connected component of a 2-D boolean mask (min-label propagation, vectorised)."""
-    h, w = mask.shape
-    big = np.iinfo(np.int64).max
-    labels = np.where(mask, np.arange(h * w, dtype=np.int64).reshape(h, w), big)
-    for _ in range(4 * (h + w)):
-        prev = labels
-        cur = labels.copy()
-        cur[1:] = np.minimum(cur[1:], labels[:-1])
-        cur[:-1] = np.minimum(cur[:-1], labels[1:])
-        cur[:, 1:] = np.minimum(cur[:, 1:], labels[:, :-1])
-        cur[:, :-1] = np.minimum(cur[:, :-1], labels[:, 1:])
-        labels = np.where(mask, cur, big)
-        if np.array_equal(labels, prev):
-            break
-    vals = labels[mask]
-    if vals.size == 0:
+    """Largest 4-connected component of a 2-D boolean mask (ties: the one met first in raster order)."""
+    from scipy import ndimage  # noqa: PLC0415 - scipy comes with scikit-learn
+
+    labels, n = ndimage.label(mask)  # 4-connectivity; labels numbered in raster order of first pixel
+    if n == 0:
         return np.zeros_like(mask)
-    uniq, counts = np.unique(vals, return_counts=True)
-    return labels == uniq[np.argmax(counts)]
+    counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    return labels == 1 + int(np.argmax(counts))
 
 
 def find_sector_bbox(
@@ -179,10 +168,9 @@ def find_sector_bbox(
     f = _check_frames(frames)
     t, h, w, _ = f.shape
     sel = np.unique(np.linspace(0, t - 1, min(t, max_stat_frames)).round().astype(int))
-    sub = f[sel]
     # analysis grid: block-subsample big frames (a 1024x768 frame becomes ~160 pixels per side)
     step = max(1, int(np.ceil(max(h, w) / 160)))
-    sub = sub[:, ::step, ::step]
+    sub = np.ascontiguousarray(f[sel][:, ::step, ::step])
     rgb = sub.astype(np.int16)
     coloured = (rgb.max(axis=-1) - rgb.min(axis=-1)).max(axis=0) > colour_threshold
     grey = sub.mean(axis=-1, dtype=np.float32)
