@@ -250,3 +250,18 @@ def test_inference_leaves_a_training_model_untouched(videos, one_thread):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert model.predict_ef(path) == expected
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fan_box_is_found_once_per_file_and_reused(videos, monkeypatch):
+    from coreecho.video import transforms
+
+    calls = []
+    real = transforms.find_sector_bbox
+    monkeypatch.setattr(transforms, "find_sector_bbox", lambda f, **kw: calls.append(len(f)) or real(f, **kw))
+    pipe = ClipPipeline(PreprocessConfig(frames=8, stride=4, size=64))
+    path = str(videos["wide.avi"])
+    first = pipe(path, [0])
+    again = pipe(path, [40])  # other clips of the same file: the box found from the whole video is reused
+    assert calls == [32] and len(pipe._boxes) == 1
+    assert torch.equal(ClipPipeline(pipe.config)(path, [40]).x, again.x)  # a fresh pipeline finds the same box
+    assert torch.equal(pipe(path, [0]).x, first.x)

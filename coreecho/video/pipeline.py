@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +204,7 @@ class ClipPipeline:
         self.default_clips = clips
         self.backend = backend
         self.limits = limits if limits is not None else DEFAULT_LIMITS
+        self._boxes: dict[tuple, tuple[int, int, int, int]] = {}  # fan box per file (see _clip_transform)
 
     def __repr__(self) -> str:
         return f"ClipPipeline({self.config!r}, train={self.train}, clips={self.default_clips!r})"
@@ -214,16 +216,52 @@ class ClipPipeline:
         return as_sampler(clips, sampling=pre.sampling, temporal=pre.temporal, train=self.train,
                           default=self.default_clips)
 
-    def transform(self, frames: np.ndarray, sector_from: np.ndarray | None = None) -> np.ndarray:
+    def transform(self, frames: np.ndarray, sector_from: np.ndarray | None = None,
+                  bbox: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """The frame transform: sector crop → square pad → antialiased resize to ``size`` (uint8 in and out).
 
-        The fan is found in ``sector_from`` (frames spread over the whole video, :func:`sector_frames`) when
-        given, else in ``frames``. ``size`` x ``size`` frames pass through untouched.
+        The fan is ``bbox`` when given, else found in ``sector_from`` (frames spread over the whole video,
+        :func:`sector_frames`) when given, else in ``frames``. ``size`` x ``size`` frames pass through untouched.
         """
         from coreecho.video.transforms import prepare_frames  # noqa: PLC0415
 
         return prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector,
-                              sector_from=sector_from)
+                              sector_from=sector_from, bbox=bbox)
+
+    def _sector_key(self, info: "VideoInfo") -> tuple | None:
+        """Cache key of a file's fan box (path, size, modification time); ``None`` for in-memory input."""
+        if info.kind not in ("video", "dicom", "npy"):
+            return None
+        try:
+            st = os.stat(info.source)
+        except OSError:
+            return None
+        return (os.path.realpath(info.source), st.st_size, st.st_mtime_ns, info.n_frames, info.height, info.width)
+
+    def _clip_transform(self, info: "VideoInfo") -> tuple[Any, np.ndarray | None]:
+        """``(transform, context frames)`` for :func:`gather_clips`.
+
+        The fan box of a file is found once (in :func:`sector_frames`, decoded with the clips' frames) and
+        remembered by path, size and modification time: training reads the same videos every epoch.
+        """
+        if not self.needs_sector(info):
+            return self.transform, None
+        key = self._sector_key(info)
+        box = self._boxes.get(key) if key is not None else None
+        if box is not None:
+            return (lambda frames: self.transform(frames, bbox=box)), None
+
+        def find_then_apply(frames: np.ndarray, context: np.ndarray) -> np.ndarray:
+            from coreecho.video.transforms import find_sector_bbox  # noqa: PLC0415
+
+            found = find_sector_bbox(context)
+            if key is not None:
+                if len(self._boxes) >= 65536:
+                    self._boxes.clear()
+                self._boxes[key] = found
+            return self.transform(frames, bbox=found)
+
+        return find_then_apply, sector_frames(info.n_frames)
 
     def needs_sector(self, info: "VideoInfo") -> bool:
         """Whether frames of this video get the fan crop (not already ``size`` x ``size``, and ``crop_sector``)."""
@@ -283,8 +321,8 @@ class ClipPipeline:
                 span = (pre.frames - 1) * pre.stride + 1
                 if plan.n < span:
                     notes.append(f"{plan.n} frames is shorter than one clip ({span}); zero-padded as in training")
-            context = sector_frames(info.n_frames) if self.needs_sector(info) else None
-            pixels = gather_clips(reader, plan, time_map, self.transform, context)
+            transform, context = self._clip_transform(info)
+            pixels = gather_clips(reader, plan, time_map, transform, context)
         finally:
             if reader is not video:
                 reader.close()

@@ -279,7 +279,8 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int] = 112, *, chun
 
 
 def prepare_frames(frames: np.ndarray, *, size: int = 112, crop_sector: bool = True,
-                   sector_from: np.ndarray | None = None) -> np.ndarray:
+                   sector_from: np.ndarray | None = None,
+                   bbox: Sequence[int] | None = None) -> np.ndarray:
     """Raw frames to the model's square ``size`` x ``size`` RGB frames.
 
     ``size`` x ``size`` input passes through untouched (the same array, bit-exact), as EchoNet-Dynamic videos
@@ -293,6 +294,7 @@ def prepare_frames(frames: np.ndarray, *, size: int = 112, crop_sector: bool = T
         crop_sector: crop to the fan first (see :func:`find_sector_bbox`).
         sector_from: frames to find the fan in (default: ``frames``). The clip pipeline passes frames spread
             over the whole video, so the crop is a property of the video, not of the clips read with it.
+        bbox: the fan's ``(top, bottom, left, right)`` when already known (then nothing is searched).
 
     Returns:
         ``uint8`` ``[T, size, size, 3]``.
@@ -306,7 +308,9 @@ def prepare_frames(frames: np.ndarray, *, size: int = 112, crop_sector: bool = T
     if f.shape[1:3] == (size, size):
         return f
     if crop_sector:
-        top, bottom, left, right = find_sector_bbox(f if sector_from is None else _check_frames(sector_from))
+        if bbox is None:
+            bbox = find_sector_bbox(f if sector_from is None else _check_frames(sector_from))
+        top, bottom, left, right = (int(v) for v in bbox)
         f = f[:, top:bottom, left:right]
     return resize_frames(pad_to_square(f), size)
 
