@@ -12,9 +12,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,9 @@ import torch
 import coreecho
 from coreecho.data.phantom import make_phantom
 from coreecho.video.io import write_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved  # noqa: E402
 
 
 def main() -> None:
@@ -40,22 +42,15 @@ def main() -> None:
         for i in range(args.videos):
             frames, _ = make_phantom(ef=30 + i % 40, seed=i, n_frames=args.frames, size=args.size, fps=50)
             paths.append(str(write_video(Path(tmp) / f"v{i}.avi", frames, fps=50)))
-        runs = {"serial (workers=0)": 0, f"workers={args.workers}": args.workers}
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        out: dict[str, np.ndarray] = {}
-        for k, w in runs.items():
-            out[k] = model.predict_ef(paths, workers=w)  # warm-up
-        for _ in range(args.repeats):
-            for k, w in runs.items():
-                t0 = time.perf_counter()
-                out[k] = model.predict_ef(paths, workers=w)
-                times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["serial (workers=0)"])
+        runs = {name: (lambda w=w: model.predict_ef(paths, workers=w))
+                for name, w in {"serial (workers=0)": 0, f"workers={args.workers}": args.workers}.items()}
+        medians, out = interleaved(runs, args.repeats)
+    base = medians["serial (workers=0)"]
     print(f"phantom-tiny, {args.videos} AVIs of {args.frames} frames {args.size}x{args.size}, 3 clips each, "
           f"repeats={args.repeats} (medians)")
     print(f"{'loop':<22}{'median s':>10}{'videos/s':>10}{'ratio':>8}")
     for k in runs:
-        med = statistics.median(times[k])
+        med = medians[k]
         print(f"{k:<22}{med:>10.2f}{args.videos / med:>10.1f}{base / med:>7.2f}x")
     same = all(np.array_equal(out[k], out["serial (workers=0)"]) for k in runs)
     print(f"identical EFs across loops: {same}")

@@ -19,9 +19,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,9 @@ import coreecho
 from coreecho.data.phantom import make_phantom
 from coreecho.video.io import write_video
 from coreecho.video.transforms import normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved  # noqa: E402
 
 
 def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[list[int]]) -> np.ndarray:
@@ -83,21 +85,13 @@ def main() -> None:
         strs = [str(p) for p in paths]
         ours = {m: lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m) for m in modes}
         runs = {"official-style": lambda: official_style(model, paths, starts), **ours}
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        efs: dict[str, np.ndarray] = {}
-        for k, fn in runs.items():  # warm-up (oneDNN kernels, worker start-up paths)
-            efs[k] = fn()
-        for _ in range(args.repeats):
-            for k, fn in runs.items():
-                t0 = time.perf_counter()
-                efs[k] = fn()
-                times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["official-style"])
+        medians, efs = interleaved(runs, args.repeats)
+    base = medians["official-style"]
     print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "
           f"repeats={args.repeats} (medians)")
     print(f"{'path':<22}{'median s':>10}{'speed-up':>10}{'max |dEF|':>11}")
     for k in runs:
-        med = statistics.median(times[k])
+        med = medians[k]
         dev = float(np.abs(efs[k] - efs["official-style"]).max())
         print(f"{k:<22}{med:>10.2f}{base / med:>9.2f}x{dev:>11.4f}")
 

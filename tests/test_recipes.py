@@ -67,27 +67,9 @@ def workdir(tmp_path_factory):
 
 
 def _write_dicom(path: Path, frames: np.ndarray, fps: float) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+    from coreecho.data.phantom import write_dicom
 
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    if frames.ndim == 4:  # phantoms are grey, stored as RGB
-        frames = frames[..., 0]
-    t, h, w = frames.shape
-    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = t, h, w, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.FrameTime = f"{1000.0 / fps:.4f}"
-    ds.PixelData = np.ascontiguousarray(frames, np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    write_dicom(path, frames[..., 0] if frames.ndim == 4 else frames, fps=fps)  # phantoms are grey, stored as RGB
 
 
 def test_every_recipe_is_tested():

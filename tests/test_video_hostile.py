@@ -78,26 +78,11 @@ def _npy_object(root: Path) -> Path:
 
 
 def _dicom(root: Path, name: str, n_real: int, declared: int, rows: int = 16, cols: int = 16) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+    from coreecho.data.phantom import write_dicom
 
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = declared, rows, cols, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.PixelData = np.zeros((n_real, 16, 16), np.uint8).tobytes()
-    p = root / name
-    ds.save_as(p, enforce_file_format=True)
-    return p
+    pixels = np.zeros((n_real, 16, 16), np.uint8).tobytes()
+    return write_dicom(root / name, np.zeros((1, 16, 16), np.uint8), pixels=pixels, NumberOfFrames=declared,
+                       Rows=rows, Columns=cols)
 
 
 def _dicom_encapsulated_lying(root: Path) -> Path:

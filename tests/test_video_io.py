@@ -10,7 +10,6 @@ import pytest
 
 from coreecho.data.phantom import make_phantom
 from coreecho.errors import CoReEchoError, InputError, MissingDependencyError, VideoReadError
-from coreecho.video import io as vio
 from coreecho.video import as_frames, load_video, probe_video, read_video, write_video
 
 try:
@@ -396,33 +395,9 @@ def _testfile(name: str) -> str:
 
 def _write_dicom(path: Path, arr: np.ndarray, photometric: str, extra: dict | None = None,
                  pixels: bytes | None = None) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+    from coreecho.data.phantom import write_dicom
 
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    t, h, w = arr.shape[:3]
-    s = arr.shape[3] if arr.ndim == 4 else 1
-    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = t, h, w, s
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = arr.dtype.itemsize * 8
-    ds.BitsStored = ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    if s == 3:
-        ds.PlanarConfiguration = 0
-    for k, v in (extra or {}).items():
-        setattr(ds, k, v)
-    ds.PixelData = arr.tobytes() if pixels is None else pixels
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dicom(path, arr, photometric=photometric, pixels=pixels, **(extra or {}))
 
 
 @needs_pydicom

@@ -52,10 +52,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from coreecho.data.folds import Folds, camus_folds
-from coreecho.errors import ConfigError, DatasetError, InputError, MissingDependencyError
+from coreecho.data.pipelined import PipelineDataset, resolve_preprocess
+from coreecho.errors import DatasetError, InputError, MissingDependencyError
 from coreecho.models.config import PreprocessConfig
 
 __all__ = [
@@ -185,7 +185,7 @@ def read_cfg(path: str | os.PathLike) -> dict[str, str]:
 # the base dataset
 
 
-class SequenceDataset(Dataset):
+class SequenceDataset(PipelineDataset):
     """One clip per item, through the one input pipeline: the whole sequence resampled to ``frames`` frames.
 
     Subclasses fill :attr:`records` (objects with ``name``, ``patient`` and ``label``) and implement
@@ -221,10 +221,7 @@ class SequenceDataset(Dataset):
                  cache: bool = True, backend: str = "auto", limits: Any = None, **overrides: Any):
         from coreecho.video.pipeline import ClipPipeline  # noqa: PLC0415
 
-        try:
-            pre = (preprocess or PreprocessConfig()).replace(**{"sampling": "sequence", **overrides})
-        except ConfigError as err:
-            raise InputError("dataset", str(err)) from None
+        pre = resolve_preprocess(preprocess, {"sampling": "sequence", **overrides})
         self.preprocess = pre
         self.seed, self.cache = seed, bool(cache)
         # pixels come from the test-time pipeline (cached when deterministic); augmentation is the train one's
@@ -233,20 +230,6 @@ class SequenceDataset(Dataset):
         self.epoch = 0
         self.records: list[Any] = []
         self._cache: dict[int, np.ndarray] = {}
-
-    @property
-    def augment(self) -> bool:
-        """Whether items get the training augmentation (switchable: it is the pipeline's training mode)."""
-        return self.pipeline.train
-
-    @augment.setter
-    def augment(self, value: bool) -> None:
-        self.pipeline.train = bool(value)
-
-    frames = property(lambda self: self.preprocess.frames)
-    size = property(lambda self: self.preprocess.size)
-    pad = property(lambda self: self.preprocess.pad)
-    temporal = property(lambda self: self.preprocess.temporal)
 
     # -------------------------------------------------------------- subclass API
     def _source(self, index: int) -> tuple[Any, tuple[int, int] | None]:  # pragma: no cover - abstract
@@ -280,10 +263,6 @@ class SequenceDataset(Dataset):
     def strata(self) -> dict[str, list[str]]:
         """Name → per-item group values that metrics are broken down by."""
         return {}
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of an epoch."""
-        self.epoch = int(epoch)
 
     def default_folds(self, k: int, seed: int = 0) -> Folds:  # pragma: no cover - overridden
         """The dataset's cross-validation protocol."""

@@ -44,9 +44,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from coreecho.errors import ConfigError, DatasetError, InputError
+from coreecho.data.pipelined import PipelineDataset, resolve_preprocess
+from coreecho.errors import DatasetError, InputError
 from coreecho.models.config import PreprocessConfig
 from coreecho.video.pipeline import ClipPipeline
 
@@ -142,7 +143,7 @@ def _item_rng(seed: int | None, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x0EC0])
 
 
-class ClipDataset(Dataset):
+class ClipDataset(PipelineDataset):
     """Clips of labelled videos through the model's :class:`~coreecho.video.pipeline.ClipPipeline` (base class).
 
     Subclasses fill :attr:`records`. See the module docstring for the item format. The preprocessing is one
@@ -180,10 +181,7 @@ class ClipDataset(Dataset):
             raise InputError("clips", f"expected None, a positive int, 'all' or 'every', got {clips!r}")
         if clip_policy not in ("random", "even"):
             raise InputError("clip_policy", f"expected 'random' or 'even', got {clip_policy!r}")
-        try:
-            pre = (preprocess or PreprocessConfig()).replace(**overrides)
-        except ConfigError as err:
-            raise InputError("dataset", str(err)) from None
+        pre = resolve_preprocess(preprocess, overrides)
         self.records = list(records)
         self.preprocess = pre
         self.views = int(views)
@@ -193,21 +191,6 @@ class ClipDataset(Dataset):
         self.starts = self._index_starts(starts) if starts is not None else None
         self.seed = seed
         self.epoch = 0
-
-    @property
-    def augment(self) -> bool:
-        """Whether items get the training augmentation (switchable: it is the pipeline's training mode)."""
-        return self.pipeline.train
-
-    @augment.setter
-    def augment(self, value: bool) -> None:
-        self.pipeline.train = bool(value)
-
-    # the recipe, for code that reads it off the dataset
-    frames = property(lambda self: self.preprocess.frames)
-    stride = property(lambda self: self.preprocess.stride)
-    size = property(lambda self: self.preprocess.size)
-    pad = property(lambda self: self.preprocess.pad)
 
     # ------------------------------------------------------------------ public helpers
     def __len__(self) -> int:
@@ -222,10 +205,6 @@ class ClipDataset(Dataset):
     def names(self) -> list[str]:
         """The record names, in order."""
         return [r.name for r in self.records]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random stream of an epoch (call before iterating; DataLoader workers get a copy)."""
-        self.epoch = int(epoch)
 
     @property
     def span(self) -> int:

@@ -44,6 +44,7 @@ import numpy as np
 from coreecho.errors import InputError
 
 __all__ = [
+    "write_dicom",
     "PhantomMeta",
     "make_phantom",
     "volume_from_tracing",
@@ -579,3 +580,62 @@ def write_echonet_layout(
         w.writerow(TRACING_COLUMNS)
         w.writerows(tracing_rows)
     return rows
+
+
+def write_dicom(path: str | os.PathLike, frames: np.ndarray, *, fps: float | None = None,
+                photometric: str | None = None, pixels: bytes | None = None, **attributes: Any) -> Path:
+    """Write frames as an uncompressed multi-frame ultrasound DICOM (Explicit VR Little Endian; needs pydicom).
+
+    For phantoms in DICOM form (a folder of "studies") and for tests of the DICOM reader, including lying headers.
+
+    Args:
+        path: the file to write (folders are created).
+        frames: ``(T, H, W)`` grey or ``(T, H, W, 3)`` frames, uint8 or uint16.
+        fps: written as ``FrameTime`` (ms per frame) when given.
+        photometric: ``PhotometricInterpretation`` (default ``MONOCHROME2`` for grey, ``RGB`` for 3 samples).
+        pixels: raw ``PixelData`` bytes instead of ``frames`` (e.g. fewer frames than the header declares).
+        **attributes: DICOM attributes set last (they override, e.g. ``NumberOfFrames=10**9``).
+
+    Returns:
+        The path.
+
+    Example:
+        >>> frames, meta = make_phantom(ef=50, seed=0)
+        >>> write_dicom("/tmp/study/a4c.dcm", frames[..., 0], fps=meta.fps)  # doctest: +SKIP
+        PosixPath('/tmp/study/a4c.dcm')
+    """
+    from coreecho.video.dicom import _import_pydicom  # noqa: PLC0415
+
+    _import_pydicom(str(path))
+    from pydicom.dataset import Dataset, FileMetaDataset  # noqa: PLC0415
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid  # noqa: PLC0415
+
+    arr = np.asarray(frames)
+    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] != 3) or arr.dtype not in (np.uint8, np.uint16):
+        raise InputError(str(path), f"expected uint8/uint16 frames (T, H, W) or (T, H, W, 3), got {arr.dtype} "
+                                    f"{arr.shape}")
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    t, h, w = arr.shape[:3]
+    samples = 3 if arr.ndim == 4 else 1
+    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = t, h, w, samples
+    ds.PhotometricInterpretation = photometric or ("RGB" if samples == 3 else "MONOCHROME2")
+    ds.BitsAllocated = ds.BitsStored = arr.dtype.itemsize * 8
+    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    if fps is not None:
+        ds.FrameTime = f"{1000.0 / fps:.4f}"
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(arr).tobytes() if pixels is None else pixels
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out, enforce_file_format=True)
+    return out
