@@ -265,3 +265,47 @@ def test_fan_box_is_found_once_per_file_and_reused(videos, monkeypatch):
     assert calls == [32] and len(pipe._boxes) == 1
     assert torch.equal(ClipPipeline(pipe.config)(path, [40]).x, again.x)  # a fresh pipeline finds the same box
     assert torch.equal(pipe(path, [0]).x, first.x)
+
+
+_CONFIG_SCRIPT = r"""
+import sys
+from coreecho.errors import ConfigError
+try:
+    import coreecho
+    coreecho.load_model(sys.argv[1])
+    print("LOADED")
+except ConfigError as err:
+    print("CONFIGERROR", err)
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+print("HWM_KB", int(hwm.split()[1]))
+"""
+
+
+@pytest.mark.parametrize("change, field_name", [
+    ({"preprocessing": {"frames": 10**9}}, "frames"),
+    ({"preprocessing": {"size": 10**6}}, "size"),
+    ({"preprocessing": {"fps": 0}}, "fps"),
+    ({"encoder_args": {"depth": [1, 1, 1, 1], "embed_dim": [10**9, 16, 32, 64], "head_dim": 8}}, "embed_dim"),
+    ({"head_args": {"hidden_dim": 10**9}}, "hidden_dim"),
+    ({"test_clips": 10**9}, "test_clips"),
+])
+def test_hostile_configs_fail_typed_fast_and_small(tmp_path, change, field_name):
+    """A hand-edited config.json: a ConfigError naming the field, in seconds and well under 1 GB (a subprocess)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    model = _model(64)
+    folder = model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _CONFIG_SCRIPT, str(folder)], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert time.perf_counter() - t0 < 60
+    assert "CONFIGERROR" in out and field_name in out, out
+    hwm_mb = int(out.split("HWM_KB")[1].split()[0]) / 1024
+    assert hwm_mb < 1024, hwm_mb
