@@ -24,6 +24,7 @@ __all__ = [
     "VideoReadError",
     "DatasetError",
     "MissingDependencyError",
+    "DeviceError",
 ]
 
 
@@ -63,6 +64,13 @@ class InputError(CoReEchoError, ValueError):
 
 class VideoReadError(InputError):
     """A video file cannot be read (missing, empty, truncated, not a video, no pixel data)."""
+
+
+class DeviceError(CoReEchoError, RuntimeError):
+    """A device was asked for that this machine or torch build does not have (CUDA absent, ``cuda:7`` of 2 GPUs).
+
+    The message names the device and says what to do (``--device cpu``, check the driver, install a CUDA build).
+    """
 
 
 class DatasetError(CoReEchoError):
