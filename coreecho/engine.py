@@ -243,7 +243,7 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
         queue, queued = [], 0
         emb_all = torch.cat(done) if done else torch.zeros(0)
         done.clear()
-        with torch.inference_mode(), autocast_context(precision, device):
+        with torch.inference_mode():  # the head in the model's dtype: bf16 would round EFs to 0.25-point steps
             out_all = model.head(emb_all.to(dtype)).float().cpu().numpy() if len(emb_all) else np.zeros(0)
         emb_all = emb_all.cpu()
         offset = 0

@@ -110,3 +110,52 @@ def test_single_clip_gradients_match_batched_gradients():
     one = x[:1].detach().clone().requires_grad_(True)
     model(one).sum().backward()
     assert torch.allclose(one.grad, x.grad[:1], rtol=1e-9, atol=1e-12)
+
+
+def _stage_outputs(model, x):
+    seen = {}
+    hooks = [getattr(model.encoder, f"patch_embed{s}").register_forward_hook(
+        lambda m, i, o, s=s: seen.__setitem__(s, o)) for s in (2, 3)]
+    hooks.append(model.encoder.blocks3[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("attn", o)))
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def test_inference_forward_makes_no_contiguity_copies(tiny_model):
+    """Stage outputs keep their channels-last strides in inference; contiguous only where BatchNorm backward needs it."""
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.inference_mode():
+        for out in _stage_outputs(tiny_model, x).values():
+            assert out.is_contiguous(memory_format=torch.channels_last_3d) and not out.is_contiguous()
+    # autograd through the BatchNorms at batch 1 on a CPU: the workaround's copies
+    for out in _stage_outputs(tiny_model, x).values():
+        assert out.is_contiguous()
+    # batched training keeps the strides
+    with torch.no_grad():
+        for out in _stage_outputs(tiny_model, torch.randn(2, 3, 8, 64, 64)).values():
+            assert not out.is_contiguous()
+
+
+def test_copy_free_forward_equals_the_always_copy_forward():
+    """Same values and gradients (float64) with and without the pre-0.2 contiguity copies, batch 2 (copy-free path)."""
+    from coreecho import CoReEcho
+    from coreecho.models.uniformer import always_contiguous
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = CoReEcho(tiny_config()).double().eval()
+    x = torch.randn(2, 3, 16, 64, 64, dtype=torch.float64, requires_grad=True)
+    model(x).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    gx = x.grad.clone()
+    model.zero_grad()
+    x.grad = None
+    with always_contiguous():
+        model(x).sum().backward()
+    assert torch.allclose(x.grad, gx, rtol=1e-9, atol=1e-13)
+    for a, p in zip(grads, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-9, atol=1e-13)

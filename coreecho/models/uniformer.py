@@ -7,7 +7,9 @@ checkpoints (``patch_embed1.proj.weight``, ``blocks3.0.attn.qkv.weight``, ``norm
 lets the Kinetics-400 and CoReEcho weights load key for key.
 
 Differences from the official module are deliberate and numerically neutral: attention goes through
-:func:`torch.nn.functional.scaled_dot_product_attention`, gradient checkpointing is optional, and the
+:func:`torch.nn.functional.scaled_dot_product_attention`, activations keep the channels-last-3d strides that the
+token permutes produce (no contiguity copies except where a torch CPU BatchNorm bug needs them, see :func:`_bn_safe`),
+1×1×1 convolutions run as one matrix product on those activations, gradient checkpointing is optional, and the
 classification head is absent unless ``num_classes > 0`` (CoReEcho uses the pooled 512-d embedding).
 
 Example:
@@ -57,6 +59,21 @@ def _bn_safe(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1×1×1 convolution as one matrix product over channels-last activations (same weights, same values).
+
+    Activations between stages have channels-last-3d strides, so ``x.permute(0, 2, 3, 4, 1)`` is contiguous
+    and the convolution is a single ``addmm`` with the bias fused. torch's CPU convolution instead sends 1×1×1
+    kernels at small batch and one thread to its im2col path, which copies the input and broadcasts the bias
+    (about 10 % of a UniFormer-S forward). Falls back to ``conv(x)`` for other layouts and when
+    :func:`_bn_safe` would copy.
+    """
+    if _ALWAYS_CONTIGUOUS or not x.is_contiguous(memory_format=torch.channels_last_3d) or x.is_contiguous():
+        return conv(x)
+    w = conv.weight.reshape(conv.out_channels, conv.in_channels)
+    return F.linear(x.permute(0, 2, 3, 4, 1), w, conv.bias).permute(0, 4, 1, 2, 3)
+
+
 @contextlib.contextmanager
 def always_contiguous(enable: bool = True) -> Iterator[None]:
     """Within the block, copy every stage output to contiguous memory (the pre-0.2 forward; benchmarks only).
@@ -86,7 +103,7 @@ class _ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(_pointwise(self.fc2, self.drop(self.act(_pointwise(self.fc1, x)))))
 
 
 class _TokenMlp(nn.Module):
@@ -137,7 +154,7 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embed(x)
-        x = x + self.drop_path(self.conv2(self.attn(self.conv1(self.norm1(x)))))
+        x = x + self.drop_path(_pointwise(self.conv2, self.attn(_pointwise(self.conv1, self.norm1(x)))))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
