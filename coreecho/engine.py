@@ -31,7 +31,8 @@ import torch
 
 from coreecho.errors import CoReEchoError, InputError
 
-__all__ = ["stream", "batch_policy", "clips_per_pass", "default_workers", "VideoItems", "DatasetItems", "Item",
+__all__ = ["stream", "batch_policy", "clips_per_pass", "default_workers", "VideoItems", "DatasetItems", "EncoderHead",
+           "Item",
            "CPU_ACTIVATION_BUDGET",
            "GPU_MEMORY_FRACTION", "MAX_BATCH"]
 
@@ -142,6 +143,18 @@ class DatasetItems(torch.utils.data.Dataset):
         starts = it.get("starts")
         return Item(index, str(it["name"]), x, [] if starts is None else [int(s) for s in starts],
                     extra={"label": None if label is None else float(label)})
+
+
+class EncoderHead(torch.nn.Module):
+    """An encoder and a head seen as one model by :func:`stream` (shares their parameters; copies nothing).
+
+    Used for a compiled encoder (``torch.compile`` wraps it without touching the caller's model) and for
+    training-time validation, where the encoder and head are separate modules.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, head: torch.nn.Module, config: Any = None):
+        super().__init__()
+        self.encoder, self.head, self.config = encoder, head, config
 
 
 def _first(batch: list[Item]) -> Item:

@@ -97,7 +97,7 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         want_embeddings: bool = False, resample_fps: bool = False, fps: float | None = None,
         errors: str = "raise", progress: bool | None = None, coverage: float | None = None,
         calibrated: bool = True, precision: str = "fp32", threads: int | None = None,
-        workers: int | None = None) -> Iterator[Prediction]:
+        workers: int | None = None, compile: bool = False) -> Iterator[Prediction]:  # noqa: A002
     """Yield one :class:`Prediction` per video, in order, as soon as its clips have gone through the model.
 
     This is :func:`predict_ef`, :func:`embed` and ``coreecho predict`` without the packaging: use it to stream
@@ -123,10 +123,12 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         precision: ``"fp32"`` (default, exact), ``"bf16"``, ``"fp16"`` or ``"auto"`` (see :mod:`coreecho.precision`).
         threads: torch CPU threads for this call (``None``: leave as set).
         workers: loader worker processes decoding ahead (default: one per core, up to 4, for 2+ files).
+        compile: run the encoder through ``torch.compile`` (see :func:`coreecho.precision.maybe_compile`; pays off
+            for long runs of same-shaped batches, e.g. on a GPU).
     """
     from coreecho._warnings import warn_user
-    from coreecho.engine import VideoItems, stream
-    from coreecho.precision import set_threads
+    from coreecho.engine import EncoderHead, VideoItems, stream
+    from coreecho.precision import maybe_compile, set_threads
 
     detector = getattr(model, "shift_detector", None) if calibrated else None
     interval = getattr(getattr(model, "calibration", None), "interval", None) if calibrated else None
@@ -137,6 +139,8 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
     items = VideoItems(videos, model.pipeline(train=False), clips=clips, starts=starts, resample_fps=resample_fps,
                        fps=fps)
     view = inference_view(model)
+    if compile:
+        view = EncoderHead(maybe_compile(view.encoder), view.head, view.config)
 
     def finish(item: Any, emb: torch.Tensor | None, out: np.ndarray | None) -> Prediction:
         if item.error is not None:

@@ -69,14 +69,6 @@ class EvalResult:
         return text
 
 
-class _EncoderHead(nn.Module):
-    """Encoder and head seen as one model by the engine (shares their parameters)."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Module):
-        super().__init__()
-        self.encoder, self.head = encoder, head
-
-
 def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *, batch_size: int | None = None,
                     device: torch.device | str | None = None, precision: str = "auto", num_workers: int = 0,
                     rank: int = 0, world_size: int = 1, progress: bool = False,
@@ -96,7 +88,7 @@ def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *
     Returns:
         One dict per video (see :class:`EvalResult`).
     """
-    from coreecho.engine import DatasetItems, clips_per_pass, stream
+    from coreecho.engine import DatasetItems, EncoderHead, clips_per_pass, stream
     from coreecho.train.distributed import all_gather_objects
 
     dev = resolve_device(device)
@@ -113,7 +105,7 @@ def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *
         return {"index": item.index, "name": item.source, "ef_true": true, "ef_pred": pred,
                 "abs_error": abs(pred - true), "clip_starts": item.starts, "clip_efs": [float(v) for v in clip_efs]}
 
-    rows = list(stream(items, _EncoderHead(encoder, head), finish=row, batch_size=batch_size, precision=used,
+    rows = list(stream(items, EncoderHead(encoder, head), finish=row, batch_size=batch_size, precision=used,
                        workers=num_workers, errors="raise", progress=progress, desc=desc))
     if world_size > 1:
         rows = [r for part in all_gather_objects(rows) for r in part]

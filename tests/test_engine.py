@@ -1,0 +1,75 @@
+"""The inference engine: loader workers, ordering, per-item errors, batch policy and precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from coreecho import CoReEcho
+from coreecho.data.phantom import make_phantom
+from coreecho.errors import InputError, VideoReadError
+from coreecho.models.config import PreprocessConfig
+from coreecho.video import write_video
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    out = []
+    for i in range(5):
+        frames, _ = make_phantom(ef=25 + 10 * i, seed=i, n_frames=80, fps=50, size=96)
+        out.append(str(write_video(root / f"v{i}.avi", frames, fps=50)))
+    (root / "broken.avi").write_bytes(b"RIFF" + b"\0" * 200)
+    return out, str(root / "broken.avi")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return CoReEcho(tiny_config(preprocessing=PreprocessConfig(frames=8, stride=4, size=64))).eval()
+
+
+def test_workers_give_the_serial_results_in_order(files, model, one_thread):
+    paths, broken = files
+    items = paths[:2] + [broken] + paths[2:]
+    serial = model.predict_ef(items, workers=0, errors="nan", return_details=True)
+    ahead = model.predict_ef(items, workers=2, errors="nan", return_details=True)
+    assert [p.source for p in ahead] == items
+    assert [p.ok for p in ahead] == [True, True, False, True, True, True]
+    assert "broken.avi" in ahead[2].error
+    np.testing.assert_array_equal([p.ef for p in serial], [p.ef for p in ahead])
+    with pytest.raises(VideoReadError, match="broken.avi"):  # errors="raise": the worker's error, typed, here
+        model.predict_ef(items, workers=2)
+
+
+def test_any_batch_size_gives_the_same_predictions(files, model, one_thread):
+    paths, _ = files
+    ref = model.predict_ef(paths, clips=4, batch_size=1)
+    for b in (3, 7, 64):
+        np.testing.assert_allclose(model.predict_ef(paths, clips=4, batch_size=b), ref, atol=1e-4)
+    for bad in (0, -1, 10**6, 2.5, True):
+        with pytest.raises(InputError, match="batch_size"):
+            model.predict_ef(paths[0], batch_size=bad)
+
+
+def test_threads_are_restored_and_bad_values_refused(files, model):
+    before = torch.get_num_threads()
+    model.predict_ef(files[0][0], threads=1)
+    assert torch.get_num_threads() == before
+    with pytest.raises(InputError, match="threads"):
+        model.predict_ef(files[0][0], threads=0)
+    with pytest.raises(InputError, match="precision"):
+        model.predict_ef(files[0][0], precision="fp8")
+
+
+def test_bf16_stays_close_to_fp32(files, model, one_thread):
+    from coreecho.precision import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    paths, _ = files
+    fp32 = model.predict_ef(paths)
+    bf16 = model.predict_ef(paths, precision="bf16")
+    assert np.abs(bf16 - fp32).max() < 0.5 and not np.array_equal(bf16, fp32)
