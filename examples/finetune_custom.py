@@ -84,17 +84,17 @@ def write_phantom_csv(folder: Path, n: int, seed: int = 0) -> Path:
 def _model(name: str | None, device: str | None) -> Any:
     import torch
 
-    from coreecho import CoReEcho, load_model
+    from coreecho import load_model
+    from coreecho.models import ENCODER_PRESETS, build_model
     from coreecho.models.config import ModelConfig, PreprocessConfig
-    from coreecho.train.config import ENCODER_PRESETS
 
     if name and name != "random":
         return load_model(name, device=device)
     print("using a small randomly initialised UniFormer (--model coreecho-echonet gives the pretrained encoder)")
     arch, args = ENCODER_PRESETS["micro"]
     torch.manual_seed(0)
-    return CoReEcho(ModelConfig(architecture=arch, encoder_args=dict(args), license="MIT",
-                                preprocessing=PreprocessConfig(frames=16, stride=4))).eval()
+    return build_model(ModelConfig(architecture=arch, encoder_args=dict(args), license="MIT",
+                                   preprocessing=PreprocessConfig(frames=16, stride=4))).eval()
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
