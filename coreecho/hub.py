@@ -251,8 +251,20 @@ def _read_torch_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds here
-        raise WeightsError(f"{path}: cannot read it as a PyTorch checkpoint with weights_only=True ({err}). "
+        if "argparse.Namespace" in str(err) or "Namespace" in str(err).split("GLOBAL")[-1][:80]:
+            raise WeightsError(_NAMESPACE_MESSAGE.format(path=path)) from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"{path}: cannot read it as a PyTorch checkpoint with weights_only=True ({first}). "
                            "Only plain tensor checkpoints are accepted; arbitrary pickles are refused.") from err
+
+
+#: An official ``last.pth`` (or any checkpoint saved with the training options) pickles an ``argparse.Namespace``.
+_NAMESPACE_MESSAGE = (
+    "{path}: this checkpoint also stores the training options as an argparse.Namespace (the official CoReEcho "
+    "'last.pth' does), which safe loading (weights_only=True) refuses. Use the official 'best.pth' instead, or, for "
+    "a file you trust, strip the options once: python -c \"import torch; c = torch.load('{path}', "
+    "weights_only=False); torch.save({{k: c[k] for k in ('model', 'regressor', 'epoch', 'best_error') if k in c}}, "
+    "'{path}.weights.pth')\" and load '{path}.weights.pth'.")
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -520,22 +532,74 @@ def _hub_download(repo_id: str, filename: str, *, revision: str | None, cache: s
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
+    from huggingface_hub.errors import HFValidationError
+
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache}
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
+    no_network = None
+    if not local_files_only and not _hub_offline_env():
+        no_network = _network_problem()
+        if no_network is not None:  # no retry storm: use the cache or say so at once
+            kwargs["local_files_only"] = True
     try:
         return Path(hf_hub_download(repo_id, filename, **kwargs))
     except LocalEntryNotFoundError as err:
+        why = (f"there is no network ({no_network})" if no_network is not None else
+               "downloading is off or failed "
+               f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}, local_files_only={local_files_only})")
         raise ModelNotFoundError(
-            f"{where} is not in the local Hugging Face cache and downloading is off or failed "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}, local_files_only={local_files_only}). "
-            f"On a machine with internet run `huggingface-cli download {repo_id} {filename}` and copy the "
-            "cache (HF_HUB_CACHE), or pass a local folder to load_model().") from err
+            f"{where} is not in the local Hugging Face cache and {why}. On a machine with internet run "
+            f"`hf download {repo_id} {filename}` (`pip install -U huggingface_hub` provides `hf`) and copy the cache "
+            "(HF_HUB_CACHE), or pass a local folder to load_model().") from err
+    except HFValidationError as err:
+        raise ModelNotFoundError(f"{repo_id!r} is not a valid Hub repo id ('owner/name'; {err}); pass a registered "
+                                 "name, a local folder or a .pth file instead.") from err
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
         raise ModelNotFoundError(f"{where} does not exist on the Hugging Face Hub ({type(err).__name__}).") from err
     except OSError as err:
         raise ModelNotFoundError(f"{where}: download failed ({err}). Check the network, or use a local copy.") from err
+
+
+def _hub_offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+#: Seconds to wait for a TCP connection to the Hub before declaring the network absent.
+NETWORK_TIMEOUT = 3.0
+_network_checked: dict[str, str | None] = {}
+
+
+def _network_problem() -> str | None:
+    """Why the Hub cannot be reached (no DNS, refused, timeout), or ``None`` when a connection opens.
+
+    One TCP connection with a short timeout, checked once per process and endpoint, instead of the Hub client's
+    retries (tens of seconds of messages without a network).
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if endpoint in _network_checked:
+        return _network_checked[endpoint]
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    problem = None
+    try:
+        with socket.create_connection((host, port), timeout=NETWORK_TIMEOUT):
+            pass
+    except OSError as err:
+        problem = f"cannot connect to {host}:{port}: {err.strerror or err}"
+    _network_checked[endpoint] = problem
+    return problem
+
+
+def _valid_repo_id(repo: str) -> bool:
+    """``owner/name`` as the Hub allows it: word characters, '-', '.', no '..', not starting or ending with '.'/'-'."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or ".." in repo or "--" in repo:
+        return False
+    return all(part and part[0] not in ".-" and part[-1] not in ".-" for part in repo.split("/"))
 
 
 def _resolve(name_or_path: str | Path, revision: str | None, cache: str | Path | None,
@@ -570,6 +634,10 @@ def _resolve(name_or_path: str | Path, revision: str | None, cache: str | Path |
         return model
     repo, _, rev = text.partition("@")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", repo) and not text.startswith((".", "/", "~")):
+        if not _valid_repo_id(repo):
+            raise ModelNotFoundError(f"{text!r} is neither an existing folder or file nor a valid Hub repo id "
+                                     "('owner/name' without '..' or a leading/trailing '.' or '-'). Registered "
+                                     f"models: {', '.join(sorted(reg))}.")
         revision = rev or revision
         files = [_hub_download(repo, f, revision=revision, cache=cache, local_files_only=local_files_only)
                  for f in (CONFIG_NAME, WEIGHTS_NAME)]
@@ -604,6 +672,10 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
         ModelNotFoundError: unknown name (the message lists valid ones) or not available offline.
         WeightsError: the file does not fit the architecture (the message lists the key differences).
         ChecksumError: a downloaded file does not match its checksum.
+        DeviceError: ``device`` names a device this machine lacks (e.g. ``"cuda"`` without a GPU).
+
+    Without a network, a Hub id that is not in the local cache fails at once (one short connection attempt, no
+    retries) with a message that says so.
 
     Example:
         >>> import coreecho
@@ -611,7 +683,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
         >>> model.predict_ef("a4c.avi")  # doctest: +SKIP
         61.8
     """
+    from coreecho.precision import resolve_device
+
+    target = resolve_device(device)  # DeviceError before anything is read when the device is absent
     model = _resolve(name_or_path, revision, cache_dir, local_files_only)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval()
+    return model.to(target).eval()

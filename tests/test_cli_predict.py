@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coreecho.cli import main
-from coreecho.cli_predict import expand_inputs
+from coreecho.cli.predict import expand_inputs
 from coreecho.data.phantom import make_phantom
 from coreecho.video.io import write_video
 

@@ -48,7 +48,7 @@ def test_demo_figure_is_labelled(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coreecho.cli_demo import run_demo
+    from coreecho.cli.demo import run_demo
 
     saved = {}
     real_savefig = matplotlib.figure.Figure.savefig

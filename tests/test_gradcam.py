@@ -289,7 +289,7 @@ def test_labelled_montage_has_title_frames_and_colour_bar(tmp_path):
 
 def test_cli_explain_writes_gif_and_png(tiny_model, tmp_path, capsys):
     from coreecho.cli import main
-    from coreecho.cli_explain import STAGES as CLI_STAGES
+    from coreecho.cli.explain import STAGES as CLI_STAGES
     from coreecho.data.phantom import make_phantom
     from coreecho.video.io import write_video
 

@@ -148,3 +148,25 @@ def test_cpu_chunks_follow_activation_size(tiny_model):
 
     assert batch_policy(CoReEcho()) == 1  # UniFormer-S at 36x112x112: one clip per pass is fastest on CPU
     assert batch_policy(tiny_model) == 1_000_000 // (8 * 18 * 28 * 28)  # 8 clips
+
+
+def test_four_threads_on_a_model_left_in_train_mode_match_sequential_results(tiny_model, one_thread):
+    """The thread-safety contract (docs/api.md): concurrent predict_ef calls on one model, whatever mode it was left
+    in, give the results of sequential calls and leave its state dict (BatchNorm statistics included) unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from coreecho.data.phantom import make_phantom
+
+    videos = [make_phantom(ef=20 + 12 * i, seed=i, n_frames=40)[0] for i in range(4)]
+    model = tiny_model.train()  # left in training mode: BatchNorm would update its statistics on every forward
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sequential = [model.predict_ef(v, batch_size=3, workers=0) for v in videos]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda v: model.predict_ef(v, batch_size=3, workers=0), videos * 2))
+    assert concurrent == sequential * 2
+    assert all(m.training for m in model.modules())  # its mode is the caller's, untouched
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert sequential == [model.eval().predict_ef(v, batch_size=3, workers=0) for v in videos]  # eval-mode results

@@ -29,9 +29,29 @@ import torch
 
 from coreecho.errors import WeightsError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_checkpoint", "rng_state", "set_rng_state", "CHECKPOINT_FORMAT",
+           "TRAINING_ENTRIES"]
 
 CHECKPOINT_FORMAT = "coreecho-train-checkpoint"
+
+#: Entries of a training run's checkpoint (written by :mod:`coreecho.train.engine`) and what each must be.
+TRAINING_ENTRIES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "stage": (str, "a stage name"),
+    "config": (dict, "the training config (a dict)"),
+    "model_config": (dict, "the model config (a dict)"),
+    "model": (dict, "the model's state dict"),
+    "optimizers": (dict, "the optimisers' state dicts"),
+    "epoch": (int, "an integer"),
+    "step_in_epoch": (int, "an integer"),
+    "global_step": (int, "an integer"),
+    "best_val_mae": ((int, float), "a number"),
+    "best_epoch": (int, "an integer"),
+    "history": (list, "a list of per-epoch metrics"),
+    "rng": (dict, "the random generator states"),
+    "world_size": (int, "an integer"),
+}
+#: Any of these marks a checkpoint as a training run's, checked against :data:`TRAINING_ENTRIES`.
+_RUN_MARKERS = ("stage", "model", "optimizers", "model_config")
 
 
 def rng_state() -> dict[str, Any]:
@@ -96,4 +116,46 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise WeightsError(f"{p}: cannot read the training checkpoint ({err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{p}: not a coreecho training checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    if any(k in ckpt for k in _RUN_MARKERS):
+        check_checkpoint(ckpt, p)
     return ckpt
+
+
+def check_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> None:
+    """Check that a training run's checkpoint has every entry of :data:`TRAINING_ENTRIES`, of the right kind.
+
+    Raises:
+        WeightsError: naming the first missing or bad entry (a corrupt or hand-edited checkpoint), and what to do.
+
+    Example:
+        >>> check_checkpoint({"stage": "stage1"}, "ckpt.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        coreecho.errors.WeightsError: ckpt.pt: the checkpoint has no 'config' entry ...
+    """
+    fix = ("the file was edited or is damaged; restore it, or start again without --resume (or with another --out)")
+
+    def bad(entry: str, problem: str) -> WeightsError:
+        return WeightsError(f"{path}: {problem}; {fix}")
+
+    for entry, (kind, what) in TRAINING_ENTRIES.items():
+        if entry not in ckpt:
+            raise bad(entry, f"the checkpoint has no {entry!r} entry ({what})")
+        value = ckpt[entry]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(entry, f"entry {entry!r} should be {what}, found {type(value).__name__}")
+    for key, value in ckpt["model"].items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise bad("model", f"entry 'model' should map names to tensors; {key!r} holds {type(value).__name__}")
+    for name, state in ckpt["optimizers"].items():
+        if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+            raise bad("optimizers", f"entry 'optimizers'[{name!r}] is not an optimiser state dict")
+    rng = ckpt["rng"]
+    python, numpy = rng.get("python"), rng.get("numpy")
+    if not (isinstance(python, (list, tuple)) and len(python) == 3 and isinstance(numpy, dict)
+            and {"name", "keys", "pos", "has_gauss", "cached_gaussian"} <= set(numpy)
+            and isinstance(numpy.get("keys"), torch.Tensor) and isinstance(rng.get("torch"), torch.Tensor)):
+        raise bad("rng", "entry 'rng' does not hold the python, numpy and torch generator states")
+    for entry in ("epoch", "step_in_epoch", "global_step", "world_size"):
+        if ckpt[entry] < (1 if entry == "world_size" else 0):
+            raise bad(entry, f"entry {entry!r} is {ckpt[entry]}, out of range")

@@ -1,7 +1,5 @@
 """``coreecho finetune``: cross-validated transfer (linear / MLP probing, full fine-tuning) on CAMUS, HMC-QU or a CSV.
 
-Importing this module registers the subcommand in :data:`coreecho.cli.COMMANDS`.
-
 Example:
     $ coreecho finetune --dataset camus --data CAMUS_public --mode mlp --model coreecho-echonet --output camus.json
     $ coreecho finetune --dataset hmcqu --data "HMC-QU Dataset" --mode full --folds 5 --epochs 10
@@ -12,63 +10,36 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from coreecho.cli import COMMANDS
+from coreecho.cli import _common as common
 
-__all__ = ["add_arguments", "run", "build_dataset", "dataset_preprocess"]
-
-#: Datasets whose items are whole (half-)cycles, resampled to ``frames`` frames (``sampling="sequence"``).
-_SEQUENCE_DATASETS = ("camus", "hmcqu")
+__all__ = ["add_finetune", "run_finetune"]
 
 
-def dataset_preprocess(args: argparse.Namespace, model: Any) -> Any:
-    """The :class:`~coreecho.models.config.PreprocessConfig` of the fine-tuning data: the model's, with
-    ``sampling="sequence"`` for CAMUS and HMC-QU, and the fields the user overrides (``--frames``, ``--stride``,
-    ``--sampling``, ``--temporal``). It becomes the fine-tuned model's preprocessing, so ``predict_ef`` feeds the
-    model as it was fine-tuned.
-
-    Example:
-        >>> from coreecho.models.config import ModelConfig
-        >>> model = argparse.Namespace(config=ModelConfig())
-        >>> pre = dataset_preprocess(argparse.Namespace(dataset="camus", frames=None), model)
-        >>> pre.sampling, pre.frames
-        ('sequence', 36)
-    """
-    changes: dict[str, Any] = {}
-    if args.dataset in _SEQUENCE_DATASETS:
-        changes["sampling"] = "sequence"
-    for name in ("frames", "stride", "sampling", "temporal"):
-        value = getattr(args, name, None)
-        if value is not None:
-            changes[name] = value
-    return model.config.preprocessing.replace(**changes)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_finetune(p: argparse.ArgumentParser) -> None:
     """Arguments of ``coreecho finetune``."""
     p.add_argument("--dataset", required=True, choices=("camus", "hmcqu", "csv"), help="dataset layout")
     p.add_argument("--data", required=True, help="dataset folder (camus, hmcqu) or CSV file (csv)")
     p.add_argument("--mode", default="mlp", choices=("linear", "mlp", "full"),
                    help="linear probing, MLP probing (frozen encoder) or full fine-tuning (default: mlp)")
     p.add_argument("--model", default="coreecho-echonet", help="model name, folder or .pth (default: coreecho-echonet)")
-    p.add_argument("--folds", type=int, default=None,
+    p.add_argument("--folds", type=common.bounded_int(0, 1000), default=None,
                    help="folds (default: camus 10, hmcqu 5, csv 5); 0 skips cross-validation (with --save-model)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: mlp 100, full 10)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: mlp 32 embeddings, full 16 videos")
+    p.add_argument("--epochs", type=common.bounded_int(1, 100_000), default=None, help="training epochs (default: mlp 100, full 10)")
+    p.add_argument("--batch-size", type=common.bounded_int(1, common.LIMITS["batch_size"]), default=None, help="default: mlp 32 embeddings, full 16 videos")
     p.add_argument("--lr", type=float, default=1e-5, help="encoder learning rate of full fine-tuning")
     p.add_argument("--head-lr", type=float, default=1e-3, help="head learning rate (mlp, full)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--no-augment", action="store_true", help="no pad-and-crop augmentation in full fine-tuning")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--num-workers", type=int, default=0)
+    common.add_device(p)
+    p.add_argument("--num-workers", type=common.bounded_int(0, common.LIMITS["workers"]), default=0)
     p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
     p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
     g = p.add_argument_group("preprocessing (default: the model's config; camus and hmcqu resample whole sequences)")
-    g.add_argument("--frames", type=int, default=None, help="frames per clip or per resampled sequence")
-    g.add_argument("--stride", type=int, default=None, help="step between clip frames (sampling clips)")
+    g.add_argument("--frames", type=common.bounded_int(1, 1024), default=None, help="frames per clip or per resampled sequence")
+    g.add_argument("--stride", type=common.bounded_int(1, 1024), default=None, help="step between clip frames (sampling clips)")
     g.add_argument("--sampling", choices=("clips", "sequence"), default=None,
                    help="clips of every stride-th frame, or the whole sequence resampled to --frames frames "
                         "(default: sequence for camus and hmcqu, the model's for csv)")
@@ -94,56 +65,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--group-column", default=None, help="column of patient ids (folds keep patients whole)")
 
 
-def build_dataset(args: argparse.Namespace, model: Any) -> Any:
-    """The dataset of ``args``, preprocessed as :func:`dataset_preprocess` says (the model's config, with whole
-    sequences for CAMUS and HMC-QU, and the user's overrides).
-
-    Example:
-        >>> build_dataset(argparse.Namespace(dataset="camus", data="CAMUS_public", ...), model)  # doctest: +SKIP
-    """
-    pre = dataset_preprocess(args, model)
-    common = {"preprocess": pre, "seed": args.seed}
-    if args.dataset == "camus":
-        from coreecho.data.camus import CAMUS  # noqa: PLC0415
-
-        quality = None if args.quality.strip().lower() == "all" else [q for q in args.quality.split(",") if q.strip()]
-        return CAMUS(args.data, quality=quality, view=args.view, sampling=pre.sampling, **common)
-    if args.dataset == "hmcqu":
-        from coreecho.data.hmcqu import HMCQU  # noqa: PLC0415
-
-        return HMCQU(args.data, spreadsheet=args.spreadsheet, video_dir=args.video_dir, video_name=args.video_name,
-                     name_column=args.name_column, patient_pattern=args.patient_pattern, span=args.span,
-                     sampling=pre.sampling, **common)
-    from pathlib import Path  # noqa: PLC0415
-
-    from coreecho.data.echonet import VideoRegressionDataset, read_csv_table  # noqa: PLC0415
-
-    ds = VideoRegressionDataset(args.data, path_column=args.path_column, label_column=args.label_column,
-                                clips=3, clip_policy="even", **common)
-    ds.task = args.task
-    if args.group_column:
-        rows = read_csv_table(Path(args.data), [args.path_column, args.group_column], "a video list")
-        ds.groups = [r[args.group_column] for r in rows]
-    return ds
-
-
-def run(args: argparse.Namespace) -> int:
+def run_finetune(args: argparse.Namespace) -> int:
     """Run ``coreecho finetune``; returns the exit code."""
     from coreecho.errors import ConfigError  # noqa: PLC0415
     from coreecho.hub import load_model  # noqa: PLC0415
+    from coreecho.train.finetune_data import build_dataset, dataset_preprocess  # noqa: PLC0415
     from coreecho.train.transfer import TransferConfig, cross_validate, finetune  # noqa: PLC0415
 
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.folds == 0 and not args.save_model:
-        print("coreecho finetune: --folds 0 skips cross-validation; give --save-model DIR as well", file=sys.stderr)
-        return 2
+        raise common.UsageError("--folds 0 skips cross-validation; give --save-model DIR as well")
     if args.save_model and args.mode == "linear":
-        print("coreecho finetune: --save-model needs --mode mlp or full (a linear probe is not a CoReEcho head)",
-              file=sys.stderr)
-        return 2
+        raise common.UsageError("--save-model needs --mode mlp or full (a linear probe is not a CoReEcho head)")
     if args.folds is not None and args.folds == 1:
-        print("coreecho finetune: --folds must be 0 or >= 2", file=sys.stderr)
-        return 2
+        raise common.UsageError("--folds must be 0 or >= 2")
+    from coreecho.cli.output import check_output  # noqa: PLC0415
+    from coreecho.precision import resolve_device  # noqa: PLC0415
+
+    if args.output:
+        check_output(args.output, [args.data], option="--output")
+    resolve_device(args.device)
     cfg = TransferConfig(mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
                          seed=args.seed, device=args.device, num_workers=args.num_workers)
@@ -151,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         dataset = build_dataset(args, model)
     except ConfigError as err:
-        print(f"coreecho finetune: {err}", file=sys.stderr)
-        return 2
+        raise common.UsageError(str(err)) from err
     if log:
         log(f"{args.dataset}: {len(dataset)} videos from {args.data}; model {args.model}; {args.mode}")
     if args.folds != 0:
@@ -173,5 +113,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["finetune"] = ("transfer the encoder: linear/MLP probing or full fine-tuning, cross-validated on CAMUS, "
-                        "HMC-QU or a CSV of videos", add_arguments, run)

@@ -1,24 +1,24 @@
-"""``coreecho train stage1|stage2`` and ``coreecho evaluate``: registered into :data:`coreecho.cli.COMMANDS`.
-
-:mod:`coreecho.cli` imports this module when it builds its parser; nothing else imports it.
+"""``coreecho train stage1|stage2`` and ``coreecho evaluate``: options and commands (the training itself lives in
+:mod:`coreecho.train`).
 
 Example:
     $ coreecho train stage1 --data EchoNet-Dynamic --out runs/stage1
     $ coreecho train stage2 --data EchoNet-Dynamic --out runs/stage2 --init runs/stage1
     $ coreecho evaluate --data EchoNet-Dynamic --split test --model runs/stage2/model \\
           --starts test_start_indexes.pkl --output per_video.csv
-    $ torchrun --nproc_per_node 4 -m coreecho.cli train stage1 --data EchoNet-Dynamic --out runs/stage1 --batch-size 4
+    $ torchrun --nproc_per_node 4 -m coreecho train stage1 --data EchoNet-Dynamic --out runs/stage1 --batch-size 4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from typing import Any
 
-from coreecho.cli import COMMANDS
-from coreecho.errors import ConfigError
+from coreecho.cli import _common as common
+from coreecho.errors import ConfigError, CoReEchoError
 
 __all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args"]
 
@@ -32,9 +32,9 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--stride", "stride", int, "step between clip frames"),
     ("--size", "size", int, "input side in pixels"),
     ("--pad", "pad", int, "augmentation padding in pixels (0: no augmentation)"),
-    ("--val-clips", "val_clips", int, "random clips per validation video"),
-    ("--epochs", "epochs", int, "training loops (the official scripts run epochs + 1)"),
-    ("--batch-size", "batch_size", int, "videos per step per process"),
+    ("--val-clips", "val_clips", common.bounded_int(1, common.LIMITS["clips"]), "random clips per validation video"),
+    ("--epochs", "epochs", common.bounded_int(1, 100_000), "training loops (the official scripts run epochs + 1)"),
+    ("--batch-size", "batch_size", common.bounded_int(1, common.LIMITS["batch_size"]), "videos per step per process"),
     ("--lr", "lr", float, "encoder learning rate (stage 1)"),
     ("--weight-decay", "weight_decay", float, "encoder weight decay"),
     ("--head-lr", "head_lr", float, "head learning rate"),
@@ -44,8 +44,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--loss-chunk-size", "loss_chunk_size", int, "anchors per chunk of the loss (memory)"),
     ("--micro-batch", "micro_batch", int, "clips per encoder call with --cached-batch"),
     ("--seed", "seed", int, "seed of every random choice"),
-    ("--workers", "num_workers", int, "DataLoader workers"),
-    ("--device", "device", str, "cpu, cuda, cuda:1 (default: CUDA when available)"),
+    ("--workers", "num_workers", common.bounded_int(0, common.LIMITS["workers"]), "DataLoader workers"),
+    ("--device", "device", common.device_value, "cpu, cuda, cuda:1 (default: CUDA when available)"),
     ("--precision", "precision", str, "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"),
     ("--save-every-steps", "save_every_steps", int, "also checkpoint every N steps"),
     ("--limit-train", "limit_train", int, "use only the first N training videos"),
@@ -137,56 +137,59 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _is_state_error(err: BaseException) -> bool:
+    text = str(err)
+    return any(s in text for s in ("state_dict", "state dict", "parameter group", "size mismatch", "RNG state",
+                                   "set_state", "setstate")) or isinstance(err, KeyError)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``coreecho train``."""
     from coreecho.train.distributed import is_main
 
     cfg = config_from_args(args)
-    if args.stage == "stage1":
-        from coreecho.train.stage1 import train_stage1
+    try:
+        if args.stage == "stage1":
+            from coreecho.train.stage1 import train_stage1
 
-        result = train_stage1(cfg)
-    else:
-        from coreecho.train.stage2 import train_stage2
+            result = train_stage1(cfg)
+        else:
+            from coreecho.train.stage2 import train_stage2
 
-        result = train_stage2(cfg)
+            result = train_stage2(cfg)
+    except (RuntimeError, ValueError, KeyError) as err:
+        if not cfg.resume or isinstance(err, CoReEchoError) or not _is_state_error(err):
+            raise
+        from coreecho.errors import WeightsError
+
+        first = str(err).strip().splitlines()[0][:300]
+        raise WeightsError(f"{cfg.out}/checkpoint_last.pt: its saved state does not fit this run ({first}); the file "
+                           "was edited or belongs to another run. Restore it, or start again without --resume (or "
+                           "with another --out)") from err
     if is_main():
         print(f"{args.stage}: best validation MAE {result.best_val_mae:.3f} at epoch {result.best_epoch + 1}; "
               f"model: {result.final_model}")
     return 0
 
 
-def _clips(text: str) -> int | str:
-    if text in ("all", "every"):
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'every', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``coreecho evaluate``."""
     p.add_argument("--data", required=True, help="dataset folder in the EchoNet-Dynamic layout")
     p.add_argument("--split", default="test", help="train, val, test or all")
-    p.add_argument("--model", required=True, help="model name, folder, Hub repo id or official .pth")
-    p.add_argument("--clips", type=_clips, default=None,
-                   help="clips per video: an integer (evenly spaced), 'all' (non-overlapping) or 'every' "
-                        "(default: the model config's test_clips)")
+    common.add_model(p, required=True, text="model name, folder, Hub repo id or official .pth")
+    common.add_clips(p)
     p.add_argument("--clip-policy", choices=["even", "random"], default="even",
                    help="for --clips N: evenly spaced (as predict_ef) or random (as the official validation)")
     p.add_argument("--starts", help="fixed starts per video (.pkl official file, .json or .csv); overrides --clips")
-    p.add_argument("--output", help="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
-    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when available)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    common.add_output(p, text="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
+    common.add_batch_size(p)
+    common.add_device(p)
+    common.add_precision(p, "auto")
+    common.add_threads(p)
+    common.add_workers(p)
     p.add_argument("--seed", type=int, default=0, help="seed of random clips and of the bootstrap")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N videos")
+    p.add_argument("--bootstrap", type=common.bounded_int(0, 1_000_000), default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
+    p.add_argument("--limit", type=common.bounded_int(1), default=None, help="evaluate only the first N videos")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
 
@@ -195,9 +198,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``coreecho evaluate``."""
     from coreecho.train.evaluation import evaluate
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise common.UsageError("evaluate does not run under torchrun yet: run it in one process (it uses one "
+                                "device), or shard with `coreecho predict` under torchrun")
+    if args.output:
+        from coreecho.cli.output import check_output
+
+        check_output(args.output, [args.data, args.starts or ""])
     result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
                       clip_policy=args.clip_policy, batch_size=args.batch_size, device=args.device,
-                      precision=args.precision, num_workers=args.workers, seed=args.seed, bootstrap=args.bootstrap,
+                      precision=args.precision, num_workers=args.workers, threads=args.threads, seed=args.seed, bootstrap=args.bootstrap,
                       output=args.output, limit=args.limit, progress=args.progress)
     if args.json:
         print(json.dumps(result.metrics, indent=2))
@@ -208,7 +218,3 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["train"] = ("train CoReEcho: stage1 (Rank-N-Contrast encoder) or stage2 (EF head on the frozen encoder)",
-                     add_train_arguments, run_train)
-COMMANDS["evaluate"] = ("evaluate an EF model on a dataset split: MAE, RMSE, R2 with bootstrap CIs, per-video CSV",
-                        add_evaluate_arguments, run_evaluate)

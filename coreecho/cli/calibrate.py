@@ -11,31 +11,32 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from coreecho.cli import COMMANDS
+from coreecho.cli import _common as common
 
-__all__: list[str] = []
+__all__ = ["add_calibrate", "run_calibrate"]
 
 
-def _add(p: argparse.ArgumentParser) -> None:
+def add_calibrate(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho calibrate``."""
     p.add_argument("model", help="model folder, registered name or Hub repo id")
     p.add_argument("--data", required=True, help="EchoNet-Dynamic folder, CSV of videos (path,label) or CAMUS folder")
     p.add_argument("--split", default="val", help="split of an EchoNet-Dynamic folder (default: val)")
     p.add_argument("--out", default=None, help="folder to write the calibrated model (default: the model folder "
                    "itself when MODEL is a folder)")
-    p.add_argument("--coverage", type=float, default=0.9, help="default interval coverage (default 0.9)")
-    p.add_argument("--false-alarm-rate", type=float, default=0.05, help="shift detector false alarms (0.05)")
+    p.add_argument("--coverage", type=common.bounded_float(0.01, 0.999), default=0.9, help="default interval coverage (default 0.9)")
+    p.add_argument("--false-alarm-rate", type=common.bounded_float(0.0001, 0.5), default=0.05, help="shift detector false alarms (0.05)")
     p.add_argument("--difficulty", default="knn", choices=("knn", "spread", "constant"),
                    help="difficulty score of the adaptive interval (default: knn, embedding neighbourhood)")
     p.add_argument("--detector", default="pca", choices=("pca", "knn", "mahalanobis"),
                    help="shift score (default: pca, distance from the embeddings' principal subspace)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N videos")
-    p.add_argument("--device", default=None, help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="seed of the reference/calibration split")
+    p.add_argument("--limit", type=common.bounded_int(1), default=None, help="use only the first N videos")
+    common.add_device(p)
+    p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=0, help="seed of the reference/calibration split")
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Run ``coreecho calibrate``."""
     from pathlib import Path
 
     from coreecho.analysis.calibration import calibrate
@@ -43,13 +44,17 @@ def _run(args: argparse.Namespace) -> int:
 
     out = args.out or (args.model if Path(args.model).expanduser().is_dir() else None)
     if out is None:
-        print("coreecho calibrate: MODEL is not a folder; give --out FOLDER for the calibrated copy", file=sys.stderr)
-        return 2
+        raise common.UsageError("MODEL is not a folder; give --out FOLDER for the calibrated copy")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise common.UsageError(f"--out {out} is a file; give a folder")
+    from coreecho.precision import resolve_device
+
+    device = resolve_device(args.device)
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*carries no calibration.*")
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=device)
     cal = calibrate(model, args.data, split=args.split, coverage=args.coverage, false_alarm_rate=args.false_alarm_rate,
                     difficulty=args.difficulty, detector=args.detector, limit=args.limit, seed=args.seed,
                     progress=None)
@@ -66,5 +71,3 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["calibrate"] = ("fit a conformal EF interval and a shift detector on held-out labelled videos; saved "
-                         "with the model", _add, _run)

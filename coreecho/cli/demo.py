@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coreecho.cli import COMMANDS
+from coreecho.cli import _common as common
 
-__all__ = ["run_demo", "plot_demo"]
+__all__ = ["run_demo", "plot_demo", "add_demo", "run_demo_command", "EF_RANGE"]
+
+#: True EF of the phantoms the demo can generate (the phantom's anatomy is built for this range).
+EF_RANGE = (10.0, 85.0)
 
 
 def plot_demo(path: Path, frames: Any, meta: Any, pred: Any, clip_frames: int, stride: int) -> Path:
@@ -106,20 +109,28 @@ def run_demo(ef: float = 45.0, seed: int = 2024, output_dir: str | Path = "coree
     return result
 
 
-def _add(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ef", type=float, default=45.0, help="true EF of the phantom (%%, 10-85; default 45)")
-    p.add_argument("--seed", type=int, default=2024, help="phantom seed (default 2024)")
+def add_demo(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho demo``."""
+    p.add_argument("--ef", type=common.bounded_float(*EF_RANGE), default=45.0,
+                   help="true EF of the phantom (%%, 10-85; default 45)")
+    p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=2024, help="phantom seed (default 2024)")
     p.add_argument("--output-dir", default="coreecho-demo", help="where the AVI and PNG go (default ./coreecho-demo)")
-    p.add_argument("--model", default="phantom-tiny", help="model to use (default: the bundled phantom-tiny)")
-    p.add_argument("--clips", default=None, help="clips per video: a number or 'all' (default: the model's)")
-    p.add_argument("--device", default=None)
+    common.add_model(p, default="phantom-tiny", text="model to use (default: the bundled phantom-tiny)")
+    common.add_clips(p, every=False)
+    common.add_device(p)
     p.add_argument("--no-figure", action="store_true", help="skip the PNG figure")
 
 
-def _run(args: argparse.Namespace) -> int:
-    clips: int | str | None = args.clips if args.clips in (None, "all") else int(args.clips)
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Run ``coreecho demo``."""
+    from coreecho.cli.output import check_output
+
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise common.UsageError(f"--output-dir {out} is a file; give a folder name")
+    check_output(str(out / "demo.png"), [])
     t0 = time.perf_counter()
-    r = run_demo(args.ef, args.seed, args.output_dir, args.model, clips, args.device, not args.no_figure)
+    r = run_demo(args.ef, args.seed, args.output_dir, args.model, args.clips, args.device, not args.no_figure)
     print(f"phantom echo: {r['video']} ({r['n_frames']} frames at {r['fps']:g} fps)")
     print(f"true EF       {r['true_ef']:6.2f} %")
     print(f"predicted EF  {r['predicted_ef']:6.2f} %   (error {r['predicted_ef'] - r['true_ef']:+.2f})")
@@ -136,5 +147,3 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["demo"] = ("offline demo: a phantom echo with known EF, predicted by the bundled phantom-tiny model",
-                    _add, _run)

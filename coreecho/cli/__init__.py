@@ -1,0 +1,180 @@
+"""The ``coreecho`` command line: one module per command group, one command table, one error boundary.
+
+Commands (the fixed table :data:`COMMANDS`; each entry names the module that implements it, imported only when the
+command runs or its options are built, so ``coreecho --help`` stays instant):
+
+=============  ===================================  ==========================================================
+command        module                               what it does
+=============  ===================================  ==========================================================
+models         :mod:`coreecho.cli.models`           registered models, licences, offline availability
+convert        :mod:`coreecho.cli.models`           official ``best.pth`` → coreecho folder / cache install
+predict        :mod:`coreecho.cli.predict`          EF of videos, one row per input (CSV/JSON/JSONL)
+embed          :mod:`coreecho.cli.predict`          embeddings of videos (.npz / Parquet)
+demo           :mod:`coreecho.cli.demo`             offline demo on a phantom echo
+explain        :mod:`coreecho.cli.explain`          Grad-CAM overlay and montage
+calibrate      :mod:`coreecho.cli.calibrate`        conformal EF interval and shift detector
+train          :mod:`coreecho.cli.train`            CoReEcho stage 1 / stage 2
+evaluate       :mod:`coreecho.cli.train`            MAE/RMSE/R² with bootstrap CIs on a dataset split
+finetune       :mod:`coreecho.cli.finetune`         probing / fine-tuning on CAMUS, HMC-QU or a CSV
+=============  ===================================  ==========================================================
+
+The error boundary (:func:`main`): an anticipated failure prints one line,
+``coreecho <command>: error: <what, where, what to do>``, and exits 2 when the command cannot run as given (bad
+option values, an output that is one of the inputs, a device this machine lacks) and 1 when the inputs, the weights
+or the output failed (for batch commands: when some inputs failed; their rows say why). ``--debug`` (before or after
+the command) also prints the traceback. Warnings print as one line, ``coreecho <command>: warning: ...``.
+
+Example:
+    $ coreecho models
+    $ coreecho predict videos/ --recursive --model phantom-tiny -o ef.csv
+    $ torchrun --nproc-per-node 4 -m coreecho predict videos/ -o ef.csv --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+from coreecho._version import __version__
+from coreecho.cli._common import UsageError, add_debug
+from coreecho.errors import CoReEchoError, DeviceError
+
+__all__ = ["main", "build_parser", "COMMANDS", "UsageError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: name → (module, function adding the options, function running the command, help). Fixed: nothing registers
+#: itself on import.
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "models": ("coreecho.cli.models", "add_models", "run_models",
+               "list registered models, their licences and whether they are available offline"),
+    "convert": ("coreecho.cli.models", "add_convert", "run_convert",
+                "convert an official CoReEcho checkpoint (.pth) into a coreecho folder"),
+    "predict": ("coreecho.cli.predict", "add_predict", "run_predict",
+                "predict EF for videos (files, folders, globs); one row per input"),
+    "embed": ("coreecho.cli.predict", "add_embed", "run_embed", "write embeddings of videos to an .npz file"),
+    "demo": ("coreecho.cli.demo", "add_demo", "run_demo_command",
+             "offline demo: a phantom echo with known EF, predicted by the bundled phantom-tiny model"),
+    "explain": ("coreecho.cli.explain", "add_explain", "run_explain",
+                "Grad-CAM heatmap of one clip: animated overlay (GIF/MP4) and PNG montage"),
+    "calibrate": ("coreecho.cli.calibrate", "add_calibrate", "run_calibrate",
+                  "fit a conformal EF interval and a shift detector on held-out labelled videos; saved with the model"),
+    "train": ("coreecho.cli.train", "add_train_arguments", "run_train",
+              "train CoReEcho: stage1 (Rank-N-Contrast encoder) or stage2 (EF head on the frozen encoder)"),
+    "evaluate": ("coreecho.cli.train", "add_evaluate_arguments", "run_evaluate",
+                 "evaluate an EF model on a dataset split: MAE, RMSE, R2 with bootstrap CIs, per-video CSV"),
+    "finetune": ("coreecho.cli.finetune", "add_finetune", "run_finetune",
+                 "transfer the encoder: linear/MLP probing or full fine-tuning, cross-validated on CAMUS, HMC-QU or "
+                 "a CSV of videos"),
+}
+
+
+def _function(command: str, which: int) -> Callable[..., Any]:
+    module, *names, _ = COMMANDS[command]
+    return getattr(importlib.import_module(module), names[which])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="coreecho", description="Ejection fraction and embeddings from "
+                                     "echocardiogram videos (CoReEcho).")
+    parser.add_argument("--version", action="version", version=f"coreecho {__version__}")
+    add_debug(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, _add, _run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _function(name, 0)(p)
+        add_debug(p)
+    return parser
+
+
+def _rank_prefix() -> str:
+    world = os.environ.get("WORLD_SIZE")
+    return f"[rank {os.environ.get('RANK', '0')}] " if world and world != "1" else ""
+
+
+def _say(command: str, kind: str, message: str) -> None:
+    text = " ".join(str(message).split("\n"))
+    try:
+        print(f"coreecho {command}: {kind}: {_rank_prefix()}{text}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # stderr gone: nothing left to tell
+        pass
+
+
+def describe_os_error(err: OSError) -> str:
+    """An :class:`OSError` as one line that names the file and says what to do."""
+    import errno
+
+    where = err.filename if err.filename is not None else "a file"
+    what = err.strerror or str(err)
+    hint = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some space or write elsewhere",
+            errno.EACCES: "check the permissions or write elsewhere", errno.EPERM: "check the permissions",
+            errno.EROFS: "the file system is read-only; write elsewhere",
+            errno.EISDIR: "give a file name, not a folder", errno.ENOENT: "check the path",
+            errno.ENOTDIR: "a part of the path is a file, not a folder"}.get(err.errno or -1, "")
+    return f"{where}: {what}" + (f"; {hint}" if hint else "")
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("COREECHO_DEBUG") == "1"
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        _say(command, "warning", str(message))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return int(_function(command, 1)(args) or 0)
+    except BaseException as err:  # noqa: BLE001 - the one boundary: classify, print one line, pick the exit code
+        if isinstance(err, SystemExit):
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            _say(command, "interrupted", "stopped by the user; rows already written are kept (rerun with --resume "
+                 "where the command has it)")
+            return EXIT_INTERRUPTED
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(err, (UsageError, DeviceError)):
+            _say(command, "error", str(err))
+            return EXIT_USAGE
+        if isinstance(err, CoReEchoError):
+            _say(command, "error", str(err))
+            return EXIT_FAILED
+        if isinstance(err, BrokenPipeError):
+            _quiet_stdout()
+            return EXIT_OK
+        if isinstance(err, OSError):
+            _say(command, "error", describe_os_error(err))
+            return EXIT_FAILED
+        if isinstance(err, MemoryError):
+            _say(command, "error", "out of memory; use fewer --clips, a smaller --batch-size, or fewer --workers")
+            return EXIT_FAILED
+        _say(command, "error", f"unexpected {type(err).__name__}: {err}. This is a bug in coreecho; rerun with "
+             "--debug for the traceback and report it")
+        return EXIT_FAILED
+
+
+def _quiet_stdout() -> None:
+    """After a reader closed our stdout (``| head``): point it at devnull, so the flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coreecho`` console script (and of ``python -m coreecho``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    return _run(args.command, args)

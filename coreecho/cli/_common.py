@@ -1,0 +1,156 @@
+"""Shared option parsers of the ``coreecho`` commands, and the usage error of the error boundary.
+
+Every command that takes a model, a device, a precision, a clip count, threads, workers, a batch size or an
+output file takes it through one of the ``add_*`` functions here, so that ``--clips`` (for example) means the
+same thing, with the same bounds, everywhere. Bounds are checked when the command line is parsed: a bad value is
+a one-line usage error (exit 2) before any model is loaded.
+
+Example:
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_clips(p)
+    >>> p.parse_args(["--clips", "5"]).clips
+    5
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Callable
+
+from coreecho.errors import CoReEchoError
+
+__all__ = ["UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
+           "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
+           "LIMITS"]
+
+#: Upper bounds of numeric options (the clip limit is :data:`coreecho.video.samplers.MAX_CLIPS`; the batch limit is
+#: the engine's).
+LIMITS = {"clips": 4096, "batch_size": 4096, "threads": 1024, "workers": 64, "scale": 16, "frames": 64}
+
+
+class UsageError(CoReEchoError):
+    """The command cannot run as given (a bad option value, an output that would destroy an input, ...): exit 2."""
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer in {span}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite float in ``[low, high]``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected a number in {low:g}..{high:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def clips_value(text: str) -> int | str:
+    """``--clips``: a positive integer (evenly spaced clips, at most ``LIMITS['clips']``), ``all`` or ``every``."""
+    if text in ("all", "every"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'every', got {text!r}") from None
+    if not 1 <= value <= LIMITS["clips"]:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{LIMITS['clips']} (or 'all'), got {value}")
+    return value
+
+
+_DEVICE = re.compile(r"(cpu|cuda(:\d{1,3})?|mps|auto)")
+
+
+def device_value(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (whether it exists is checked later)."""
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
+    return text
+
+
+def add_model(p: argparse.ArgumentParser, default: str | None = None, required: bool = False,
+              text: str | None = None) -> None:
+    """``--model``: a registered name, a folder, an official .pth or a Hub repo id."""
+    shown = default or "coreecho-echonet"
+    p.add_argument("--model", default=default, required=required,
+                   help=text or f"registered name, folder, .pth or Hub repo id (default: {shown})")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device``."""
+    p.add_argument("--device", type=device_value, default=None,
+                   help="cpu, cuda, cuda:N, mps or auto (default: cuda when available; under torchrun "
+                        "cuda:LOCAL_RANK)")
+
+
+def add_precision(p: argparse.ArgumentParser, default: str = "fp32") -> None:
+    """``--precision``."""
+    p.add_argument("--precision", default=default, choices=("auto", "fp32", "bf16", "fp16"),
+                   help=f"arithmetic of the forward passes (default: {default}; auto: bf16/fp16 where it is "
+                        "documented as negligible, docs/benchmarks.md)")
+
+
+def add_clips(p: argparse.ArgumentParser, every: bool = True) -> None:
+    """``--clips``: one parser for every command."""
+    p.add_argument("--clips", type=clips_value, default=None, metavar="N|all" + ("|every" if every else ""),
+                   help=f"clips per video: an integer 1..{LIMITS['clips']} (evenly spaced), 'all' (non-overlapping)"
+                        + (" or 'every' (every start)" if every else "") + " (default: the model's test_clips)")
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads``."""
+    p.add_argument("--threads", type=bounded_int(1, LIMITS["threads"]), default=None,
+                   help="torch CPU threads (default: torch's)")
+
+
+def add_workers(p: argparse.ArgumentParser, dest: str = "workers") -> None:
+    """``--workers``."""
+    p.add_argument("--workers", dest=dest, type=bounded_int(0, LIMITS["workers"]), default=None,
+                   help="loader processes decoding ahead (default: one per core, up to 4; 0: none)")
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int | None = None) -> None:
+    """``--batch-size`` (clips per forward pass)."""
+    p.add_argument("--batch-size", type=bounded_int(1, LIMITS["batch_size"]), default=default,
+                   help="clips per forward pass (default: " + (str(default) if default else
+                                                               "by activation size or free GPU memory") + ")")
+
+
+def add_output(p: argparse.ArgumentParser, required: bool = False, text: str = "output file") -> None:
+    """``--output`` / ``-o``."""
+    p.add_argument("--output", "-o", required=required, default=None, help=text)
+
+
+def add_debug(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """``--debug``: show the traceback of an error (the top-level flag and each command's)."""
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show the full traceback of an error")
+
+
+def option_error(option: str, problem: str) -> UsageError:
+    """A :class:`UsageError` that names the option."""
+    return UsageError(f"{option}: {problem}")
+
+

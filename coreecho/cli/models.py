@@ -1,0 +1,91 @@
+"""``coreecho models`` (what can be loaded) and ``coreecho convert`` (official ``.pth`` → coreecho folder).
+
+Example:
+    $ coreecho models --json
+    $ coreecho convert best.pth --install coreecho-echonet
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from coreecho.cli._common import UsageError
+
+__all__ = ["add_models", "run_models", "add_convert", "run_convert", "print_lines"]
+
+
+def add_models(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho models``."""
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Run ``coreecho models``."""
+    import json
+
+    from coreecho.hub import is_cached, list_models, model_info
+
+    rows = []
+    for name in list_models():
+        src = model_info(name)
+        where = {"hub-checkpoint": f"hf://{src.repo_id}/{src.filename}", "manual": src.url or "-",
+                 "bundled": "inside the package"}[src.kind]
+        rows.append({"name": name, "role": src.role, "source": where, "license": src.license,
+                     "available_offline": is_cached(name), "description": src.description})
+    if args.json:
+        lines = [json.dumps(rows, indent=2)]
+    else:
+        lines = [f"{'name':<22} {'role':<8} {'offline':<8} {'license':<28} source"]
+        for r in rows:
+            lines.append(f"{r['name']:<22} {r['role']:<8} {('yes' if r['available_offline'] else 'no'):<8} "
+                         f"{r['license']:<28} {r['source']}")
+            lines.append(f"{'':<22} {r['description']}")
+        lines.append("\nload any of them with coreecho.load_model(NAME) or --model NAME; folders, .pth files and "
+                     "Hub repo ids work too. phantom-tiny runs offline now (synthetic training data, not for "
+                     "clinical use).")
+    return print_lines(lines)
+
+
+def print_lines(lines: list[str]) -> int:
+    """Print to stdout; a reader that stops early (``| head``) ends the command quietly."""
+    from coreecho.cli import _quiet_stdout
+
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    return 0
+
+
+def add_convert(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho convert``."""
+    p.add_argument("src", help="official CoReEcho checkpoint (best.pth)")
+    p.add_argument("out_dir", nargs="?", help="folder to write config.json + model.safetensors + README.md")
+    p.add_argument("--install", metavar="NAME", help="install into coreecho's cache under a registry name "
+                   "(e.g. coreecho-echonet) so load_model(NAME) works offline")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Run ``coreecho convert``."""
+    from coreecho.hub import _installed_dir, convert_checkpoint, list_models
+
+    if not args.out_dir and not args.install:
+        raise UsageError("give OUT_DIR, --install NAME, or both")
+    if args.install and args.install not in list_models():
+        raise UsageError(f"--install takes a registered name ({', '.join(list_models())}), got {args.install!r}")
+    if args.out_dir:
+        out = Path(args.out_dir)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: OUT_DIR exists and is not a folder; give a folder name")
+        src = Path(args.src)
+        if src.exists() and (out.resolve() == src.resolve() or src.resolve().parent == out.resolve() and
+                             src.name in ("config.json", "model.safetensors", "README.md")):
+            raise UsageError(f"{out}: writing there would overwrite the input {src}; choose another OUT_DIR")
+    for target in filter(None, [args.out_dir, args.install and _installed_dir(args.install)]):
+        out = convert_checkpoint(args.src, target)
+        print(f"wrote {out}")
+    return 0

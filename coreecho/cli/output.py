@@ -1,0 +1,291 @@
+"""Output files of batch commands that are never lost and never destroy anything.
+
+The rules (``coreecho predict`` and ``coreecho embed``):
+
+- **Never an input.** An output path that is (or links to) one of the inputs, or a folder, is refused before any
+  work (:func:`check_output`). Missing parent folders are created.
+- **Rows survive a kill.** Each finished row is appended to a *journal* next to the output (``OUT.partial``, or
+  ``OUT.partial-RANK`` under torchrun) and flushed at once (:class:`Journal`); a killed run keeps every finished
+  row there. The output itself is written only at the end, to a temporary file renamed over ``OUT``
+  (:func:`replace_atomically`), so a rerun never empties an earlier result before it has a better one.
+- **Resume.** ``--resume`` reads ``OUT`` and its journals (:func:`read_rows`), computes only the inputs that are
+  missing or failed there, and writes one output in input order.
+
+Formats: CSV (lists space-separated, missing values empty), JSON (an array) and JSON Lines (real lists, ``null``
+for missing values). Journals are CSV for CSV outputs and JSON Lines otherwise.
+
+Example:
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "ef.csv")
+    >>> j = Journal(partial_path(out), "csv", ["path", "ef"])
+    >>> j.write({"path": "a.avi", "ef": 55.0}); j.close()
+    >>> [r["path"] for r in read_rows(partial_path(out), "csv")]
+    ['a.avi']
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TextIO
+
+from coreecho.cli._common import UsageError
+
+__all__ = ["row_format", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
+           "write_rows", "replace_atomically", "same_file"]
+
+_TEXT_FORMATS = ("csv", "json", "jsonl")
+
+
+def row_format(output: str | None) -> str:
+    """``csv``, ``json`` or ``jsonl`` from the output's suffix (anything else, and stdout, is CSV)."""
+    suffix = Path(output).suffix.lower() if output else ""
+    return {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "csv")
+
+
+def journal_format(fmt: str) -> str:
+    """The journal of a CSV output is CSV; of JSON and JSON Lines, JSON Lines."""
+    return "csv" if fmt == "csv" else "jsonl"
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (through links, ``..``, case-insensitive file systems)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(output: str, inputs: Sequence[Any], *, option: str = "--output",
+                 targets: Sequence[str] | None = None) -> Path:
+    """Refuse an output that is a folder or one of the inputs; create its folder; check that it can be written.
+
+    Args:
+        output: the path the user gave.
+        inputs: the inputs (paths; other items are ignored).
+        option: the option's name, for messages.
+        targets: every file the command will write for ``output`` (default: ``[output]``).
+
+    Raises:
+        UsageError: the output is a folder, an input, read-only, or its folder cannot be created or written.
+    """
+    paths = [str(i) for i in inputs if isinstance(i, (str, os.PathLike))]
+    for target in targets or [output]:
+        t = Path(target)
+        if t.is_dir():
+            raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {Path(target) / 'out'}"
+                             f"{Path(output).suffix or '.csv'}")
+        if t.exists() or t.is_symlink():
+            for item in paths:
+                if (Path(item).exists() and same_file(t, item)) or os.path.realpath(t) == os.path.realpath(item):
+                    raise UsageError(f"{option} {target} is also an input ({item}); refusing to overwrite it. "
+                                     "Choose another output name")
+        else:
+            for item in paths:
+                if os.path.realpath(t) == os.path.realpath(item):
+                    raise UsageError(f"{option} {target} is also an input ({item}); choose another output name")
+        if t.exists() and not os.access(t, os.W_OK):
+            raise UsageError(f"{option} {target} is read-only; make it writable or choose another output name")
+    parent = Path(output).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"{option} {output}: {_first_file(parent)} is a file, not a folder; choose another "
+                         "output path") from None
+    except OSError as err:
+        raise UsageError(f"{option} {output}: cannot create the folder {parent} ({err.strerror or err}); choose "
+                         "another output path") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {output}: the folder {parent} is not writable; choose another output path")
+    return Path(output)
+
+
+def _first_file(folder: Path) -> Path:
+    for p in [folder, *folder.parents]:
+        if p.exists() and not p.is_dir():
+            return p
+    return folder
+
+
+def partial_path(output: str | os.PathLike, rank: int = 0, world: int = 1) -> Path:
+    """The journal of ``output`` written by one process: ``OUT.partial``, or ``OUT.partial-RANK`` under torchrun."""
+    return Path(f"{output}.partial" if world <= 1 else f"{output}.partial-{rank}")
+
+
+def find_partials(output: str | os.PathLike) -> list[Path]:
+    """Journals of ``output`` left by earlier runs (any number of processes)."""
+    found = [Path(f"{output}.partial")] + sorted(Path(p) for p in glob.glob(glob.escape(str(output)) + ".partial-*"))
+    return [p for p in found if p.is_file()]
+
+
+def _complete_lines(path: Path) -> int:
+    """Byte length of ``path`` up to its last newline (a row cut by a kill is dropped)."""
+    data = path.read_bytes()
+    return data.rfind(b"\n") + 1
+
+
+class Journal:
+    """Rows appended to a file and flushed one by one: what survives a killed run.
+
+    Args:
+        path: the journal file.
+        fmt: ``"csv"`` or ``"jsonl"``.
+        fields: CSV columns.
+        append: keep the rows already there (``--resume``); a last row cut by a kill is dropped first.
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: str, fields: Sequence[str], append: bool = False):
+        self.path, self.format, self.count = Path(path), fmt, 0
+        if append and self.path.is_file():
+            keep = _complete_lines(self.path)
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+        self.fh: TextIO = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
+        self.csv = csv.DictWriter(self.fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n") \
+            if fmt == "csv" else None
+        if self.csv is not None and self.fh.tell() == 0:
+            self.csv.writeheader()
+            self.fh.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row and flush it to the operating system (it survives SIGKILL from now on)."""
+        if self.csv is not None:
+            self.csv.writerow(row)
+        else:
+            self.fh.write(json.dumps(row, allow_nan=False) + "\n")
+        self.fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        """Flush to disk and close."""
+        if not self.fh.closed:
+            self.fh.flush()
+            try:
+                os.fsync(self.fh.fileno())
+            except OSError:
+                pass
+            self.fh.close()
+
+
+class StreamWriter:
+    """Rows to a text stream (stdout) as they come: CSV, a JSON array or JSON Lines."""
+
+    def __init__(self, fmt: str, fields: Sequence[str], fh: TextIO | None = None):
+        self.format, self.fh, self.count = fmt, fh or sys.stdout, 0
+        self.csv = csv.DictWriter(self.fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n") \
+            if fmt == "csv" else None
+        if self.csv is not None:
+            self.csv.writeheader()
+        elif fmt == "json":
+            self.fh.write("[\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        """One row, flushed."""
+        if self.csv is not None:
+            self.csv.writerow(row)
+        elif self.format == "json":
+            self.fh.write((",\n" if self.count else "") + json.dumps(row, allow_nan=False))
+        else:
+            self.fh.write(json.dumps(row, allow_nan=False) + "\n")
+        self.count += 1
+        self.fh.flush()
+
+    def close(self) -> None:
+        """End the JSON array; flush."""
+        if self.format == "json":
+            self.fh.write(("\n" if self.count else "") + "]\n")
+        self.fh.flush()
+
+
+def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[dict[str, Any]]:
+    """Rows of an earlier output or journal, for ``--resume`` (a row cut by a kill is dropped).
+
+    Raises:
+        UsageError: the file is not a table of rows with a ``key`` column (not a coreecho output).
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise UsageError(f"--resume: cannot read {p} ({err.strerror or err})") from None
+    text = raw[: raw.rfind(b"\n") + 1].decode("utf-8", errors="replace") if fmt != "json" else \
+        raw.decode("utf-8", errors="replace")
+    rows: list[dict[str, Any]]
+    if fmt == "csv":
+        reader = csv.DictReader(text.splitlines())
+        if reader.fieldnames is None and not text.strip():
+            return []
+        if not reader.fieldnames or key not in reader.fieldnames:
+            raise UsageError(f"--resume: {p} has no {key!r} column; it is not an output of this command. Remove "
+                             "--resume to replace it, or choose another output")
+        rows = [dict(r) for r in reader if r.get(key)]
+    elif fmt == "json":
+        try:
+            data = json.loads(text) if text.strip() else []
+        except json.JSONDecodeError as err:
+            raise UsageError(f"--resume: {p} is not valid JSON ({err}); remove --resume to replace it") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) and key in r for r in data):
+            raise UsageError(f"--resume: {p} is not a JSON array of rows with {key!r}; remove --resume to replace it")
+        rows = data
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"--resume: {p}, line {n}: not JSON ({err}); remove --resume to replace it") \
+                    from None
+            if not isinstance(row, dict) or key not in row:
+                raise UsageError(f"--resume: {p}, line {n}: not a row with {key!r}; remove --resume to replace it")
+            rows.append(row)
+    return rows
+
+
+def write_rows(fh: TextIO, fmt: str, rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
+    """All rows at once (the final output)."""
+    if fmt == "csv":
+        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    elif fmt == "json":
+        items = [json.dumps(r, allow_nan=False) for r in rows]
+        fh.write("[\n" + ",\n".join(items) + ("\n" if items else "") + "]\n")
+    else:
+        for r in rows:
+            fh.write(json.dumps(r, allow_nan=False) + "\n")
+
+
+def replace_atomically(target: str | os.PathLike, write: Callable[[TextIO], None]) -> Path:
+    """Write a text file through a temporary file in the same folder (flushed to disk), renamed over ``target``.
+
+    A run killed or failing while writing leaves ``target`` as it was.
+    """
+    t = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.absolute().parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, t)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return t
+
+
+def temporary_stem(target: str | os.PathLike) -> Path:
+    """A fresh temporary name next to ``target`` (for writers that add their own suffix)."""
+    t = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{t.stem}.", suffix=".tmp", dir=t.absolute().parent)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)

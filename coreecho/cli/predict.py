@@ -1,0 +1,504 @@
+"""``coreecho predict`` and ``coreecho embed``: batch inference over files, folders and globs.
+
+Every input gets one row; a bad input gets its message in the ``error`` column and the run goes on (exit code 1 when
+any input failed, 0 when all succeeded). A non-finite model output is an error row; an EF outside 0–100 from an EF
+model is a warning. Rows go to a journal next to the output as they finish (``OUT.partial``), and the output is
+written at the end in input order, through a temporary file (see :mod:`coreecho.cli.output`): a killed run keeps
+its finished rows and ``--resume`` computes only the rest.
+
+Under ``torchrun`` each process takes every WORLD_SIZE-th remaining input (on ``cuda:LOCAL_RANK``, or the CPU),
+writes its own journal, and rank 0 merges them into the one output after a barrier.
+
+Example:
+    $ coreecho predict videos/ --recursive --model phantom-tiny --output ef.csv
+    $ coreecho predict videos/ --recursive --model phantom-tiny --output ef.csv --resume
+    $ coreecho embed videos/*.avi --model phantom-tiny --output emb.npz
+    $ torchrun --nproc-per-node 4 -m coreecho predict videos/ --recursive --output ef.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from coreecho.cli import _common as common
+from coreecho.cli._common import UsageError
+from coreecho.cli.output import (Journal, StreamWriter, check_output, find_partials, journal_format, partial_path,
+                                 read_rows, replace_atomically, row_format, temporary_stem, write_rows)
+
+__all__ = ["expand_inputs", "ROW_FIELDS", "EMBED_FIELDS", "INPUT_EXTENSIONS", "add_predict", "run_predict",
+           "add_embed", "run_embed", "check_prediction", "prediction_row"]
+
+#: Extensions picked up when a folder is given.
+INPUT_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".dcm", ".dicom", ".npy")
+#: Columns of ``coreecho predict`` output, in order.
+ROW_FIELDS = ("path", "ef", "ef_std", "n_clips", "clip_efs", "starts", "fps", "n_frames", "ef_low", "ef_high",
+              "coverage", "shift_score", "is_shifted", "warnings", "error")
+#: Fields of a ``coreecho embed`` journal row.
+EMBED_FIELDS = ("path", "ef", "error", "embedding")
+
+
+def expand_inputs(items: Iterable[str], recursive: bool = False) -> list[str]:
+    """Files named, found in folders (known extensions) or matched by globs; unmatched names stay as given.
+
+    A name that matches nothing is kept, so that it gets its own "no such file" row instead of vanishing; so is a
+    broken link with a video extension found in a folder. Folder walks do not follow links to folders (no loops).
+    """
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found: list[Path] = []
+            if recursive:
+                for root, dirs, files in os.walk(path, followlinks=False):
+                    dirs.sort()
+                    found += [Path(root) / f for f in files]
+            else:
+                found = [p for p in path.iterdir() if not p.is_dir()]
+            out.extend(str(p) for p in sorted(found) if p.suffix.lower() in INPUT_EXTENSIONS
+                       and (p.is_file() or p.is_symlink()))
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(glob.glob(item, recursive=recursive))
+            out.extend(matches if matches else [item])
+        else:
+            out.append(item)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ options
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="video files (AVI/MP4/DICOM/.npy), folders or globs")
+    common.add_model(p)
+    common.add_clips(p)
+    common.add_device(p)
+    common.add_precision(p, "fp32")
+    common.add_batch_size(p)
+    common.add_threads(p)
+    common.add_workers(p)
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--resample-fps", action="store_true", help="resample videos far from the training fps")
+    p.add_argument("--resume", action="store_true", help="keep the rows of an existing or interrupted OUTPUT and "
+                   "compute only the inputs missing (or failed) there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_predict(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho predict``."""
+    _common_options(p)
+    common.add_output(p, text="out.csv, out.json or out.jsonl (default: CSV on stdout); folders are created")
+
+
+def add_embed(p: argparse.ArgumentParser) -> None:
+    """Options of ``coreecho embed``."""
+    _common_options(p)
+    common.add_output(p, required=True, text="emb.npz (paths, embeddings, ef, errors; plus emb.parquet when pyarrow "
+                      "is installed) or emb.parquet; folders are created")
+
+
+# ------------------------------------------------------------------------------------------------ rows
+def check_prediction(pred: Any, task: str, embedding: bool = False) -> list[str]:
+    """Turn a non-finite output into an error; return warnings for implausible values (EF outside 0–100).
+
+    Modifies ``pred`` (a :class:`~coreecho.inference.Prediction`) in place.
+    """
+    import numpy as np
+
+    if not pred.ok:
+        return []
+    values = np.concatenate([np.asarray(pred.clip_efs, np.float64).reshape(-1),
+                             np.asarray(pred.ef, np.float64).reshape(-1)])
+    bad = values[~np.isfinite(values)]
+    if bad.size == 0 and embedding and pred.embedding is not None and not np.isfinite(pred.embedding).all():
+        pred.error = "the model produced a non-finite embedding (NaN or inf) for this video; check the weights"
+    elif bad.size:
+        what = "NaN" if np.isnan(bad).any() else "inf"
+        pred.error = (f"the model produced {what} for this video (non-finite output); the weights are probably "
+                      "broken (check them with another video or model)")
+    if pred.error:
+        pred.ef = float("nan")
+        return []
+    notes = []
+    if task == "ef" and np.ndim(pred.ef) == 0 and not 0.0 <= float(pred.ef) <= 100.0:
+        notes.append(f"EF {float(pred.ef):.4g}% is outside 0-100: the model is extrapolating far from its training "
+                     "data; check the video and the model")
+    pred.warnings = list(pred.warnings) + notes
+    return notes
+
+
+def _num(x: Any, text: bool) -> Any:
+    import numpy as np
+
+    if x is None:
+        return "" if text else None
+    if np.ndim(x) > 0:
+        vals = [_num(v, text) for v in np.asarray(x).reshape(-1)]
+        return " ".join(map(str, vals)) if text else vals
+    x = float(x)
+    if not math.isfinite(x):
+        return "" if text else None
+    return round(x, 4)
+
+
+def prediction_row(pred: Any, fmt: str) -> dict[str, Any]:
+    """One output row: strings for CSV, real lists and ``null`` for JSON."""
+    import numpy as np
+
+    text = fmt == "csv"
+    clip = [round(float(v), 4) for v in np.asarray(pred.clip_efs, np.float64).reshape(-1)]
+    ok = pred.ok
+    row = {
+        "path": pred.source, "ef": _num(pred.ef if ok else None, text), "ef_std": _num(pred.ef_std if ok else None, text),
+        "n_clips": len(pred.clip_efs) if ok else (0 if not text else ""),
+        "clip_efs": clip if ok else [], "starts": [int(s) for s in pred.starts],
+        "fps": _num(pred.fps, text), "n_frames": int(pred.n_frames) if pred.n_frames else None,
+        "ef_low": _num(pred.ef_low, text), "ef_high": _num(pred.ef_high, text), "coverage": _num(pred.coverage, text),
+        "shift_score": _num(pred.shift_score, text),
+        "is_shifted": None if pred.is_shifted is None else bool(pred.is_shifted),
+        "warnings": list(pred.warnings), "error": pred.error,
+    }
+    if text:
+        row.update({"clip_efs": " ".join(f"{v:.4f}" for v in clip), "starts": " ".join(map(str, row["starts"])),
+                    "n_frames": row["n_frames"] or "", "is_shifted": "" if row["is_shifted"] is None else
+                    int(row["is_shifted"]), "warnings": "; ".join(row["warnings"]), "error": row["error"] or ""})
+    return row
+
+
+def _failed(row: dict[str, Any]) -> bool:
+    return bool(row.get("error"))
+
+
+# ------------------------------------------------------------------------------------------- distributed
+class _World:
+    """This process's place under torchrun (one process: rank 0 of 1, nothing started)."""
+
+    def __init__(self, env: Any = None):
+        self.env = env
+        self.rank = env.rank if env is not None else 0
+        self.size = env.world_size if env is not None else 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            from coreecho.train.distributed import barrier
+
+            barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.size == 1:
+            return [obj]
+        from coreecho.train.distributed import all_gather_objects
+
+        return all_gather_objects(obj)
+
+    def agree(self, error: BaseException | None) -> None:
+        """Every rank raises if any rank failed to set up (no rank waits forever at a later barrier)."""
+        if self.size == 1:
+            if error is not None:
+                raise error
+            return
+        errors = self.gather(None if error is None else (type(error).__name__, str(error)))
+        if error is not None:
+            raise error
+        for rank, e in enumerate(errors):
+            if e is not None:
+                raise UsageError(f"rank {rank} could not start ({e[0]}: {e[1]})")
+
+    def close(self) -> None:
+        if self.env is not None:
+            from coreecho.train.distributed import cleanup_distributed
+
+            cleanup_distributed(self.env)
+
+
+def _start(args: argparse.Namespace) -> tuple[_World, Any]:
+    """The world and the device (``cuda:LOCAL_RANK`` under torchrun with CUDA)."""
+    from coreecho.precision import resolve_device
+
+    device = None if args.device in (None, "auto") else args.device
+    resolved = resolve_device(device)  # DeviceError now, before any process group or model
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _World(), resolved
+    from coreecho.train.distributed import init_distributed
+
+    env = init_distributed(None if device is None else str(resolved))
+    return _World(env), env.device
+
+
+# ------------------------------------------------------------------------------------------------ the run
+class _Batch:
+    """One ``predict`` or ``embed`` run: inputs, output, earlier rows, journal, merge."""
+
+    def __init__(self, args: argparse.Namespace, command: str):
+        self.args, self.command = args, command
+        self.embed = command == "embed"
+        self.inputs = expand_inputs(args.paths, args.recursive)
+        self.output: str | None = args.output
+        self.done: dict[str, dict[str, Any]] = {}  # path → row of an earlier run
+        self.order: list[str] = []  # paths of earlier rows, in their order
+        self.fmt = "jsonl" if self.embed else row_format(self.output)
+        self.dim: int | None = None
+        self.meta: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- setup (same on every rank)
+    def targets(self) -> list[str]:
+        if not self.embed:
+            return [self.output] if self.output else []
+        p = Path(self.output)
+        stem = p.with_suffix("") if p.suffix.lower() in (".npz", ".parquet") else p
+        if p.suffix.lower() == ".parquet":
+            return [str(p)]
+        return [str(stem) + ".npz", str(stem) + ".parquet"]
+
+    def prepare(self, world: _World) -> None:
+        if not self.inputs:
+            from coreecho.errors import InputError
+
+            raise InputError(" ".join(self.args.paths), "no video files found (AVI/MP4/MOV/MKV/GIF, DICOM, .npy); "
+                             "give files, folders (with --recursive for sub-folders) or globs")
+        if self.embed and Path(self.output).suffix.lower() not in ("", ".npz", ".parquet"):
+            raise UsageError(f"--output {self.output}: embeddings are written as .npz or .parquet")
+        if self.output is None:
+            if self.args.resume:
+                raise UsageError("--resume needs --output (rows on stdout cannot be resumed)")
+            if world.size > 1:
+                raise UsageError("under torchrun give --output: the ranks' rows are merged into one file")
+            return
+        for target in self.targets():
+            check_output(target, self.inputs)
+        partials = find_partials(self.output)
+        if partials and not self.args.resume:
+            raise UsageError(f"{partials[0]} holds the rows of an interrupted run; add --resume to finish it, or "
+                             "delete it to start over")
+        if self.args.resume:
+            self._load_earlier(partials)
+
+    def _load_earlier(self, partials: list[Path]) -> None:
+        sources: list[tuple[Path, list[dict[str, Any]]]] = []
+        if self.embed:
+            final = next((Path(t) for t in self.targets() if Path(t).is_file()), None)
+            if final is not None:
+                sources.append((final, self._read_embeddings(final)))
+        elif Path(self.output).is_file():
+            sources.append((Path(self.output), read_rows(self.output, self.fmt)))
+        for part in partials:
+            sources.append((part, read_rows(part, journal_format(self.fmt))))
+        for where, rows in sources:
+            for row in rows:
+                path = str(row["path"])
+                if self.embed:
+                    self._check_dim(row, where)
+                if path not in self.done:
+                    self.order.append(path)
+                if path not in self.done or not _failed(row):
+                    self.done[path] = row
+
+    def _read_embeddings(self, path: Path) -> list[dict[str, Any]]:
+        from coreecho.analysis.plots import load_embeddings
+        from coreecho.errors import InputError
+
+        try:
+            data = load_embeddings(path)
+        except InputError as err:
+            raise UsageError(f"--resume: {err}; remove --resume to replace it") from None
+        self.meta = dict(data.metadata)
+        efs = data.columns.get("ef")
+        errors = data.columns.get("errors")
+        rows = []
+        for i, p in enumerate(data.paths):
+            err = str(errors[i]) if errors is not None and str(errors[i]) else None
+            rows.append({"path": p, "ef": None if efs is None else _num(efs[i], False), "error": err,
+                         "embedding": None if err else [float(v) for v in data.embeddings[i]]})
+        return rows
+
+    def _check_dim(self, row: dict[str, Any], where: Path) -> None:
+        emb = row.get("embedding")
+        if emb is None:
+            return
+        if self.dim is None:
+            self.dim = len(emb)
+        elif len(emb) != self.dim:
+            raise UsageError(f"--resume: {where} mixes {self.dim}-d and {len(emb)}-d embeddings; remove --resume")
+
+    # ---------------------------------------------------------------- compute
+    def todo(self) -> list[str]:
+        seen: set[str] = set()
+        out = []
+        for p in self.inputs:
+            if p in seen or (p in self.done and not _failed(self.done[p])):
+                continue
+            seen.add(p)
+            out.append(p)
+        return out
+
+    def row(self, pred: Any, task: str) -> dict[str, Any]:
+        import numpy as np
+
+        notes = check_prediction(pred, task, embedding=self.embed)
+        for note in notes:
+            from coreecho.cli import _say
+
+            _say(self.command, "warning", f"{pred.source}: {note}")
+        if self.embed:
+            return {"path": pred.source, "ef": None if not pred.ok else _num(pred.ef, False), "error": pred.error,
+                    "embedding": None if not pred.ok else [float(v) for v in np.asarray(pred.embedding).reshape(-1)]}
+        return prediction_row(pred, self.fmt)
+
+    def compute(self, model: Any, shard: list[str], world: _World) -> tuple[int, int]:
+        """Run ``shard`` through the model, writing each row as it finishes; (rows, failures)."""
+        import warnings
+
+        from coreecho.inference import run
+
+        a = self.args
+        task = getattr(model.config, "task", "ef")
+        if self.embed:
+            dim = int(model.embed_dim)
+            if self.dim is not None and self.dim != dim:
+                raise UsageError(f"--resume: {self.output} holds {self.dim}-d embeddings but this model gives "
+                                 f"{dim}-d ones; it was written by another model. Remove --resume or use that model")
+            self.dim = dim
+        sink: Any
+        if self.output is None:
+            sink = StreamWriter(self.fmt, ROW_FIELDS)
+        else:
+            part = partial_path(self.output, world.rank, world.size)
+            sink = Journal(part, journal_format(self.fmt), ROW_FIELDS if not self.embed else EMBED_FIELDS,
+                           append=a.resume)
+        count = failed = 0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # per-video notes go to the 'warnings' column
+                preds = run(shard, model, clips=a.clips, batch_size=a.batch_size, want_embeddings=self.embed,
+                            resample_fps=a.resample_fps, errors="nan", precision=a.precision, threads=a.threads,
+                            workers=a.workers, progress=False if (a.quiet or not world.main) else None)
+                for pred in preds:
+                    row = self.row(pred, task)
+                    sink.write(row)
+                    count += 1
+                    failed += _failed(row)
+                    if self.embed and row["error"]:
+                        from coreecho.cli import _say
+
+                        _say(self.command, "error", row["error"] if row["error"].startswith(pred.source)
+                             else f"{pred.source}: {row['error']}")
+        finally:
+            sink.close()
+        return count, failed
+
+    # ---------------------------------------------------------------- merge (rank 0)
+    def merge(self, computed: int) -> tuple[int, int, list[str]]:
+        """Write the output in input order from earlier rows and every journal; remove the journals.
+
+        Returns (rows written, failed rows among the inputs, files written).
+        """
+        rows = dict(self.done)
+        order = list(self.order)
+        partials = find_partials(self.output)
+        for part in partials:
+            for row in read_rows(part, journal_format(self.fmt)):
+                path = str(row["path"])
+                if path not in rows:
+                    order.append(path)
+                if path not in rows or not _failed(row) or _failed(rows[path]):
+                    rows[path] = row
+        wanted = set(self.inputs)
+        final = [rows[p] for p in self.inputs if p in rows]
+        final += [rows[p] for p in dict.fromkeys(order) if p not in wanted]  # earlier rows of other inputs stay
+        missing = [p for p in self.inputs if p not in rows]
+        if missing:
+            raise UsageError(f"{len(missing)} input(s) have no row after the run (first: {missing[0]}); the "
+                             f"journals are kept: rerun with --resume")
+        failed = sum(_failed(rows[p]) for p in dict.fromkeys(self.inputs))
+        if self.embed:
+            files = self._write_embeddings(final)
+        else:
+            files = [str(replace_atomically(self.output, lambda fh: write_rows(fh, self.fmt, final, ROW_FIELDS)))]
+        for part in partials:
+            part.unlink(missing_ok=True)
+        return len(final), failed, files
+
+    def _write_embeddings(self, rows: list[dict[str, Any]]) -> list[str]:
+        import numpy as np
+
+        from coreecho.analysis.plots import save_embeddings
+
+        dim = self.dim or 0
+        emb = np.stack([np.asarray(r["embedding"], np.float32) if r.get("embedding") is not None and not r.get("error")
+                        else np.full(dim, np.nan, np.float32) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        ef = np.array([np.nan if r.get("ef") is None else float(r["ef"]) for r in rows], np.float32)
+        errors = np.array([r.get("error") or "" for r in rows], dtype=str)
+        target = Path(self.output)
+        suffix = ".parquet" if target.suffix.lower() == ".parquet" else ".npz"
+        tmp = temporary_stem(target)
+        model = self.args.model or self.meta.get("model") or "coreecho-echonet"
+        written = save_embeddings(str(tmp) + suffix, [r["path"] for r in rows], emb, ef=ef, errors=errors,
+                                  model=str(model))
+        stem = target.with_suffix("") if target.suffix.lower() in (".npz", ".parquet") else target
+        out = []
+        for f in written:
+            final = Path(str(stem) + Path(f).suffix)
+            os.replace(f, final)
+            out.append(str(final))
+        return out
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    from coreecho.cli import _say
+
+    batch = _Batch(args, command)
+    world, device = _start(args)
+    try:
+        error: BaseException | None = None
+        model = None
+        try:
+            batch.prepare(world)
+            from coreecho.inference import get_model
+
+            model = get_model(args.model, device)
+        except Exception as err:  # noqa: BLE001 - agreed across ranks, then raised to the CLI boundary
+            error = err
+        world.agree(error)
+        todo = batch.todo()
+        shard = todo[world.rank::world.size]
+        world.barrier()  # every rank has read the earlier rows before any journal is opened
+        computed, failed_now = batch.compute(model, shard, world)
+        counts = world.gather((computed, failed_now))
+        world.barrier()  # every journal is closed
+        code = 0
+        if batch.output is None:
+            code = 1 if failed_now else 0
+            if failed_now:
+                _say(command, "error", f"{failed_now} of {computed} inputs failed (see their 'error' column)")
+        elif world.main:
+            total_computed = sum(c for c, _ in counts)
+            n, failed, files = batch.merge(total_computed)
+            kept = len([p for p in dict.fromkeys(batch.inputs) if p in batch.done and not _failed(batch.done[p])])
+            what = f"{n} rows" if not command == "embed" else f"{n} embeddings ({batch.dim}-d)"
+            print(f"{what} written to {', '.join(files)} ({total_computed} computed now"
+                  f"{f', {kept} kept from an earlier run' if args.resume else ''}); {failed} failed",
+                  file=sys.stderr, flush=True)
+            code = 1 if failed else 0
+        codes = world.gather(code)
+        return max(codes)
+    finally:
+        world.close()
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``coreecho predict``."""
+    return _run(args, "predict")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """Run ``coreecho embed``."""
+    return _run(args, "embed")
+
+
