@@ -40,9 +40,10 @@ __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "autocast_contex
 #: Accepted ``precision=`` values.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
-#: What ``"auto"`` means on a CPU with native bf16 (AVX512-BF16/AMX) for inference. Measured on UniFormer-S
-#: (docs/benchmarks.md): bf16 autocast is 2.4–2.7× faster than fp32 with EF deviations of 0.08–0.35 points; fp16 is
-#: not faster than bf16 and deviates more, so it is never chosen automatically.
+#: What ``"auto"`` means for inference on a CPU with native bf16 (AVX512-BF16/AMX). Measured on UniFormer-S
+#: (docs/benchmarks.md, "Precision"): bf16 autocast 2.5–2.65× faster than fp32, EFs within 0.31 points per video
+#: (0.37 per clip) on the harshest weights tried, with the head in fp32; fp16 is more exact but only 1.3× faster,
+#: so ``auto`` never picks it on a CPU. Set to ``"fp32"`` to make ``auto`` mean fp32 on every CPU.
 AUTO_CPU = "bf16"
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -144,6 +145,7 @@ def resolve_precision(precision: str, device: str | torch.device | None = None, 
     Raises:
         InputError: an unknown precision, or a half precision this CPU does not compute natively (emulated bf16/fp16
             is several times slower than fp32: the message says to use ``fp32`` or ``auto``).
+        DeviceError: ``device`` is a CUDA device this machine lacks.
 
     Example:
         >>> resolve_precision("auto", "cpu") in ("fp32", "bf16")
@@ -153,6 +155,7 @@ def resolve_precision(precision: str, device: str | torch.device | None = None, 
         raise InputError("precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     dev = torch.device(device) if device is not None else resolve_device(None)
     if dev.type == "cuda":
+        resolve_device(dev)  # DeviceError when CUDA is absent, before asking the GPU what it supports
         if precision == "auto":
             return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
         if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
@@ -216,7 +219,7 @@ def mixed_forward(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp3
 
     The head is a few small matrix products, so fp32 costs nothing there, while a bf16 head output is rounded to
     bf16's spacing (0.25 between 32 and 64 EF points). Measured on UniFormer-S with random weights: max per-clip
-    |ΔEF| 0.22 with the whole model under bf16 autocast, 0.001 with this function (docs/benchmarks.md).
+    |ΔEF| 0.22 with the whole model under bf16 autocast, 0.002 with this function (docs/benchmarks.md).
     Call it under ``torch.inference_mode()`` for inference.
 
     Args:
