@@ -23,6 +23,7 @@ __all__ = [
     "InputError",
     "VideoReadError",
     "DatasetError",
+    "OutputError",
     "MissingDependencyError",
     "DeviceError",
 ]
@@ -71,6 +72,10 @@ class DeviceError(CoReEchoError, RuntimeError):
 
     The message names the device and says what to do (``--device cpu``, check the driver, install a CUDA build).
     """
+
+
+class OutputError(CoReEchoError):
+    """A model produced an unusable output (NaN or inf) for an input; the message names the input."""
 
 
 class DatasetError(CoReEchoError):

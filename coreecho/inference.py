@@ -24,10 +24,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from coreecho.errors import InputError
+from coreecho.errors import InputError, OutputError
 from coreecho.models.coreecho import CoReEcho
 
-__all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "DEFAULT_MODEL", "FPS_TOLERANCE"]
+__all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "check_result", "DEFAULT_MODEL",
+           "FPS_TOLERANCE"]
 
 #: Model used by the module-level functions when none is given.
 DEFAULT_MODEL = "coreecho-echonet"
@@ -136,6 +137,7 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
     if interval is not None:
         level = model.calibration.coverage if coverage is None else float(coverage)
         q = interval.quantile(level)  # validates the level; warns once when it cannot be certified
+    task = getattr(model.config, "task", "ef")
     items = VideoItems(videos, model.pipeline(train=False), clips=clips, starts=starts, resample_fps=resample_fps,
                        fps=fps)
     view = inference_view(model)
@@ -163,6 +165,10 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
             half = q * float(interval.sigma(ef_std=[pred.ef_std], embeddings=mean_emb[None])[0])
             low, high = np.clip([pred.ef - half, pred.ef + half], *interval.bounds)
             pred.ef_low, pred.ef_high, pred.coverage = float(low), float(high), level
+        for note in check_result(pred, task, embedding=want_embeddings):
+            warn_user(f"{item.source}: {note}")
+        if pred.error is not None and errors == "raise":
+            raise OutputError(f"{item.source}: {pred.error}")
         return pred
 
     before = set_threads(threads)
@@ -171,6 +177,35 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
                           errors=errors, progress=progress)
     finally:
         set_threads(before)
+
+
+def check_result(pred: Prediction, task: str = "ef", embedding: bool = False) -> list[str]:
+    """Check a prediction's numbers; returns the notes about implausible values (idempotent).
+
+    A non-finite output (NaN or inf EF, or embedding) turns the prediction into an error ("the model produced NaN
+    for this video"). An EF outside 0–100 from an EF model (``task == "ef"``) is a note, added once to
+    ``pred.warnings``. :func:`run` applies this to every prediction; calling it again only returns the notes.
+    """
+    if not pred.ok:
+        return []
+    values = np.concatenate([np.asarray(pred.clip_efs, np.float64).reshape(-1),
+                             np.asarray(pred.ef, np.float64).reshape(-1)])
+    bad = values[~np.isfinite(values)]
+    if bad.size == 0 and embedding and pred.embedding is not None and not np.isfinite(pred.embedding).all():
+        pred.error = "the model produced a non-finite embedding (NaN or inf) for this video; check the weights"
+    elif bad.size:
+        what = "NaN" if np.isnan(bad).any() else "inf"
+        pred.error = (f"the model produced {what} for this video (non-finite output); the weights are probably "
+                      "broken (check them with another video or model)")
+    if pred.error:
+        pred.ef = float("nan")
+        return []
+    notes = []
+    if task == "ef" and np.ndim(pred.ef) == 0 and not 0.0 <= float(pred.ef) <= 100.0:
+        notes.append(f"EF {float(pred.ef):.4g}% is outside 0-100: the model is extrapolating far from its training "
+                     "data; check the video and the model")
+    pred.warnings = list(pred.warnings) + [n for n in notes if n not in pred.warnings]
+    return notes
 
 
 def inference_view(model: CoReEcho) -> CoReEcho:

@@ -73,3 +73,23 @@ def test_bf16_stays_close_to_fp32(files, model, one_thread):
     fp32 = model.predict_ef(paths)
     bf16 = model.predict_ef(paths, precision="bf16")
     assert np.abs(bf16 - fp32).max() < 0.5 and not np.array_equal(bf16, fp32)
+
+
+def test_non_finite_outputs_are_errors_not_results(files, model, one_thread):
+    import copy
+
+    from coreecho.errors import OutputError
+
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.head[-1].bias.fill_(float("nan"))
+    paths, _ = files
+    preds = broken.predict_ef(paths[:2], errors="nan", return_details=True)
+    assert [p.ok for p in preds] == [False, False] and "NaN" in preds[0].error and np.isnan(preds[0].ef)
+    with pytest.raises(OutputError, match="NaN"):
+        broken.predict_ef(paths[0])
+    huge = copy.deepcopy(model)
+    with torch.no_grad():
+        huge.head[-1].bias.fill_(-6.7e29)
+    with pytest.warns(UserWarning, match="outside 0-100"):
+        assert huge.predict_ef(paths[0]) < 0

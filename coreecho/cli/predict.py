@@ -32,7 +32,7 @@ from coreecho.cli.output import (Journal, StreamWriter, check_output, find_parti
                                  read_rows, replace_atomically, row_format, temporary_stem, write_rows)
 
 __all__ = ["expand_inputs", "ROW_FIELDS", "EMBED_FIELDS", "INPUT_EXTENSIONS", "add_predict", "run_predict",
-           "add_embed", "run_embed", "check_prediction", "prediction_row"]
+           "add_embed", "run_embed", "prediction_row"]
 
 #: Extensions picked up when a folder is given.
 INPUT_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".dcm", ".dicom", ".npy")
@@ -101,35 +101,6 @@ def add_embed(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ rows
-def check_prediction(pred: Any, task: str, embedding: bool = False) -> list[str]:
-    """Turn a non-finite output into an error; return warnings for implausible values (EF outside 0–100).
-
-    Modifies ``pred`` (a :class:`~coreecho.inference.Prediction`) in place.
-    """
-    import numpy as np
-
-    if not pred.ok:
-        return []
-    values = np.concatenate([np.asarray(pred.clip_efs, np.float64).reshape(-1),
-                             np.asarray(pred.ef, np.float64).reshape(-1)])
-    bad = values[~np.isfinite(values)]
-    if bad.size == 0 and embedding and pred.embedding is not None and not np.isfinite(pred.embedding).all():
-        pred.error = "the model produced a non-finite embedding (NaN or inf) for this video; check the weights"
-    elif bad.size:
-        what = "NaN" if np.isnan(bad).any() else "inf"
-        pred.error = (f"the model produced {what} for this video (non-finite output); the weights are probably "
-                      "broken (check them with another video or model)")
-    if pred.error:
-        pred.ef = float("nan")
-        return []
-    notes = []
-    if task == "ef" and np.ndim(pred.ef) == 0 and not 0.0 <= float(pred.ef) <= 100.0:
-        notes.append(f"EF {float(pred.ef):.4g}% is outside 0-100: the model is extrapolating far from its training "
-                     "data; check the video and the model")
-    pred.warnings = list(pred.warnings) + notes
-    return notes
-
-
 def _num(x: Any, text: bool) -> Any:
     import numpy as np
 
@@ -341,7 +312,9 @@ class _Batch:
     def row(self, pred: Any, task: str) -> dict[str, Any]:
         import numpy as np
 
-        notes = check_prediction(pred, task, embedding=self.embed)
+        from coreecho.inference import check_result
+
+        notes = check_result(pred, task, embedding=self.embed)  # run() applied it already; this returns its notes
         for note in notes:
             from coreecho.cli import _say
 
