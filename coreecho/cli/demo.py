@@ -60,6 +60,9 @@ def plot_demo(path: Path, frames: Any, meta: Any, pred: Any, clip_frames: int, s
     bars = axes[2].bar(idx, pred.clip_efs, color=[f"C{(k + 2) % 10}" for k in range(len(idx))], width=0.6)
     axes[2].bar_label(bars, labels=[f"{v:.1f}" for v in pred.clip_efs], label_type="center", color="white",
                       fontsize=9, fontweight="bold")
+    if getattr(pred, "ef_low", None) is not None:  # the model's calibrated interval, behind the lines
+        axes[2].axhspan(pred.ef_low, pred.ef_high, color="0.6", alpha=0.35, zorder=0, lw=0,
+                        label=f"{100 * pred.coverage:.0f}% interval {pred.ef_low:.1f}-{pred.ef_high:.1f}%")
     # The predicted (mean) line is drawn first and wide, the true line dashed on top of it, so both stay
     # visible when they coincide.
     axes[2].axhline(pred.ef, color="black", lw=2.2, zorder=3, label=f"predicted (mean) {pred.ef:.1f}%")
@@ -70,6 +73,10 @@ def plot_demo(path: Path, frames: Any, meta: Any, pred: Any, clip_frames: int, s
     axes[2].set_ylim(0, 100)
     axes[2].set_title("EF of each clip and their mean", fontsize=10)
     axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, fontsize=8, frameon=False)
+    if getattr(pred, "is_shifted", None) is not None:
+        verdict = "OUTSIDE the training distribution" if pred.is_shifted else "inside the training distribution"
+        axes[2].text(0.5, 0.97, f"shift score {pred.shift_score:.2f}: {verdict}", transform=axes[2].transAxes,
+                     ha="center", va="top", fontsize=8, color="tab:red" if pred.is_shifted else "0.25")
     fig.suptitle("coreecho demo: synthetic phantom, phantom-tiny model (not for clinical use)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -99,7 +106,9 @@ def run_demo(ef: float = 45.0, seed: int = 2024, output_dir: str | Path = "coree
     timings["predict"] = time.perf_counter() - t0
     result: dict[str, Any] = {"video": str(avi), "true_ef": meta.ef, "predicted_ef": pred.ef,
                               "clip_efs": [float(v) for v in pred.clip_efs], "starts": pred.starts,
-                              "fps": pred.fps, "n_frames": pred.n_frames, "timings": timings}
+                              "fps": pred.fps, "n_frames": pred.n_frames, "timings": timings,
+                              "ef_low": pred.ef_low, "ef_high": pred.ef_high, "coverage": pred.coverage,
+                              "shift_score": pred.shift_score, "is_shifted": pred.is_shifted}
     if figure:
         try:
             pre = net.config.preprocessing
@@ -134,6 +143,13 @@ def run_demo_command(args: argparse.Namespace) -> int:
     print(f"phantom echo: {r['video']} ({r['n_frames']} frames at {r['fps']:g} fps)")
     print(f"true EF       {r['true_ef']:6.2f} %")
     print(f"predicted EF  {r['predicted_ef']:6.2f} %   (error {r['predicted_ef'] - r['true_ef']:+.2f})")
+    if r.get("ef_low") is not None:
+        print(f"{100 * r['coverage']:.0f}% interval [{r['ef_low']:.2f}, {r['ef_high']:.2f}] %   (calibrated on held-out "
+              "phantoms; see docs/calibration.md)")
+    if r.get("is_shifted") is not None:
+        verdict = "OUTSIDE the training distribution: do not trust this EF" if r["is_shifted"] else \
+            "inside the training distribution"
+        print(f"shift score   {r['shift_score']:6.2f}     {verdict}")
     for k, (s, v) in enumerate(zip(r["starts"], r["clip_efs"]), 1):
         print(f"  clip {k}: frames from {s:3d}  EF {v:6.2f} %")
     t = r["timings"]
