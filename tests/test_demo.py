@@ -73,7 +73,11 @@ def test_demo_figure_is_labelled(tmp_path):
         assert legend.get_window_extent().y1 <= ax.get_window_extent().y0 + 1
     # Each bar carries its value; the true-EF line is drawn above the predicted one.
     texts = [t.get_text() for t in bars.texts]
-    assert texts == [f"{v:.1f}" for v in r["clip_efs"]]
+    assert texts[:3] == [f"{v:.1f}" for v in r["clip_efs"]]
+    # phantom-tiny ships calibrated: the interval is drawn (a legend entry) and the shift verdict is written
+    assert r["ef_low"] < r["predicted_ef"] < r["ef_high"] and r["is_shifted"] is False
+    assert any("interval" in t.get_text() for t in bars.get_legend().get_texts())
+    assert any("inside the training distribution" in t for t in texts[3:])
     lines = {ln.get_label().split()[0]: ln for ln in bars.get_lines()}
     assert lines["true"].get_zorder() > lines["predicted"].get_zorder()
     plt.close("all")
