@@ -207,6 +207,33 @@ def _export(model: CoReEcho, folder: Path, metadata: dict[str, Any], title: str)
                            training_data=metadata.get("training_data"))
 
 
+def _restore(resume: dict[str, Any], model: Any, stage: Stage, env: DistEnv, path: Path) -> tuple:
+    """Load a checkpoint's states into the run; a missing or unfitting entry is a WeightsError naming it."""
+    entry = "model"
+    try:
+        model.load_state_dict(resume["model"])
+        for name, opt in stage.optimizers.items():
+            entry = f"optimizers.{name}"
+            opt.load_state_dict(resume["optimizers"][name])
+        entry = "scaler"
+        if stage.scaler is not None and resume.get("scaler"):
+            stage.scaler.load_state_dict(resume["scaler"])
+        entry = "counters"
+        counters = (int(resume["epoch"]), int(resume["step_in_epoch"]), int(resume["global_step"]),
+                    float(resume["best_val_mae"]), int(resume["best_epoch"]), list(resume["history"]))
+        entry = "epoch_sums"
+        per_rank = resume.get("epoch_sums") or [{}] * env.world_size
+        sums = dict(per_rank[env.rank])
+        entry = "rng"
+        set_rng_state(resume["rng"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        detail = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise WeightsError(f"{path}: the checkpoint's {entry!r} entry is missing or does not fit this run "
+                           f"({detail}); the file was edited or written by another version - start a new --out "
+                           "or resume with the settings that wrote it") from err
+    return (*counters, sums)
+
+
 def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic, val_set: EchoNetDynamic,
         resume: dict[str, Any] | None = None) -> TrainResult:
     """Train ``stage`` for ``cfg.epochs`` epochs (from ``resume`` if given); see the module docstring."""
@@ -219,18 +246,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
     best_mae, best_epoch, history = math.inf, -1, []
     sums: dict[str, float] = {}
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        for name, opt in stage.optimizers.items():
-            opt.load_state_dict(resume["optimizers"][name])
-        if stage.scaler is not None and resume.get("scaler"):
-            stage.scaler.load_state_dict(resume["scaler"])
-        start_epoch, start_step = int(resume["epoch"]), int(resume["step_in_epoch"])
-        global_step = int(resume["global_step"])
-        best_mae, best_epoch = float(resume["best_val_mae"]), int(resume["best_epoch"])
-        history = list(resume["history"])
-        per_rank = resume.get("epoch_sums") or [{}] * env.world_size
-        sums = dict(per_rank[env.rank])
-        set_rng_state(resume["rng"])
+        start_epoch, start_step, global_step, best_mae, best_epoch, history, sums = _restore(
+            resume, model, stage, env, Path(cfg.out) / CHECKPOINT_NAME)
 
     sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                seed=cfg.seed)
