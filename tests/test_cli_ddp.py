@@ -93,3 +93,26 @@ def test_torchrun_predict_and_embed_equal_one_process_and_resume(files, tmp_path
     assert np.array_equal(a["embeddings"], b["embeddings"], equal_nan=True)
     assert list(a["errors"]) == list(b["errors"])
     assert Path(single_emb).exists()
+
+
+def test_torchrun_evaluate_equals_one_process(files, tmp_path, capsys):
+    from coreecho.cli import main
+    from coreecho.data.phantom import write_echonet_layout
+
+    _root, model, _videos = files
+    data = tmp_path / "echonet"
+    write_echonet_layout(data, 10, seed=3, splits=(0, 0, 10), n_frames=60, size=64, progress=False)
+    common = ["--model", model, "--data", str(data), "--clips", "2", "--batch-size", "2", "--bootstrap", "0",
+              "--threads", "1", "--workers", "0"]
+    single = tmp_path / "single.csv"
+    assert main(["evaluate", *common, "-o", str(single)]) == 0
+    capsys.readouterr()
+    runner = shutil.which("torchrun")
+    prefix = [runner] if runner else [sys.executable, "-m", "torch.distributed.run"]
+    out = tmp_path / "ddp.csv"
+    proc = subprocess.run([*prefix, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                           str(_port()), "-m", "coreecho", "evaluate", *common, "-o", str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == single.read_text()  # every video, in order, from two ranks
+    assert proc.stdout.count("MAE") == 1  # rank 0 reports once

@@ -198,17 +198,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``coreecho evaluate``."""
     from coreecho.train.evaluation import evaluate
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise common.UsageError("evaluate does not run under torchrun yet: run it in one process (it uses one "
-                                "device), or shard with `coreecho predict` under torchrun")
+    from coreecho.train.distributed import cleanup_distributed, init_distributed
+
     if args.output:
         from coreecho.cli.output import check_output
 
         check_output(args.output, [args.data, args.starts or ""])
-    result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
-                      clip_policy=args.clip_policy, batch_size=args.batch_size, device=args.device,
-                      precision=args.precision, num_workers=args.workers, threads=args.threads, seed=args.seed, bootstrap=args.bootstrap,
-                      output=args.output, limit=args.limit, progress=args.progress)
+    # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
+    env = init_distributed(args.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    try:
+        result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
+                          clip_policy=args.clip_policy, batch_size=args.batch_size,
+                          device=env.device if env else args.device, precision=args.precision,
+                          num_workers=args.workers, threads=args.threads, seed=args.seed, bootstrap=args.bootstrap,
+                          output=args.output, limit=args.limit, progress=args.progress,
+                          rank=env.rank if env else 0, world_size=env.world_size if env else 1)
+    finally:
+        if env is not None:
+            cleanup_distributed(env)
+    if env is not None and env.rank != 0:
+        return 0
     if args.json:
         print(json.dumps(result.metrics, indent=2))
     else:

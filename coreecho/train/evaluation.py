@@ -118,7 +118,7 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
              clip_policy: str = "even", batch_size: int | None = None, device: str | torch.device | None = None,
              precision: str = "auto", num_workers: int | None = None, threads: int | None = None, seed: int = 0, bootstrap: int = 1000,
              output: str | os.PathLike | None = None, limit: int | None = None, baseline: float | None = None,
-             progress: bool = False) -> EvalResult:
+             progress: bool = False, rank: int = 0, world_size: int = 1) -> EvalResult:
     """Evaluate an EF model on a split of an EchoNet-Dynamic-layout dataset.
 
     Args:
@@ -140,6 +140,8 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         limit: evaluate only the first ``limit`` videos.
         baseline: also report the MAE of always predicting this value (e.g. the training mean).
         progress: show a progress bar.
+        rank, world_size: under torchrun (an initialised process group), each rank predicts every
+            ``world_size``-th video and every rank gets all rows; only rank 0 writes ``output``.
 
     Returns:
         An :class:`EvalResult`.
@@ -181,7 +183,8 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     before = set_threads(threads)
     try:
         rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
-                               precision=precision, num_workers=workers, progress=progress)
+                               precision=precision, num_workers=workers, progress=progress and rank == 0,
+                               rank=rank, world_size=world_size)
     finally:
         set_threads(before)
     truth = np.array([r["ef_true"] for r in rows])
@@ -189,6 +192,6 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     result = EvalResult(metrics, rows)
     if baseline is not None:
         result.mean_predictor_mae = float(np.abs(truth - baseline).mean())
-    if output is not None:
+    if output is not None and rank == 0:
         result.to_csv(output)
     return result
