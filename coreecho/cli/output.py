@@ -32,8 +32,9 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
+from coreecho._atomic import replace_atomically
 from coreecho.cli._common import UsageError
 
 __all__ = ["row_format", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
@@ -260,26 +261,6 @@ def write_rows(fh: TextIO, fmt: str, rows: Iterable[dict[str, Any]], fields: Seq
     else:
         for r in rows:
             fh.write(json.dumps(r, allow_nan=False) + "\n")
-
-
-def replace_atomically(target: str | os.PathLike, write: Callable[[TextIO], None]) -> Path:
-    """Write a text file through a temporary file in the same folder (flushed to disk), renamed over ``target``.
-
-    A run killed or failing while writing leaves ``target`` as it was.
-    """
-    t = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.absolute().parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, t)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return t
 
 
 def temporary_stem(target: str | os.PathLike) -> Path:
