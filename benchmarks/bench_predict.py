@@ -6,6 +6,8 @@ but seeded weights: speed does not depend on them).
 
 * **official-style** (the baseline, measured in the same run): for every video decode every frame with PyAV, build
   the clips, normalise, and run one clip per forward pass in fp32 under ``torch.no_grad``.
+* **official-style, 0.1 fwd**: the same loop with the forward of coreecho 0.1 (contiguity copies after every
+  stage), for reference: closer to what the research code costs, but not its code.
 * **coreecho fp32 / bf16**: ``coreecho.predict_ef(paths, starts=..., model=model)`` with its defaults (batch policy,
   loader workers), and with ``precision="bf16"`` (skipped where the CPU has no native bf16).
 
@@ -84,7 +86,14 @@ def main() -> None:
         paths, starts = make_videos(Path(tmp), args.videos)
         strs = [str(p) for p in paths]
         ours = {m: lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m) for m in modes}
-        runs = {"official-style": lambda: official_style(model, paths, starts), **ours}
+        from coreecho.models.uniformer import always_contiguous
+
+        def official_v01() -> np.ndarray:
+            with always_contiguous():
+                return official_style(model, paths, starts)
+
+        runs = {"official-style": lambda: official_style(model, paths, starts), "official-style, 0.1 fwd": official_v01,
+                **ours}
         medians, efs = interleaved(runs, args.repeats)
     base = medians["official-style"]
     print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "
