@@ -159,6 +159,7 @@ def main() -> None:
         print(f"  {kind:<9} flagged {rate:.3f} of {len(videos)}")
     _figure(rows, args.n_fresh, args.figure)
     print(json.dumps(report))
+    _write_card_section(Path(args.out) / "README.md", report, args.n_cal, cal)
     print(f"done in {time.time() - t0:.0f} s; figure {args.figure}")
 
 
@@ -171,6 +172,36 @@ def _write_calibration(cal, folder: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["calibration"] = entry
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _write_card_section(card: Path, report: dict, n_cal: int, cal) -> None:
+    """Replace the model card's "## Calibration" section (placed before "## Citation") by this run's numbers."""
+    cov = report["coverage"]
+    det = report["detection"]
+    lines = [
+        "## Calibration", "",
+        f"Ships a split-conformal EF interval and a shift detector, fitted on {n_cal} held-out phantoms "
+        "(`python examples/calibrate_phantom.py`; see docs/calibration.md). Checked on "
+        f"{report['n_fresh']} fresh phantoms:", "",
+        "| nominal | empirical coverage | 99% binomial band | mean width (EF points) |", "|---:|---:|---|---:|",
+        *[f"| {float(k):.0%} | {v['empirical']:.3f} | [{v['binomial99'][0]:.3f}, {v['binomial99'][1]:.3f}] | "
+          f"{v['mean_width']:.2f} |" for k, v in cov.items() if float(k) in (0.8, 0.9, 0.95)], "",
+        f"90% interval width: {report['easy_hard']['width_easy']:.2f} (easy half) vs "
+        f"{report['easy_hard']['width_hard']:.2f} (hard half). Shift detector ({cal.detector.method}, "
+        f"{cal.detector.n_components} components, false-alarm target {cal.detector.false_alarm_rate:.0%}): false "
+        f"alarms {report['false_alarm']['rate']:.3f} on fresh phantoms; flagged "
+        + ", ".join(f"{k} {v['flagged']:.0%}" for k, v in det.items()) + ".", "",
+        "The interval promises marginal coverage on videos exchangeable with the calibration phantoms, nothing more: "
+        "real echocardiograms are outside that distribution (and flagged as such).", "",
+    ]
+    text = card.read_text()
+    start = text.find("## Calibration")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + text[end + 1 if end >= 0 else len(text):]
+    anchor = text.find("## Citation")
+    anchor = anchor if anchor >= 0 else len(text)
+    card.write_text(text[:anchor] + "\n".join(lines) + "\n" + text[anchor:])
 
 
 def _figure(rows, n: int, path: str) -> None:
