@@ -176,10 +176,12 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         dataset.records = dataset.records[:limit]
     if starts is not None:
         dataset.starts = dataset._index_starts(starts)
-    from coreecho.engine import default_workers
+    from coreecho.engine import clips_per_pass, default_workers
     from coreecho.precision import set_threads
 
-    workers = default_workers(len(dataset)) if num_workers is None else num_workers
+    compute_bound = (batch_size or clips_per_pass(model.encoder.embed_dim[0], dataset.preprocess, dev)) == 1
+    workers = default_workers(len(dataset), device=dev, compute_bound=compute_bound) if num_workers is None \
+        else num_workers
     before = set_threads(threads)
     try:
         rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
