@@ -372,7 +372,7 @@ def save_pretrained(model: CoReEcho, directory: str | Path, *, model_card: bool 
     model.config.coreecho_version = __version__
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "library": "coreecho"})
+    save_file(state, str(tmp), metadata={"format": "pt"})  # one key: a map of several is written in random order
     os.replace(tmp, out / WEIGHTS_NAME)
     model.config.save(out / CONFIG_NAME)
     _save_calibration(model, out)

@@ -279,7 +279,7 @@ class Calibration:
 
         folder = Path(folder)
         tmp = folder / (FILE_NAME + ".tmp")
-        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME, "library": "coreecho"})
+        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME})  # one key: Rust orders a map at random
         os.replace(tmp, folder / FILE_NAME)
         os.chmod(folder / FILE_NAME, 0o644)  # readable like the weights, wherever the package is installed
         entry: dict[str, Any] = {
