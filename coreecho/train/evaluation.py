@@ -179,8 +179,8 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     from coreecho.engine import clips_per_pass, default_workers
     from coreecho.precision import set_threads
 
-    compute_bound = (batch_size or clips_per_pass(model.encoder.embed_dim[0], dataset.preprocess, dev)) == 1
-    workers = default_workers(len(dataset), device=dev, compute_bound=compute_bound) if num_workers is None \
+    batch_size = batch_size or clips_per_pass(model.encoder.embed_dim[0], dataset.preprocess, dev)  # policy once
+    workers = default_workers(len(dataset), device=dev, compute_bound=batch_size == 1) if num_workers is None \
         else num_workers
     before = set_threads(threads)
     try:
