@@ -1,46 +1,61 @@
-"""End to end (decode → EF) on EchoNet-format AVIs with fixed starts: coreecho's engine vs an official-style loop.
+"""End to end (decode → EF) on EchoNet-format AVIs with fixed starts: coreecho's entry points vs an official-style loop.
 
 Setting of the issue "A fast inference engine": 9 videos of 112×112 (MJPEG AVI, 50 fps, 120–200 frames) with three
 fixed starts each (27 clips, as the official ``test_start_indexes.pkl``), an official-format UniFormer-S (random
 but seeded weights: speed does not depend on them).
 
 * **official-style** (the baseline, measured in the same run): for every video decode every frame with PyAV, build
-  the clips, normalise, and run one clip per forward pass in fp32 under ``torch.no_grad``.
-* **official-style, 0.1 fwd**: the same loop with the forward of coreecho 0.1 (contiguity copies after every
-  stage), for reference: closer to what the research code costs, but not its code.
-* **coreecho fp32 / bf16**: ``coreecho.predict_ef(paths, starts=..., model=model)`` with its defaults (batch policy,
-  loader workers), and with ``precision="bf16"`` (skipped where the CPU has no native bf16).
+  the clips, normalise, and run one clip per forward pass in fp32 under ``torch.no_grad``, through the network
+  computed in the research code's order of operations (``_official.py``: 1×1×1 convolutions as ``Conv3d``, written-out
+  softmax attention, contiguous maps between blocks).
+* **official-style loop, coreecho network**: the same loop with coreecho's own forward, which separates what the
+  network saves from what the engine saves.
+* **predict_ef fp32 / bf16**: ``coreecho.predict_ef(paths, starts=..., model=model)`` with its defaults (batch
+  policy, loader workers), and with ``precision="bf16"`` (skipped where the CPU has no native bf16).
+* **CLI evaluate / predict**: ``coreecho evaluate --data ... --starts starts.json`` and ``coreecho predict VIDEOS``
+  (three evenly spaced clips per video: the same 27 clips' worth of work, other starts) run in this process with
+  their defaults, loading the saved model from disk each time; the bf16 rows add ``--precision bf16``.
 
 Runs are interleaved and repeated; medians are printed with the ratio to the baseline and the EF deviation of each
-mode from the official-style EFs.
+mode from the official-style EFs (``-`` where the clips differ).
 
 Usage:
-    python benchmarks/bench_predict.py [--repeats 3] [--threads 2] [--videos 9]
+    python benchmarks/bench_predict.py [--repeats 3] [--threads 2] [--videos 9] [--no-cli]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
+import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 import coreecho
-from coreecho.data.phantom import make_phantom
-from coreecho.video.io import write_video
+from coreecho.data.phantom import write_echonet_layout
 from coreecho.video.transforms import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official import official_forward  # noqa: E402
 from _timing import interleaved  # noqa: E402
 
 
-def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[list[int]]) -> np.ndarray:
-    """Decode every frame, pad, one clip per forward pass, fp32: the research code's evaluation loop."""
+def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[list[int]],
+                   encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> np.ndarray:
+    """Decode every frame, pad, one clip per forward pass, fp32: the research code's evaluation loop.
+
+    ``encoder`` computes the embedding (default: the research code's order of operations).
+    """
     import av
 
+    encoder = encoder or (lambda x: official_forward(model.encoder, x))
     pre = model.config.preprocessing
     efs = []
     for path, st in zip(paths, starts):
@@ -53,21 +68,38 @@ def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[lis
         with torch.no_grad():
             for s in st:
                 clip = frames[s + pre.stride * np.arange(pre.frames)][None]
-                outs.append(model(normalize(clip, pre.mean, pre.std)).item())
+                outs.append(model.head(encoder(normalize(clip, pre.mean, pre.std))).item())
         efs.append(float(np.mean(outs)))
     return np.array(efs)
 
 
 def make_videos(root: Path, n: int, seed: int = 0) -> tuple[list[Path], list[list[int]]]:
+    """``n`` phantoms in EchoNet-Dynamic's layout under ``root`` (all TEST, 120–200 frames at 50 fps), three starts
+    each, also written to ``root/starts.json``."""
+    rows = write_echonet_layout(root, n, seed, splits=(0, 0, n), n_frames=(120, 200), ef_range=(20.0, 75.0), fps=50)
     rng = np.random.default_rng(seed)
     paths, starts = [], []
-    for i in range(n):
-        length = int(rng.integers(120, 201))
-        frames, meta = make_phantom(ef=float(rng.uniform(20, 75)), seed=seed * 1000 + i, n_frames=length, fps=50)
-        paths.append(write_video(root / f"v{i}.avi", frames, fps=50))
-        last = max(length, 144) - 35 * 4 - 1
+    for row in rows:
+        last = max(int(row["NumberOfFrames"]), 144) - 35 * 4 - 1
+        paths.append(Path(row["path"]))
         starts.append(sorted(int(v) for v in rng.integers(0, last + 1, 3)))
+    (root / "starts.json").write_text(json.dumps({p.name: st for p, st in zip(paths, starts)}))
     return paths, starts
+
+
+def cli_run(argv: list[str], csv_out: Path) -> np.ndarray:
+    """Run ``coreecho ARGV -o CSV_OUT`` in this process (stdout swallowed); the predicted EFs in input order."""
+    from coreecho.cli import main as cli_main
+
+    csv_out.unlink(missing_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli_main(argv + ["-o", str(csv_out)])
+    if code != 0:
+        raise SystemExit(f"coreecho {' '.join(argv)} exited with {code}")
+    with open(csv_out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    key = "ef_pred" if "ef_pred" in rows[0] else "ef"
+    return np.array([float(r[key]) for r in rows])
 
 
 def main() -> None:
@@ -77,32 +109,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--videos", type=int, default=9)
+    parser.add_argument("--no-cli", action="store_true", help="skip the CLI rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = coreecho.CoReEcho().eval()
     modes = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
     with tempfile.TemporaryDirectory() as tmp:
-        paths, starts = make_videos(Path(tmp), args.videos)
+        root = Path(tmp)
+        paths, starts = make_videos(root, args.videos)
         strs = [str(p) for p in paths]
-        ours = {m: lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m) for m in modes}
-        from coreecho.models.uniformer import always_contiguous
-
-        def official_v01() -> np.ndarray:
-            with always_contiguous():
-                return official_style(model, paths, starts)
-
-        runs = {"official-style": lambda: official_style(model, paths, starts), "official-style, 0.1 fwd": official_v01,
-                **ours}
+        runs: dict[str, Callable[[], np.ndarray]] = {
+            "official-style": lambda: official_style(model, paths, starts),
+            "official-style loop, coreecho network": lambda: official_style(model, paths, starts, model.encoder),
+        }
+        for m in modes:
+            runs[f"predict_ef {m}"] = lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m)
+        if not args.no_cli:
+            model.save_pretrained(root / "model")
+            threads = ["--threads", str(args.threads)]
+            for m in modes:
+                extra = threads + ([] if m == "fp32" else ["--precision", m])
+                runs[f"CLI evaluate {m}"] = lambda extra=extra: cli_run(
+                    ["evaluate", "--data", tmp, "--model", str(root / "model"), "--starts", str(root / "starts.json"),
+                     *extra], root / "eval.csv")
+                runs[f"CLI predict {m}"] = lambda extra=extra: cli_run(
+                    ["predict", *strs, "--model", str(root / "model"), "--quiet", *extra], root / "pred.csv")
         medians, efs = interleaved(runs, args.repeats)
     base = medians["official-style"]
     print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "
           f"repeats={args.repeats} (medians)")
-    print(f"{'path':<22}{'median s':>10}{'speed-up':>10}{'max |dEF|':>11}")
+    print(f"{'path':<40}{'median s':>10}{'speed-up':>10}{'max |dEF|':>11}")
     for k in runs:
         med = medians[k]
-        dev = float(np.abs(efs[k] - efs["official-style"]).max())
-        print(f"{k:<22}{med:>10.2f}{base / med:>9.2f}x{dev:>11.4f}")
+        dev = "-" if k.startswith("CLI predict") else f"{float(np.abs(efs[k] - efs['official-style']).max()):.4f}"
+        print(f"{k:<40}{med:>10.2f}{base / med:>9.2f}x{dev:>11}")
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ from coreecho.errors import CoReEchoError, InputError
 
 __all__ = ["stream", "batch_policy", "clips_per_pass", "default_workers", "VideoItems", "DatasetItems", "EncoderHead",
            "Item",
-           "CPU_ACTIVATION_BUDGET",
-           "GPU_MEMORY_FRACTION", "MAX_BATCH"]
+           "is_compute_bound", "CPU_ACTIVATION_BYTES", "GPU_MEMORY_FRACTION", "MAX_BATCH"]
 
-#: Activation elements of the first stage per forward pass on a CPU (about 4 MB in float32): larger batches fall
-#: out of the cache and get slower per clip (UniFormer-S at 36×112×112: 1 clip per pass).
-CPU_ACTIVATION_BUDGET = 1_000_000
+#: Bytes of first-stage activations per forward pass on a CPU: larger batches fall out of the cache and get slower
+#: per clip. UniFormer-S at 36×112×112 (3.6 MB of float32 per clip) runs 1 clip per pass in fp32 and 2 in bf16, the
+#: fastest on 2 cores (fp32: 0.32 s/clip at 1, 0.33 at 2, 0.34 at 4; bf16: 0.17 at 1, 0.12–0.14 at 2–4).
+CPU_ACTIVATION_BYTES = 4 * 2**20
 #: Share of the free GPU memory one forward pass may use.
 GPU_MEMORY_FRACTION = 0.5
 #: Largest number of clips per forward pass.
@@ -170,7 +170,7 @@ def default_workers(n_items: int, in_memory: bool = False, *, device: torch.devi
     """Loader worker processes by default.
 
     None for one item or in-memory arrays. Otherwise one per core, up to 4, except for a compute-bound model on a
-    CPU (one clip per forward pass, e.g. UniFormer-S): there the cores left to workers are those torch's threads do
+    CPU (:func:`is_compute_bound`, e.g. UniFormer-S): there the cores left to workers are those torch's threads do
     not use, because decoding workers would slow the network more than they save (measured on 2 cores: 9 videos,
     27 clips, 7.2 s with no worker, 8.3 s with 1 or 2).
     """
@@ -182,28 +182,52 @@ def default_workers(n_items: int, in_memory: bool = False, *, device: torch.devi
     return max(0, min(4, cores))
 
 
-def batch_policy(model: torch.nn.Module, device: torch.device | None = None) -> int:
-    """Clips per forward pass for a model (see :func:`clips_per_pass`)."""
+def batch_policy(model: torch.nn.Module, device: torch.device | None = None, precision: str = "fp32") -> int:
+    """Clips per forward pass for a model (see :func:`clips_per_pass`).
+
+    Example:
+        >>> from coreecho import CoReEcho
+        >>> batch_policy(CoReEcho(), torch.device("cpu")), batch_policy(CoReEcho(), torch.device("cpu"), "bf16")
+        (1, 2)
+    """
     device = device if device is not None else next(model.parameters()).device
-    return clips_per_pass(model.encoder.embed_dim[0], model.config.preprocessing, device)
+    return clips_per_pass(model.encoder.embed_dim[0], model.config.preprocessing, device, precision)
 
 
-def clips_per_pass(width: int, preprocess: Any, device: torch.device) -> int:
+def _first_stage_elements(width: int, preprocess: Any) -> int:
+    """Activation elements of one clip after the first patch embedding (the largest map of a UniFormer)."""
+    return width * max(1, preprocess.frames // 2) * (preprocess.size // 4) ** 2
+
+
+def is_compute_bound(width: int, preprocess: Any) -> bool:
+    """Whether one clip's float32 first stage fills :data:`CPU_ACTIVATION_BYTES` (UniFormer-S: yes; phantom-tiny: no).
+
+    Such a model keeps every core busy on a CPU, so decoding workers only compete with it (:func:`default_workers`).
+
+    Example:
+        >>> from coreecho.models.config import PreprocessConfig
+        >>> is_compute_bound(64, PreprocessConfig()), is_compute_bound(8, PreprocessConfig(size=64))
+        (True, False)
+    """
+    return 2 * 4 * _first_stage_elements(width, preprocess) > CPU_ACTIVATION_BYTES
+
+
+def clips_per_pass(width: int, preprocess: Any, device: torch.device, precision: str = "fp32") -> int:
     """Clips per forward pass, the one policy of every inference path.
 
-    On a CPU: as many clips as fit :data:`CPU_ACTIVATION_BUDGET` activation elements in the first stage (measured on
-    2 cores: UniFormer-S runs 0.23 s/clip one clip at a time but 0.37 s/clip sixteen at a time, while the 64-px
-    micro model of ``phantom-tiny`` gets faster with batches of 16). On a GPU: as many as fit
-    :data:`GPU_MEMORY_FRACTION` of the free memory, estimated from the first stage's activations (the largest), at
-    most :data:`MAX_BATCH`.
+    On a CPU: as many clips as fit :data:`CPU_ACTIVATION_BYTES` of first-stage activations, 4 bytes an element in
+    fp32 and 2 under bf16/fp16 autocast (the convolutions' and matrix products' outputs), so bf16 runs twice the
+    clips in the same cache. The 64-px micro model of ``phantom-tiny`` gets faster up to large batches. On a GPU:
+    as many as fit :data:`GPU_MEMORY_FRACTION` of the free memory, estimated from the first stage's float32
+    activations (the largest), at most :data:`MAX_BATCH`. ``precision`` is a resolved one (not ``"auto"``).
     """
-    pre = preprocess
-    first = width * max(1, pre.frames // 2) * (pre.size // 4) ** 2  # first-stage activation elements per clip
+    first = _first_stage_elements(width, preprocess)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         per_clip = first * 4 * 24  # float32 activations of the first stage, ~24 live tensors of that size
         return int(max(1, min(MAX_BATCH, free * GPU_MEMORY_FRACTION // per_clip)))
-    return int(max(1, min(MAX_BATCH, CPU_ACTIVATION_BUDGET // first)))
+    per_clip = first * (4 if precision == "fp32" else 2)
+    return int(max(1, min(MAX_BATCH, CPU_ACTIVATION_BYTES // per_clip)))
 
 
 def _loader(items: torch.utils.data.Dataset, workers: int, pin: bool) -> Any:
@@ -232,6 +256,7 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
         progress: show a progress bar (default: for 10+ items on a terminal).
         desc: progress bar label.
     """
+    from coreecho.allocator import keep_freed_memory  # noqa: PLC0415
     from coreecho.precision import autocast_context, resolve_precision, to_device  # noqa: PLC0415
 
     if errors not in ("raise", "nan"):
@@ -241,12 +266,16 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
         raise InputError("batch_size", f"must be an integer in 1..4096, got {batch_size!r}")
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
-    resolve_precision(precision, device)  # a typed error now, not in the middle of a batch
-    chunk = batch_size or batch_policy(model, device)
+    precision = resolve_precision(precision, device)  # a typed error now, not in the middle of a batch
+    if device.type == "cpu":
+        keep_freed_memory()  # activation buffers reused, not page-faulted in again on every pass
+    chunk = batch_size or batch_policy(model, device, precision)
     n = len(items)
     in_memory = isinstance(items, VideoItems) and any(not isinstance(v, (str, os.PathLike)) for v in items.videos)
     if workers is None:
-        workers = default_workers(n, in_memory, device=device, compute_bound=chunk == 1)
+        config = getattr(model, "config", None)
+        heavy = config is not None and is_compute_bound(model.encoder.embed_dim[0], config.preprocessing)
+        workers = default_workers(n, in_memory, device=device, compute_bound=heavy)
     workers = int(workers)
     if workers < 0:
         raise InputError("workers", f"must be >= 0, got {workers}")

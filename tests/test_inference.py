@@ -146,8 +146,11 @@ def test_cpu_chunks_follow_activation_size(tiny_model):
     from coreecho import CoReEcho
     from coreecho.engine import batch_policy
 
-    assert batch_policy(CoReEcho()) == 1  # UniFormer-S at 36x112x112: one clip per pass is fastest on CPU
-    assert batch_policy(tiny_model) == 1_000_000 // (8 * 18 * 28 * 28)  # 8 clips
+    cpu = torch.device("cpu")
+    assert batch_policy(CoReEcho(), cpu) == 1  # UniFormer-S at 36x112x112 in fp32: one clip per pass is fastest
+    assert batch_policy(CoReEcho(), cpu, "bf16") == 2  # bf16 activations take half the bytes: two clips
+    assert batch_policy(tiny_model, cpu) == 4 * 2**20 // (4 * 8 * 18 * 28 * 28)  # 9 clips
+    assert batch_policy(tiny_model, cpu, "fp16") == 4 * 2**20 // (2 * 8 * 18 * 28 * 28)  # 18 clips
 
 
 def test_four_threads_on_a_model_left_in_train_mode_match_sequential_results(tiny_model, one_thread):

@@ -96,7 +96,7 @@ def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *
     encoder.eval()
     head.eval()
     if batch_size is None:
-        batch_size = clips_per_pass(encoder.embed_dim[0], dataset.preprocess, dev)
+        batch_size = clips_per_pass(encoder.embed_dim[0], dataset.preprocess, dev, used)
     items = DatasetItems(dataset, range(rank, len(dataset), world_size))
 
     def row(item: Any, _emb: Any, out: Any) -> dict[str, Any]:
@@ -176,12 +176,13 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
         dataset.records = dataset.records[:limit]
     if starts is not None:
         dataset.starts = dataset._index_starts(starts)
-    from coreecho.engine import clips_per_pass, default_workers
+    from coreecho.engine import clips_per_pass, default_workers, is_compute_bound
     from coreecho.precision import set_threads
 
-    batch_size = batch_size or clips_per_pass(model.encoder.embed_dim[0], dataset.preprocess, dev)  # policy once
-    workers = default_workers(len(dataset), device=dev, compute_bound=batch_size == 1) if num_workers is None \
-        else num_workers
+    width, used = model.encoder.embed_dim[0], resolve_precision(precision, dev, training=True)
+    batch_size = batch_size or clips_per_pass(width, dataset.preprocess, dev, used)  # the policy, once
+    workers = default_workers(len(dataset), device=dev, compute_bound=is_compute_bound(width, dataset.preprocess)) \
+        if num_workers is None else num_workers
     before = set_threads(threads)
     try:
         rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
