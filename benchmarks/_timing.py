@@ -1,13 +1,21 @@
 """Interleaved timing shared by the benchmark scripts: every run once to warm up, then ``repeats`` rounds in turn.
 
 Interleaving spreads the noise of a shared machine over every run alike; medians are reported.
+
+:func:`interleaved` times functions of this process. :func:`interleaved_processes` gives each run a process of its
+own, for runs that must not share process-wide state (glibc's allocator settings, thread pools, caches): each child
+runs :func:`serve` on its function and times it there, so process start-up and imports are not in the timings.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -19,4 +27,54 @@ def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[
             t0 = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}, results
+
+
+def serve(fn: Callable[[], Any]) -> None:
+    """Child side of :func:`interleaved_processes`: for each ``run`` line on stdin, call ``fn`` and print one JSON line
+    ``{"seconds": ..., "result": ...}`` (``result`` must be JSON-able); stop at end of input."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # whatever fn prints must not break the protocol
+    for line in sys.stdin:
+        if line.strip() != "run":
+            continue
+        t0 = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - t0
+        out.write(json.dumps({"seconds": seconds, "result": result}) + "\n")
+        out.flush()
+
+
+def interleaved_processes(runs: dict[str, Sequence[str]], repeats: int, env: dict[str, dict[str, str]] | None = None,
+                          ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Like :func:`interleaved`, each run being a command line of a child that calls :func:`serve`.
+
+    ``env`` adds environment variables per run. Children start together (and idle until asked), run one at a time.
+    """
+    procs = {}
+    for name, argv in runs.items():
+        procs[name] = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       env={**os.environ, **(env or {}).get(name, {})})
+
+    def ask(name: str) -> dict[str, Any]:
+        proc = procs[name]
+        proc.stdin.write("run\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"benchmark child {name!r} exited with {proc.wait()}")
+        return json.loads(line)
+
+    try:
+        results = {name: ask(name)["result"] for name in runs}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name in runs:
+                answer = ask(name)
+                times[name].append(answer["seconds"])
+                results[name] = answer["result"]
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()
+            proc.wait()
     return {name: statistics.median(t) for name, t in times.items()}, results

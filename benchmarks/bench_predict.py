@@ -16,6 +16,9 @@ but seeded weights: speed does not depend on them).
   (three evenly spaced clips per video: the same 27 clips' worth of work, other starts) run in this process with
   their defaults, loading the saved model from disk each time; the bf16 rows add ``--precision bf16``.
 
+Each path runs in a process of its own, started once and timed inside (``_timing.interleaved_processes``), so that
+process-wide settings do not leak between paths: the two official-style loops keep glibc's allocator defaults, as the
+research code does, while coreecho's paths set :mod:`coreecho.allocator`'s thresholds as the engine always does.
 Runs are interleaved and repeated; medians are printed with the ratio to the baseline and the EF deviation of each
 mode from the official-style EFs (``-`` where the clips differ).
 
@@ -32,8 +35,9 @@ import io
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,7 +48,7 @@ from coreecho.video.transforms import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _official import official_forward  # noqa: E402
-from _timing import interleaved  # noqa: E402
+from _timing import interleaved_processes, serve  # noqa: E402
 
 
 def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[list[int]],
@@ -102,6 +106,31 @@ def cli_run(argv: list[str], csv_out: Path) -> np.ndarray:
     return np.array([float(r[key]) for r in rows])
 
 
+def child(key: str, root: Path, threads: int) -> None:
+    """Serve one run of the table (``key``) to the parent, in this process (:func:`_timing.serve`)."""
+    warnings.simplefilter("ignore")  # short phantoms warn that they are zero-padded, as the official loop pads them
+    torch.set_num_threads(threads)
+    model = coreecho.load_model(str(root / "model"))
+    names = json.loads((root / "starts.json").read_text())
+    paths = [root / "Videos" / name for name in names]
+    starts = list(names.values())
+    strs = [str(p) for p in paths]
+    fns: dict[str, Callable[[], Any]] = {
+        "official": lambda: official_style(model, paths, starts),
+        "official-net": lambda: official_style(model, paths, starts, model.encoder),
+    }
+    for m in ("fp32", "bf16"):
+        extra = ["--threads", str(threads)] + ([] if m == "fp32" else ["--precision", m])
+        fns[f"predict_ef-{m}"] = lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m)
+        fns[f"evaluate-{m}"] = lambda extra=extra: cli_run(
+            ["evaluate", "--data", str(root), "--model", str(root / "model"), "--starts", str(root / "starts.json"),
+             *extra], root / f"eval-{m}.csv")
+        fns[f"predict-{m}"] = lambda extra=extra, m=m: cli_run(
+            ["predict", *strs, "--model", str(root / "model"), "--quiet", *extra], root / f"pred-{m}.csv")
+    fn = fns[key]
+    serve(lambda: [float(v) for v in np.asarray(fn(), dtype=np.float64)])
+
+
 def main() -> None:
     from coreecho.precision import cpu_supports_bf16
 
@@ -110,39 +139,36 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--videos", type=int, default=9)
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI rows")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.child:
+        return child(args.child, args.root, args.threads)
     torch.manual_seed(0)
-    model = coreecho.CoReEcho().eval()
     modes = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
+    labels = {"official": "official-style", "official-net": "official-style loop, coreecho network"}
+    for m in modes:
+        labels[f"predict_ef-{m}"] = f"predict_ef {m}"
+    if not args.no_cli:
+        for m in modes:
+            labels[f"evaluate-{m}"], labels[f"predict-{m}"] = f"CLI evaluate {m}", f"CLI predict {m}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        paths, starts = make_videos(root, args.videos)
-        strs = [str(p) for p in paths]
-        runs: dict[str, Callable[[], np.ndarray]] = {
-            "official-style": lambda: official_style(model, paths, starts),
-            "official-style loop, coreecho network": lambda: official_style(model, paths, starts, model.encoder),
-        }
-        for m in modes:
-            runs[f"predict_ef {m}"] = lambda m=m: coreecho.predict_ef(strs, starts=starts, model=model, precision=m)
-        if not args.no_cli:
-            model.save_pretrained(root / "model")
-            threads = ["--threads", str(args.threads)]
-            for m in modes:
-                extra = threads + ([] if m == "fp32" else ["--precision", m])
-                runs[f"CLI evaluate {m}"] = lambda extra=extra: cli_run(
-                    ["evaluate", "--data", tmp, "--model", str(root / "model"), "--starts", str(root / "starts.json"),
-                     *extra], root / "eval.csv")
-                runs[f"CLI predict {m}"] = lambda extra=extra: cli_run(
-                    ["predict", *strs, "--model", str(root / "model"), "--quiet", *extra], root / "pred.csv")
-        medians, efs = interleaved(runs, args.repeats)
+        make_videos(root, args.videos)
+        coreecho.CoReEcho().eval().save_pretrained(root / "model")
+        runs = {label: [sys.executable, __file__, "--child", key, "--root", tmp, "--threads", str(args.threads)]
+                for key, label in labels.items()}
+        # the baselines run with glibc's allocator defaults, as the research code does (coreecho.allocator)
+        env = {labels[k]: {"COREECHO_KEEP_FREED_MEMORY": "0"} for k in ("official", "official-net")}
+        medians, efs = interleaved_processes(runs, args.repeats, env)
     base = medians["official-style"]
     print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "
-          f"repeats={args.repeats} (medians)")
+          f"repeats={args.repeats} (medians; each path in its own process)")
     print(f"{'path':<40}{'median s':>10}{'speed-up':>10}{'max |dEF|':>11}")
     for k in runs:
         med = medians[k]
-        dev = "-" if k.startswith("CLI predict") else f"{float(np.abs(efs[k] - efs['official-style']).max()):.4f}"
+        dev = "-" if k.startswith("CLI predict") else \
+            f"{float(np.abs(np.array(efs[k]) - np.array(efs['official-style'])).max()):.4f}"
         print(f"{k:<40}{med:>10.2f}{base / med:>9.2f}x{dev:>11}")
 
 
