@@ -257,6 +257,7 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
         desc: progress bar label.
     """
     from coreecho.allocator import keep_freed_memory  # noqa: PLC0415
+    from coreecho.models.fused import cached_weights  # noqa: PLC0415
     from coreecho.precision import autocast_context, resolve_precision, to_device  # noqa: PLC0415
 
     if errors not in ("raise", "nan"):
@@ -307,31 +308,32 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
             yield result
         pending.clear()
 
-    try:
-        for item in _loader(items, workers, pin=device.type == "cuda"):
-            if item.error is not None:
-                if errors == "raise":
-                    raise item.error
-                yield from flush()
-                yield finish(item, None, None)
-            else:
-                x, item.x = item.x, None  # the queue holds the clips; the item only its facts
-                pending.append((item, x.shape[0]))
-                queue.append(x)
-                queued += x.shape[0]
-                while queued >= chunk:  # full passes now; the rest waits for the next item
-                    whole = torch.cat(queue)
-                    forward(whole[:chunk])
-                    rest = whole[chunk:]
-                    queue, queued = ([rest] if len(rest) else []), len(rest)
-                if not queued:
+    with cached_weights():  # bf16 casts of fused layers kept for this run only (coreecho.models.fused)
+        try:
+            for item in _loader(items, workers, pin=device.type == "cuda"):
+                if item.error is not None:
+                    if errors == "raise":
+                        raise item.error
                     yield from flush()
+                    yield finish(item, None, None)
+                else:
+                    x, item.x = item.x, None  # the queue holds the clips; the item only its facts
+                    pending.append((item, x.shape[0]))
+                    queue.append(x)
+                    queued += x.shape[0]
+                    while queued >= chunk:  # full passes now; the rest waits for the next item
+                        whole = torch.cat(queue)
+                        forward(whole[:chunk])
+                        rest = whole[chunk:]
+                        queue, queued = ([rest] if len(rest) else []), len(rest)
+                    if not queued:
+                        yield from flush()
+                if bar is not None:
+                    bar.update(1)
+            yield from flush()
+        finally:
             if bar is not None:
-                bar.update(1)
-        yield from flush()
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
 
 
 def _progress(total: int, enabled: bool | None, desc: str) -> Any:

@@ -9,8 +9,9 @@ lets the Kinetics-400 and CoReEcho weights load key for key.
 Differences from the official module are deliberate and numerically neutral: attention goes through
 :func:`torch.nn.functional.scaled_dot_product_attention`, activations keep the channels-last-3d strides that the
 token permutes produce (no contiguity copies except where a torch CPU BatchNorm bug needs them, see :func:`_bn_safe`),
-1×1×1 convolutions run as one matrix product on those activations, gradient checkpointing is optional, and the
-classification head is absent unless ``num_classes > 0`` (CoReEcho uses the pooled 512-d embedding).
+1×1×1 convolutions run as one matrix product on those activations, bf16 inference on a CPU fuses each MLP's first
+layer with its GELU (:mod:`coreecho.models.fused`), gradient checkpointing is optional, and the classification head
+is absent unless ``num_classes > 0`` (CoReEcho uses the pooled 512-d embedding).
 
 Example:
     >>> import torch
@@ -29,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from coreecho.models.fused import linear_gelu
 
 __all__ = ["UniFormer", "uniformer_small", "uniformer_base", "UNIFORMER_SIZES", "build_uniformer"]
 
@@ -103,7 +106,11 @@ class _ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(_pointwise(self.fc2, self.drop(self.act(_pointwise(self.fc1, x)))))
+        fused = None
+        if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
+            fused = linear_gelu(self.fc1, x.permute(0, 2, 3, 4, 1))  # bf16 inference on a CPU, else None
+        hidden = self.act(_pointwise(self.fc1, x)) if fused is None else fused.permute(0, 4, 1, 2, 3)
+        return self.drop(_pointwise(self.fc2, self.drop(hidden)))
 
 
 class _TokenMlp(nn.Module):
@@ -117,7 +124,8 @@ class _TokenMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        hidden = linear_gelu(self.fc1, x)  # bf16 inference on a CPU, else None
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)) if hidden is None else hidden)))
 
 
 class _DropPath(nn.Module):
