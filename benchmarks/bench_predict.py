@@ -8,8 +8,10 @@ but seeded weights: speed does not depend on them).
   the clips, normalise, and run one clip per forward pass in fp32 under ``torch.no_grad``, through the network
   computed in the research code's order of operations (``_official.py``: 1×1×1 convolutions as ``Conv3d``, written-out
   softmax attention, contiguous maps between blocks).
-* **official-style loop, coreecho network**: the same loop with coreecho's own forward, which separates what the
-  network saves from what the engine saves.
+* **official-style loop, coreecho 0.1 / current network**: the same loop with coreecho's forward as of 0.1
+  (contiguity copies, ``Conv3d`` for 1×1×1, SDPA) and as of now. The 0.1 row calibrates the baseline: the issue
+  measured the research code 1.33× slower than coreecho 0.1 at one clip per pass; the current row separates what
+  the network saves from what the engine saves.
 * **predict_ef fp32 / bf16**: ``coreecho.predict_ef(paths, starts=..., model=model)`` with its defaults (batch
   policy, loader workers), and with ``precision="bf16"`` (skipped where the CPU has no native bf16).
 * **CLI evaluate / predict**: ``coreecho evaluate --data ... --starts starts.json`` and ``coreecho predict VIDEOS``
@@ -44,6 +46,7 @@ import torch
 
 import coreecho
 from coreecho.data.phantom import write_echonet_layout
+from coreecho.models.uniformer import always_contiguous
 from coreecho.video.transforms import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,9 +118,14 @@ def child(key: str, root: Path, threads: int) -> None:
     paths = [root / "Videos" / name for name in names]
     starts = list(names.values())
     strs = [str(p) for p in paths]
+    def v01(x: torch.Tensor) -> torch.Tensor:
+        with always_contiguous():
+            return model.encoder(x)
+
     fns: dict[str, Callable[[], Any]] = {
         "official": lambda: official_style(model, paths, starts),
         "official-net": lambda: official_style(model, paths, starts, model.encoder),
+        "official-v01": lambda: official_style(model, paths, starts, v01),
     }
     for m in ("fp32", "bf16"):
         extra = ["--threads", str(threads)] + ([] if m == "fp32" else ["--precision", m])
@@ -146,7 +154,8 @@ def main() -> None:
         return child(args.child, args.root, args.threads)
     torch.manual_seed(0)
     modes = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
-    labels = {"official": "official-style", "official-net": "official-style loop, coreecho network"}
+    labels = {"official": "official-style", "official-v01": "official-style loop, coreecho 0.1 network",
+              "official-net": "official-style loop, coreecho network"}
     for m in modes:
         labels[f"predict_ef-{m}"] = f"predict_ef {m}"
     if not args.no_cli:
@@ -159,7 +168,7 @@ def main() -> None:
         runs = {label: [sys.executable, __file__, "--child", key, "--root", tmp, "--threads", str(args.threads)]
                 for key, label in labels.items()}
         # the baselines run with glibc's allocator defaults, as the research code does (coreecho.allocator)
-        env = {labels[k]: {"COREECHO_KEEP_FREED_MEMORY": "0"} for k in ("official", "official-net")}
+        env = {labels[k]: {"COREECHO_KEEP_FREED_MEMORY": "0"} for k in ("official", "official-v01", "official-net")}
         medians, efs = interleaved_processes(runs, args.repeats, env)
     base = medians["official-style"]
     print(f"{args.videos} videos 112x112, {3 * args.videos} clips of 36x4, UniFormer-S, torch threads={args.threads}, "

@@ -41,8 +41,8 @@ __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "autocast_contex
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 #: What ``"auto"`` means for inference on a CPU with native bf16 (AVX512-BF16/AMX). Measured on UniFormer-S
-#: (docs/benchmarks.md, "Precision"): bf16 autocast 2.5–2.65× faster than fp32, EFs within 0.31 points per video
-#: (0.37 per clip) on the harshest weights tried, with the head in fp32; fp16 is more exact but only 1.3× faster,
+#: (docs/benchmarks.md, "Precision"): bf16 autocast 3.0–3.1× faster than fp32 on one thread, EFs within 0.31 points
+#: per video (0.36 per clip) on the harshest weights tried, with the head in fp32; fp16 is more exact but only 1.2× faster,
 #: so ``auto`` never picks it on a CPU. Set to ``"fp32"`` to make ``auto`` mean fp32 on every CPU.
 AUTO_CPU = "bf16"
 
