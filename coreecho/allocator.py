@@ -1,10 +1,11 @@
 """Keep freed activation memory in the process (glibc): large CPU tensors stop costing page faults on every forward.
 
 A UniFormer-S forward on a CPU allocates and frees activation buffers of up to 14 MB per clip. With glibc's default
-settings a buffer that large is mapped fresh from the kernel (``mmap``) and unmapped when freed, and the top of the
-heap is handed back to the kernel as soon as it is free, so every forward pass touches its activation memory for
-the first time again: one page fault per 4 KiB page. Measured on the 2-core CPU of docs/benchmarks.md, that is
-7–10 % of a UniFormer-S forward (fp32 0.325 → 0.301 s per clip, bf16 0.176 → 0.158).
+settings large buffers are mapped fresh from the kernel (``mmap``) and unmapped when freed, and the top of the heap
+is handed back to the kernel as soon as it is free, so every forward pass touches much of its activation memory for
+the first time again: one page fault per 4 KiB page, about 21 000 per forward. Measured on the 2-core CPU of
+docs/benchmarks.md (``benchmarks/bench_allocator.py``): fp32 0.276 → 0.252 s per clip (1.09×), bf16 0.121 → 0.113
+(1.07×).
 
 :func:`keep_freed_memory` raises glibc's two thresholds (``mallopt``): buffers up to 32 MiB come from the heap, and
 up to 1 GiB of free heap stays with the process. The process keeps, after a run, about the memory that the run

@@ -41,16 +41,25 @@ __all__ = ["linear_gelu", "fused_available", "cached_weights"]
 _CACHE_ATTR = "_coreecho_bf16_weights"
 _scope = threading.local()  # depth of cached_weights blocks and the layers they cached, per thread
 _disabled = False  # set if the oneDNN op fails once (another torch build): the plain path from then on
+_available: bool | None = None
 
 
 def fused_available() -> bool:
-    """Whether this torch build has oneDNN's fused linear op with bf16 support on this CPU."""
-    if _disabled or not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        return hasattr(torch.ops.mkldnn, "_linear_pointwise") and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this torch build has oneDNN's fused linear op with bf16 support on this CPU (probed once)."""
+    global _available
+    if _available is None:
+        try:
+            _available = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                          and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+        except (AttributeError, RuntimeError):
+            _available = False
+    return _available and not _disabled
+
+
+def _cpu_autocast_is_bf16() -> bool:
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return torch.is_autocast_cpu_enabled() and torch.get_autocast_cpu_dtype() == torch.bfloat16
 
 
 def _weight_2d(layer: nn.Module) -> torch.Tensor:
@@ -100,8 +109,7 @@ def cached_weights() -> Iterator[None]:
 
 def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
     return (x.device.type == "cpu" and not torch.is_grad_enabled() and not layer.training
-            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-            and x.dtype in (torch.float32, torch.bfloat16) and layer.weight.dtype == torch.float32
+            and _cpu_autocast_is_bf16() and x.dtype in (torch.float32, torch.bfloat16) and layer.weight.dtype == torch.float32
             and fused_available())
 
 
