@@ -89,3 +89,13 @@ def test_predict_ef_bf16_casts_each_layer_once_per_run_and_keeps_nothing(tiny_mo
     assert a == tiny_model.predict_ef(frames, clips=3, batch_size=1, precision="bf16", workers=0)
     assert len(casts) == 2 * len(layers)  # a new run casts afresh
     assert not any(hasattr(m, "_coreecho_bf16_weights") for m in tiny_model.modules())
+
+
+
+@pytest.mark.slow
+def test_compiled_bf16_prediction_traces_the_plain_ops(tiny_model):
+    """Inductor cannot lower the fused op with weights cast inside the graph: a compiled encoder must not see it."""
+    frames = torch.randint(0, 255, (60, 112, 112, 3), dtype=torch.uint8).numpy()
+    eager = tiny_model.predict_ef(frames, precision="bf16", workers=0)
+    compiled = tiny_model.predict_ef(frames, precision="bf16", workers=0, compile=True)
+    assert abs(compiled - eager) < 0.5

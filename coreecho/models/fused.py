@@ -7,8 +7,8 @@ bias and the (erf) GELU fused, the way ``torch.compile`` lowers the pair on CPUs
 docs/benchmarks.md: a UniFormer-S forward 7 % faster at one clip per pass and 10 % at two.
 
 Only bf16 inference takes the fused path: autocast to bf16 enabled on the CPU, no autograd, the oneDNN op present.
-fp32 (exact parity with the official network), training, gradients (Grad-CAM), float64 and CUDA keep the plain
-``F.gelu(F.linear(...))``. The fused GELU is computed on the float32 accumulator before the single rounding to bf16,
+fp32 (exact parity with the official network), training, gradients (Grad-CAM), float64, CUDA and code being traced
+by ``torch.compile`` (which fuses on its own) keep the plain ``F.gelu(F.linear(...))``. The fused GELU is computed on the float32 accumulator before the single rounding to bf16,
 so it differs from the plain path by at most one bf16 rounding step of the hidden activations.
 
 Each call casts the layer's weights to bf16, unless it runs inside :func:`cached_weights` (one inference run of
@@ -107,8 +107,13 @@ def cached_weights() -> Iterator[None]:
             _scope.layers = []
 
 
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
 def _fusable(x: torch.Tensor, layer: nn.Module) -> bool:
-    return (x.device.type == "cpu" and not torch.is_grad_enabled() and not layer.training
+    return (x.device.type == "cpu" and not torch.is_grad_enabled() and not layer.training and not _compiling()
             and _cpu_autocast_is_bf16() and x.dtype in (torch.float32, torch.bfloat16) and layer.weight.dtype == torch.float32
             and fused_available())
 
