@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -33,7 +34,7 @@ from coreecho.errors import CoReEchoError, InputError
 
 __all__ = ["stream", "batch_policy", "clips_per_pass", "default_workers", "VideoItems", "DatasetItems", "EncoderHead",
            "Item",
-           "is_compute_bound", "CPU_ACTIVATION_BYTES", "GPU_MEMORY_FRACTION", "MAX_BATCH"]
+           "is_compute_bound", "EngineWarning", "CPU_ACTIVATION_BYTES", "GPU_MEMORY_FRACTION", "MAX_BATCH"]
 
 #: Bytes of first-stage activations per forward pass on a CPU: larger batches fall out of the cache and get slower
 #: per clip. UniFormer-S at 36×112×112 (3.6 MB of float32 per clip) runs 1 clip per pass in fp32 and 2 in bf16, the
@@ -157,8 +158,31 @@ class EncoderHead(torch.nn.Module):
         self.encoder, self.head, self.config = encoder, head, config
 
 
+class EngineWarning(RuntimeWarning):
+    """The engine changed how it runs to get past a problem of the machine (e.g. decoding moved into this process).
+
+    Not about one video: the CLI shows these even while it files per-video warnings into the output's columns.
+    """
+
+
+class _SharedMemoryFailed(Exception):
+    """A worker could not put its decoded clips into shared memory (a file-size limit, no ``/dev/shm``...)."""
+
+
 def _first(batch: list[Item]) -> Item:
-    return batch[0]
+    """The loader's collate function, run in the worker: one item, its clips moved to shared memory here.
+
+    torch would do the move while sending the item, in a thread of the worker where a failure is printed and the
+    item never arrives, so that the main process waits forever. Done here, a failure becomes an item that says so
+    (see :func:`_loader`).
+    """
+    item = batch[0]
+    if item.x is not None and torch.utils.data.get_worker_info() is not None:
+        try:
+            item.x.share_memory_()
+        except RuntimeError as err:
+            item.x, item.error = None, _SharedMemoryFailed(str(err))
+    return item
 
 
 def _one_thread(_worker_id: int) -> None:
@@ -230,12 +254,32 @@ def clips_per_pass(width: int, preprocess: Any, device: torch.device, precision:
     return int(max(1, min(MAX_BATCH, CPU_ACTIVATION_BYTES // per_clip)))
 
 
-def _loader(items: torch.utils.data.Dataset, workers: int, pin: bool) -> Any:
-    if workers <= 0:
-        return (items[i] for i in range(len(items)))
-    return torch.utils.data.DataLoader(items, batch_size=1, collate_fn=_first, num_workers=workers,
-                                       worker_init_fn=_one_thread, prefetch_factor=2, pin_memory=pin,
-                                       persistent_workers=False)
+def _loader(items: torch.utils.data.Dataset, workers: int, pin: bool) -> Iterator[Item]:
+    """The items in order: from worker processes, or decoded in this process with ``workers=0``.
+
+    When a worker cannot hand its clips over through shared memory, the workers are stopped and this and every
+    later item are decoded in this process instead, with a warning: the run goes on, a little slower.
+    """
+    n = len(items)
+    start = 0
+    if workers > 0:
+        loader = torch.utils.data.DataLoader(items, batch_size=1, collate_fn=_first, num_workers=workers,
+                                             worker_init_fn=_one_thread, prefetch_factor=2, pin_memory=pin,
+                                             persistent_workers=False)
+        it = iter(loader)
+        for start in range(n):
+            item = next(it)
+            if isinstance(item.error, _SharedMemoryFailed):
+                del it  # stops the workers
+                warnings.warn(f"loader workers cannot pass decoded clips through shared memory ({item.error}); "
+                              f"decoding the remaining {n - start} video(s) in this process", EngineWarning,
+                              stacklevel=2)
+                break
+            yield item
+        else:
+            return
+    for i in range(start, n):
+        yield items[i]
 
 
 def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Module, *,

@@ -320,8 +320,12 @@ def test_debug_shows_the_traceback(env, capsys):
     assert code == 1 and "Traceback" in err
 
 
-def test_full_disk_is_one_line_and_keeps_finished_rows(env, tmp_path):
-    """A file-size limit makes writes fail (EFBIG) as a full disk would (ENOSPC): one line, exit 1."""
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_full_disk_is_one_line_and_keeps_finished_rows(env, tmp_path, workers):
+    """A file-size limit makes writes fail (EFBIG) as a full disk would (ENOSPC): one line naming the file, exit 1.
+
+    With loader workers, the limit also stops them from passing clips through shared memory: the engine decodes in
+    this process instead (it used to wait forever for an item that never came)."""
     import resource
     import signal
 
@@ -331,10 +335,11 @@ def test_full_disk_is_one_line_and_keeps_finished_rows(env, tmp_path):
 
     out = tmp_path / "o.csv"
     proc = subprocess.run([sys.executable, "-m", "coreecho", "predict", env.npy, env.npy + "x", env.npy, "--model",
-                           env.model, "-o", str(out), "--quiet", "--threads", "1", "--workers", "0"], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=120)
+                           env.model, "-o", str(out), "--quiet", "--threads", "1", "--workers", workers],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr and f"{out}.partial: File too large" in proc.stderr
+    assert ("shared memory" in proc.stderr) == (workers == "2")
     assert [ln for ln in proc.stderr.splitlines() if ": error:" in ln][0].startswith("coreecho predict: error:")
     assert not out.exists()  # never a half-written output
 

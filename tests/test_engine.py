@@ -93,3 +93,40 @@ def test_non_finite_outputs_are_errors_not_results(files, model, one_thread):
         huge.head[-1].bias.fill_(-6.7e29)
     with pytest.warns(UserWarning, match="outside 0-100"):
         assert huge.predict_ef(paths[0]) < 0
+
+
+SHM_CHILD = r"""
+import json, resource, signal, sys, warnings
+import torch
+sys.path.insert(0, sys.argv[1])
+from conftest import tiny_config
+from coreecho import CoReEcho
+from coreecho.engine import EngineWarning
+torch.manual_seed(0)
+model = CoReEcho(tiny_config()).eval()
+paths = sys.argv[2:]
+want = model.predict_ef(paths, workers=0).tolist()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # no shared-memory file can hold a clip
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    got = model.predict_ef(paths, workers=2).tolist()
+print(json.dumps({"want": want, "got": got, "engine": [str(w.message) for w in seen if w.category is EngineWarning]}))
+"""
+
+
+def test_workers_without_shared_memory_fall_back_to_this_process(files):
+    """Workers hand clips over through shared-memory files; when that fails (a file-size limit here, no /dev/shm
+    elsewhere), the run goes on in this process with one warning, and the EFs are those of workers=0."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    paths, _ = files
+    proc = subprocess.run([sys.executable, "-c", SHM_CHILD, str(Path(__file__).parent), *paths], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["got"] == out["want"]
+    assert len(out["engine"]) == 1 and "shared memory" in out["engine"][0]

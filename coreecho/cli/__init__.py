@@ -114,6 +114,7 @@ def describe_os_error(err: OSError) -> str:
     hint = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some space or write elsewhere",
             errno.EACCES: "check the permissions or write elsewhere", errno.EPERM: "check the permissions",
             errno.EROFS: "the file system is read-only; write elsewhere",
+            errno.EFBIG: "the file-size limit (ulimit -f) is reached; write elsewhere or raise it",
             errno.EISDIR: "give a file name, not a folder", errno.ENOENT: "check the path",
             errno.ENOTDIR: "a part of the path is a file, not a folder"}.get(err.errno or -1, "")
     return f"{where}: {what}" + (f"; {hint}" if hint else "")

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
@@ -32,7 +33,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from coreecho._atomic import replace_atomically
 from coreecho.cli._common import UsageError
@@ -155,22 +156,40 @@ class Journal:
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row and flush it to the operating system (it survives SIGKILL from now on)."""
-        if self.csv is not None:
-            self.csv.writerow(row)
-        else:
-            self.fh.write(json.dumps(row, allow_nan=False) + "\n")
-        self.fh.flush()
+        with self._named():
+            if self.csv is not None:
+                self.csv.writerow(row)
+            else:
+                self.fh.write(json.dumps(row, allow_nan=False) + "\n")
+            self.fh.flush()
         self.count += 1
 
     def close(self) -> None:
-        """Flush to disk and close."""
-        if not self.fh.closed:
-            self.fh.flush()
+        """Flush to disk and close (the file is closed even when the flush fails)."""
+        if self.fh.closed:
+            return
+        try:
+            with self._named():
+                self.fh.flush()
             try:
                 os.fsync(self.fh.fileno())
             except OSError:
                 pass
-            self.fh.close()
+        finally:
+            try:
+                self.fh.close()
+            except OSError:
+                pass  # the flush above already failed with the file's name
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """An :class:`OSError` of a write (a full disk, a file-size limit) re-raised with this file's name."""
+        try:
+            yield
+        except OSError as err:
+            if err.filename is not None:
+                raise
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
 
 
 class StreamWriter:

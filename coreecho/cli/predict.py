@@ -346,9 +346,12 @@ class _Batch:
             sink = Journal(part, journal_format(self.fmt), ROW_FIELDS if not self.embed else EMBED_FIELDS,
                            append=a.resume)
         count = failed = 0
+        from coreecho.engine import EngineWarning
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # per-video notes go to the 'warnings' column
+                warnings.simplefilter("always", EngineWarning)  # not about one video: shown
                 preds = run(shard, model, clips=a.clips, batch_size=a.batch_size, want_embeddings=self.embed,
                             resample_fps=a.resample_fps, errors="nan", precision=a.precision, threads=a.threads,
                             workers=a.workers, progress=False if (a.quiet or not world.main) else None)
