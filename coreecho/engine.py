@@ -354,7 +354,15 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
 
     with cached_weights():  # bf16 casts of fused layers kept for this run only (coreecho.models.fused)
         try:
-            for item in _loader(items, workers, pin=device.type == "cuda"):
+            loader = _loader(items, workers, pin=device.type == "cuda")
+            while True:
+                try:
+                    item = next(loader)
+                except StopIteration:
+                    break
+                except Exception:  # the loader itself failed (a worker died): deliver what was decoded, then stop
+                    yield from flush()
+                    raise
                 if item.error is not None:
                     if errors == "raise":
                         raise item.error

@@ -130,3 +130,35 @@ def test_workers_without_shared_memory_fall_back_to_this_process(files):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["got"] == out["want"]
     assert len(out["engine"]) == 1 and "shared memory" in out["engine"][0]
+
+
+class _DiesAtThree(torch.utils.data.Dataset):
+    """Items of random clips; the worker process that reaches item 3 kills itself (a decoder crash, an OOM kill)."""
+
+    def __init__(self, pre):
+        self.pre = pre
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int):
+        import os
+        import signal
+        import time
+
+        from coreecho.engine import Item
+
+        if i == 3 and torch.utils.data.get_worker_info() is not None:
+            time.sleep(0.5)  # let the items before reach the main process
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Item(i, f"v{i}", torch.randn(1, 3, self.pre.frames, self.pre.size, self.pre.size))
+
+
+def test_a_dead_worker_stops_the_run_after_delivering_what_was_decoded(model):
+    from coreecho.engine import stream
+
+    got = []
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        for item, emb, out in stream(_DiesAtThree(model.config.preprocessing), model, workers=1, errors="nan"):
+            got.append((item.index, out.shape))
+    assert got == [(0, (1,)), (1, (1,)), (2, (1,))]  # queued for a bigger pass, still computed before the error
