@@ -118,6 +118,7 @@ def child(key: str, root: Path, threads: int) -> None:
     paths = [root / "Videos" / name for name in names]
     starts = list(names.values())
     strs = [str(p) for p in paths]
+
     def v01(x: torch.Tensor) -> torch.Tensor:
         with always_contiguous():
             return model.encoder(x)
