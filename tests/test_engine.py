@@ -162,3 +162,19 @@ def test_a_dead_worker_stops_the_run_after_delivering_what_was_decoded(model):
         for item, emb, out in stream(_DiesAtThree(model.config.preprocessing), model, workers=1, errors="nan"):
             got.append((item.index, out.shape))
     assert got == [(0, (1,)), (1, (1,)), (2, (1,))]  # queued for a bigger pass, still computed before the error
+
+
+def test_auto_precision_on_a_cpu_is_fp32_for_a_micro_model_and_bf16_for_uniformer_s(files, model, one_thread):
+    from coreecho.precision import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("no native bf16 on this CPU: auto is fp32 for every model")
+    path = files[0][0]
+    # a micro model: bf16 autocast would be slower (phantom-tiny 0.77x), so auto runs fp32
+    assert model.predict_ef(path, precision="auto") == model.predict_ef(path, precision="fp32")
+    torch.manual_seed(0)
+    big = CoReEcho().eval()  # UniFormer-S: compute-bound, auto runs bf16
+    frames, _ = make_phantom(ef=50, seed=0, n_frames=144, fps=50)
+    auto = big.predict_ef(frames, clips=1, precision="auto")
+    assert auto == big.predict_ef(frames, clips=1, precision="bf16")
+    assert auto != big.predict_ef(frames, clips=1, precision="fp32")
