@@ -45,7 +45,12 @@ _available: bool | None = None
 
 
 def fused_available() -> bool:
-    """Whether this torch build has oneDNN's fused linear op with bf16 support on this CPU (probed once)."""
+    """Whether this torch build has oneDNN's fused linear op with bf16 support on this CPU (probed once).
+
+    Example:
+        >>> fused_available() in (True, False)
+        True
+    """
     global _available
     if _available is None:
         try:
@@ -67,16 +72,20 @@ def _weight_2d(layer: nn.Module) -> torch.Tensor:
     return w.reshape(w.shape[0], w.shape[1]) if w.ndim > 2 else w  # a 1×1×1 Conv3d as a matrix
 
 
+def _cast(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    b = layer.bias
+    return _weight_2d(layer).detach().to(torch.bfloat16).contiguous(), None if b is None else b.detach().to(
+        torch.bfloat16)
+
+
 def _bf16_weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    w, b = layer.weight, layer.bias
     if not getattr(_scope, "depth", 0):
-        return _weight_2d(layer).detach().to(torch.bfloat16).contiguous(), None if b is None else b.detach().to(
-            torch.bfloat16)
+        return _cast(layer)
+    w, b = layer.weight, layer.bias
     key = (w.data_ptr(), w._version, None if b is None else (b.data_ptr(), b._version))
     cached = getattr(layer, _CACHE_ATTR, None)
     if cached is None or cached[0] != key:
-        cached = (key, _weight_2d(layer).detach().to(torch.bfloat16).contiguous(),
-                  None if b is None else b.detach().to(torch.bfloat16))
+        cached = (key, *_cast(layer))
         object.__setattr__(layer, _CACHE_ATTR, cached)  # a plain attribute: not a buffer, not in the state dict
         _scope.layers.append(layer)
     return cached[1], cached[2]

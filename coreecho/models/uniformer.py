@@ -62,6 +62,14 @@ def _bn_safe(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _tokens(x: torch.Tensor) -> torch.Tensor | None:
+    """``x`` as contiguous channels-last tokens ``(B, T, H, W, C)`` (a view), or ``None`` for other layouts and
+    under :func:`always_contiguous`."""
+    if _ALWAYS_CONTIGUOUS or not x.is_contiguous(memory_format=torch.channels_last_3d) or x.is_contiguous():
+        return None
+    return x.permute(0, 2, 3, 4, 1)
+
+
 def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """A 1×1×1 convolution as one matrix product over channels-last activations (same weights, same values).
 
@@ -71,10 +79,11 @@ def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     (about 10 % of a UniFormer-S forward). Falls back to ``conv(x)`` for other layouts and when
     :func:`_bn_safe` would copy.
     """
-    if _ALWAYS_CONTIGUOUS or not x.is_contiguous(memory_format=torch.channels_last_3d) or x.is_contiguous():
+    tokens = _tokens(x)
+    if tokens is None:
         return conv(x)
     w = conv.weight.reshape(conv.out_channels, conv.in_channels)
-    return F.linear(x.permute(0, 2, 3, 4, 1), w, conv.bias).permute(0, 4, 1, 2, 3)
+    return F.linear(tokens, w, conv.bias).permute(0, 4, 1, 2, 3)
 
 
 @contextlib.contextmanager
@@ -106,9 +115,8 @@ class _ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = None
-        if x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
-            fused = linear_gelu(self.fc1, x.permute(0, 2, 3, 4, 1))  # bf16 inference on a CPU, else None
+        tokens = _tokens(x)
+        fused = None if tokens is None else linear_gelu(self.fc1, tokens)  # bf16 inference on a CPU, else None
         hidden = self.act(_pointwise(self.fc1, x)) if fused is None else fused.permute(0, 4, 1, 2, 3)
         return self.drop(_pointwise(self.fc2, self.drop(hidden)))
 
