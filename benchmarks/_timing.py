@@ -18,16 +18,26 @@ import time
 from typing import Any, Callable, Sequence
 
 
-def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """``(median seconds per run, last result per run)``, after one warm-up call of each run."""
-    results = {name: fn() for name, fn in runs.items()}
+def _rounds(runs: dict[str, Callable[[], tuple[float, Any]]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each run once to warm up, then ``repeats`` rounds in turn; a run returns ``(seconds, result)``."""
+    results = {name: fn()[1] for name, fn in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            t0 = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - t0)
+            seconds, results[name] = fn()
+            times[name].append(seconds)
     return {name: statistics.median(t) for name, t in times.items()}, results
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """``(median seconds per run, last result per run)``, after one warm-up call of each run."""
+    return _rounds({name: (lambda fn=fn: _timed(fn)) for name, fn in runs.items()}, repeats)
 
 
 def serve(fn: Callable[[], Any]) -> None:
@@ -38,9 +48,7 @@ def serve(fn: Callable[[], Any]) -> None:
     for line in sys.stdin:
         if line.strip() != "run":
             continue
-        t0 = time.perf_counter()
-        result = fn()
-        seconds = time.perf_counter() - t0
+        seconds, result = _timed(fn)
         out.write(json.dumps({"seconds": seconds, "result": result}) + "\n")
         out.flush()
 
@@ -56,25 +64,19 @@ def interleaved_processes(runs: dict[str, Sequence[str]], repeats: int, env: dic
         procs[name] = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                        env={**os.environ, **(env or {}).get(name, {})})
 
-    def ask(name: str) -> dict[str, Any]:
+    def ask(name: str) -> tuple[float, Any]:
         proc = procs[name]
         proc.stdin.write("run\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line:
             raise SystemExit(f"benchmark child {name!r} exited with {proc.wait()}")
-        return json.loads(line)
+        answer = json.loads(line)
+        return answer["seconds"], answer["result"]
 
     try:
-        results = {name: ask(name)["result"] for name in runs}
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(repeats):
-            for name in runs:
-                answer = ask(name)
-                times[name].append(answer["seconds"])
-                results[name] = answer["result"]
+        return _rounds({name: (lambda name=name: ask(name)) for name in runs}, repeats)
     finally:
         for proc in procs.values():
             proc.stdin.close()
             proc.wait()
-    return {name: statistics.median(t) for name, t in times.items()}, results

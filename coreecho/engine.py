@@ -244,6 +244,12 @@ def clips_per_pass(width: int, preprocess: Any, device: torch.device, precision:
     clips in the same cache. The 64-px micro model of ``phantom-tiny`` gets faster up to large batches. On a GPU:
     as many as fit :data:`GPU_MEMORY_FRACTION` of the free memory, estimated from the first stage's float32
     activations (the largest), at most :data:`MAX_BATCH`. ``precision`` is a resolved one (not ``"auto"``).
+
+    Example:
+        >>> from coreecho.models.config import PreprocessConfig
+        >>> cpu = torch.device("cpu")
+        >>> clips_per_pass(64, PreprocessConfig(), cpu), clips_per_pass(64, PreprocessConfig(), cpu, "bf16")
+        (1, 2)
     """
     first = _first_stage_elements(width, preprocess)
     if device.type == "cuda":

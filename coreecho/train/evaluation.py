@@ -186,7 +186,7 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     before = set_threads(threads)
     try:
         rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
-                               precision=precision, num_workers=workers, progress=progress and rank == 0,
+                               precision=used, num_workers=workers, progress=progress and rank == 0,
                                rank=rank, world_size=world_size)
     finally:
         set_threads(before)
