@@ -197,6 +197,10 @@ def default_workers(n_items: int, in_memory: bool = False, *, device: torch.devi
     CPU (:func:`is_compute_bound`, e.g. UniFormer-S): there the cores left to workers are those torch's threads do
     not use, because decoding workers would slow the network more than they save (measured on 2 cores: 9 videos,
     27 clips, 7.2 s with no worker, 8.3 s with 1 or 2).
+
+    Example:
+        >>> default_workers(1), default_workers(10, in_memory=True)
+        (0, 0)
     """
     if n_items < 2 or in_memory:
         return 0
