@@ -10,7 +10,7 @@ Models:
 * ``phantom-tiny``: the bundled model (64 px, 16 frames), trained on phantoms;
 * ``uniformer-s-random``: an official-format UniFormer-S + head, random weights from ``torch.manual_seed(seed)``;
 * ``uniformer-s-sinfill``: the official UniFormer-S with the deterministic "sinfill" weights of the test fixtures
-  (``../shared/fixtures``; larger activations than a fresh init, so a harsher test of half precision) and the
+  (``tests/fixtures``; larger activations than a fresh init, so a harsher test of half precision) and the
   fixtures' official regressor; skipped when the fixtures are absent.
 
 Usage:

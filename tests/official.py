@@ -1,4 +1,4 @@
-"""Builders of official-format weights and inputs from ../shared/fixtures (the "sinfill" rule)."""
+"""Builders of official-format weights and inputs from tests/fixtures (the "sinfill" rule)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copied from the project's shared fixtures
 
 
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {path} is not available")
+    if not path.exists():  # they are part of the repository: a missing one is a broken checkout, not a reason to skip
+        raise FileNotFoundError(f"fixture {path} is missing from the repository")
     return path
 
 

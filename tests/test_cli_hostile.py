@@ -12,7 +12,6 @@ import csv
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -379,18 +378,25 @@ def test_api_short_video_warns(env):
 
 
 def test_hub_without_network_fails_fast(monkeypatch):
-    """No retry storm: a refused connection is detected at once and said so."""
+    """No retry storm: a refused connection is detected by the one probe and said so (attempts counted, not timed)."""
     import socket
 
     import coreecho.hub as hub
 
-    with socket.socket() as s:  # a local port with nobody listening
+    with socket.socket() as s:  # a local port with nobody listening (a fresh endpoint: no cached probe result)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def counting_connect(sock, address, *args):
+        if isinstance(address, tuple) and address[1:2] == (port,):
+            attempts.append(address)
+        return real_connect(sock, address, *args)
+
+    monkeypatch.setattr(socket.socket, "connect", counting_connect)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(hub, "_network_checked", {})
-    began = time.perf_counter()
     with pytest.raises(ModelNotFoundError, match=r"no network.*hf download someone/echo"):
         hub.load_model("someone/echo-model", device="cpu")
-    assert time.perf_counter() - began < 10
+    assert 1 <= len(attempts) <= 2, attempts  # the probe (per address family tried), never a retry loop

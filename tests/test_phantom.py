@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -131,18 +130,6 @@ def test_bad_options():
 def test_size_option():
     frames, meta = make_phantom(ef=35, seed=0, n_frames=30, size=64)
     assert frames.shape == (30, 64, 64, 3) and abs(meta.ef - 35) < 1e-6
-
-
-def test_fast():
-    make_phantom(seed=0, n_frames=200)
-    best = min(_timed(lambda: make_phantom(seed=1, n_frames=200)) for _ in range(3))
-    assert best < 0.5
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def test_write_echonet_layout_round_trip(tmp_path):

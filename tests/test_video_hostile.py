@@ -28,7 +28,6 @@ except ImportError:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RSS_MB = 1024
-MAX_SECONDS = 10.0
 
 # run inside the subprocess: open + read every frame, then probe; print what happened and the peak RSS
 _SCRIPT = r"""
@@ -251,7 +250,6 @@ def test_hostile_input(case, hostile_root):
         assert r["message"].startswith(str(path)), f"{case} ({step}): message does not name the file: {r['message']}"
         for word in words:
             assert word in r["message"], f"{case} ({step}): {word!r} not in {r['message']!r}"
-        assert r["seconds"] < MAX_SECONDS, f"{case} ({step}) took {r['seconds']:.1f} s"
 
 
 def test_tty_and_subtitle_demuxers_are_refused():
