@@ -40,6 +40,25 @@ def interleaved(runs: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[
     return _rounds({name: (lambda fn=fn: _timed(fn)) for name, fn in runs.items()}, repeats)
 
 
+def machine_note() -> str:
+    """What else the machine is doing: load averages and the busiest other processes (``ps``'s %CPU, an average
+    over each process's lifetime), to print next to timings taken on a shared machine."""
+    one, five, fifteen = os.getloadavg()
+    note = f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} cores"
+    try:
+        out = subprocess.run(["ps", "-eo", "pid=,pcpu=,comm=", "--sort=-pcpu"], capture_output=True, text=True,
+                             timeout=5).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return note
+    mine = {os.getpid(), os.getppid()}
+    busy = []
+    for line in out:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and int(parts[0]) not in mine and float(parts[1]) >= 5.0:
+            busy.append(f"{parts[2]} {parts[1]}%")
+    return note + ("; busiest other processes: " + ", ".join(busy[:4]) if busy else "; no other busy process")
+
+
 def serve(fn: Callable[[], Any]) -> None:
     """Child side of :func:`interleaved_processes`: for each ``run`` line on stdin, call ``fn`` and print one JSON line
     ``{"seconds": ..., "result": ...}`` (``result`` must be JSON-able); stop at end of input."""

@@ -1,6 +1,6 @@
 """Benchmark: the official three 36x4 test clips of EchoNet-style AVIs.
 
-ours     : ``coreecho.video.read_clips`` - probe the packet index, decode only the frames the three clips
+ours     : ``coreecho.video.clips.read_clips`` - probe the packet index, decode only the frames the three clips
            need (PyAV, packet-level selection for intra-only MJPEG), assemble the clips.
 naive    : decode every frame with the usual PyAV idiom (``frame.to_ndarray(format="rgb24")``), stack,
            zero-pad to 144 frames if shorter, then slice the clips.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,18 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from coreecho.data.phantom import make_phantom
-from coreecho.video import read_clips, test_starts, write_video
+from coreecho.video import test_starts, write_video
+from coreecho.video.clips import read_clips
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _official_loader import read_all_frames  # noqa: E402
 
 FRAMES, STRIDE = 36, 4
 
 
 def naive_pyav(path: str, starts: list[int]) -> np.ndarray:
     """Decode everything with PyAV, then slice."""
-    import av
-
-    with av.open(path) as container:
-        video = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    return _slice(video, starts)
+    return _slice(read_all_frames(path), starts)
 
 
 def naive_decord(path: str, starts: list[int]) -> np.ndarray:
@@ -61,7 +62,8 @@ def ours(path: str, starts: list[int]) -> np.ndarray:
 
 def full_ours(path: str, starts: list[int]) -> np.ndarray:
     """Our reader decoding every frame, then slicing: isolates the gain of decoding only needed frames."""
-    from coreecho.video import extract_clips, read_video
+    from coreecho.video import read_video
+    from coreecho.video.clips import extract_clips
 
     return extract_clips(read_video(path).frames, starts, FRAMES, STRIDE)
 

@@ -45,12 +45,13 @@ import numpy as np
 import torch
 
 import coreecho
-from coreecho.data.phantom import write_echonet_layout
+from coreecho.data.layouts import write_echonet_layout
 from coreecho.models.uniformer import always_contiguous
 from coreecho.video.transforms import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _official import official_forward  # noqa: E402
+from _official_loader import read_all_frames  # noqa: E402
 from _timing import interleaved_processes, serve  # noqa: E402
 
 
@@ -60,14 +61,11 @@ def official_style(model: coreecho.CoReEcho, paths: list[Path], starts: list[lis
 
     ``encoder`` computes the embedding (default: the research code's order of operations).
     """
-    import av
-
     encoder = encoder or (lambda x: official_forward(model.encoder, x))
     pre = model.config.preprocessing
     efs = []
     for path, st in zip(paths, starts):
-        with av.open(str(path)) as container:
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        frames = read_all_frames(path)
         span = pre.frames * pre.stride
         if len(frames) < span:
             frames = np.concatenate([frames, np.zeros((span - len(frames),) + frames.shape[1:], np.uint8)])

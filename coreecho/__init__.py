@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from coreecho._lazy import lazy_exports
+from coreecho._lazy import declare_operations, lazy_exports
 from coreecho._version import __version__
 from coreecho.errors import CoReEchoError
 
@@ -29,8 +29,8 @@ __all__ = ["load_model", "embed", "predict_ef", "calibrate", "CoReLoss", "CoReEc
            "__version__"]
 
 _LAZY = {
-    "load_model": "coreecho.hub",
-    "list_models": "coreecho.hub",
+    "load_model": "coreecho.hub.resolve",
+    "list_models": "coreecho.hub.registry",
     "embed": "coreecho.inference",
     "predict_ef": "coreecho.inference",
     "calibrate": "coreecho.analysis.calibration",
@@ -40,13 +40,24 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from coreecho.analysis.calibration import calibrate
-    from coreecho.hub import list_models, load_model
+    from coreecho.hub.registry import list_models
+    from coreecho.hub.resolve import load_model
     from coreecho.inference import embed, predict_ef
     from coreecho.losses import CoReLoss
     from coreecho.models.coreecho import CoReEcho
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
+# The high-level methods of CoReEcho (a model-layer class, which imports nothing above it) are done by these
+# functions of the layers above; see coreecho.models.coreecho and coreecho._lazy.
+declare_operations({
+    "predict_ef": "coreecho.inference:predict_ef",
+    "embed": "coreecho.inference:embed",
+    "save_pretrained": "coreecho.hub.folder:save_pretrained",
+    "push_to_hub": "coreecho.hub.folder:push_to_hub",
+    "load_model": "coreecho.hub.resolve:load_model",
+})
 
 
 def _install_timm_hook() -> None:

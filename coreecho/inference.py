@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from dataclasses import dataclass, field
@@ -24,15 +25,19 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from coreecho._warnings import warn_user
+from coreecho.engine import EncoderHead, VideoItems, stream
 from coreecho.errors import InputError, OutputError
+from coreecho.hub.resolve import load_model
 from coreecho.models.coreecho import CoReEcho
+from coreecho.precision import maybe_compile, set_threads
+from coreecho.video.pipeline import FPS_TOLERANCE  # re-exported: the pipeline owns the fps policy
 
 __all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "check_result", "DEFAULT_MODEL",
            "FPS_TOLERANCE"]
 
 #: Model used by the module-level functions when none is given.
 DEFAULT_MODEL = "coreecho-echonet"
-from coreecho.video.pipeline import FPS_TOLERANCE  # noqa: E402  (re-exported: the pipeline owns the fps policy)
 
 
 @dataclass
@@ -127,12 +132,8 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         compile: run the encoder through ``torch.compile`` (see :func:`coreecho.precision.maybe_compile`; pays off
             for long runs of same-shaped batches, e.g. on a GPU).
     """
-    from coreecho._warnings import warn_user
-    from coreecho.engine import EncoderHead, VideoItems, stream
-    from coreecho.precision import maybe_compile, set_threads
-
-    detector = getattr(model, "shift_detector", None) if calibrated else None
-    interval = getattr(getattr(model, "calibration", None), "interval", None) if calibrated else None
+    detector = model.shift_detector if calibrated else None
+    interval = model.calibration.interval if calibrated and model.calibration is not None else None
     level = q = None
     if interval is not None:
         level = model.calibration.coverage if coverage is None else float(coverage)
@@ -217,8 +218,6 @@ def inference_view(model: CoReEcho) -> CoReEcho:
     """
     if not any(m.training for m in model.modules()):
         return model
-    import copy
-
     view = copy.deepcopy(model)
     view.eval()
     return view
@@ -236,8 +235,6 @@ def _collect(video: Any, model: CoReEcho, want_embeddings: bool, **kwargs: Any) 
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(name: str, device: str | None) -> CoReEcho:
-    from coreecho.hub import load_model
-
     return load_model(name, device=device)
 
 

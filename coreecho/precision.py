@@ -7,8 +7,8 @@
   (``docs/benchmarks.md``, "Precision"): bf16 on CUDA GPUs with native bf16 (else fp16), bf16 on CPUs with
   AVX512-BF16 or AMX, fp32 on other CPUs.
 * :func:`autocast_context`: the matching :func:`torch.autocast` context (a no-op for fp32).
-* :func:`mixed_forward`: the encoder under autocast, the head in fp32 (how every caller should run a CoReEcho
-  model in half precision: a bf16 head output is rounded to 0.25 EF points).
+* The forward passes themselves run in :mod:`coreecho.engine` (``coreecho.engine.mixed_forward``: the encoder under
+  :func:`autocast_context`, the head in its own dtype); ``coreecho.precision.mixed_forward`` is a deprecated alias.
 * :func:`set_threads`, :func:`to_device` (pinned memory, non-blocking copy), :func:`maybe_compile`.
 
 Example:
@@ -31,11 +31,11 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
+from coreecho._deprecation import deprecated_aliases
 from coreecho.errors import DeviceError, InputError
 
 __all__ = ["PRECISIONS", "resolve_device", "resolve_precision", "autocast_context", "autocast_for",
-           "cpu_supports_bf16", "cpu_supports_fp16", "set_threads", "to_device", "maybe_compile", "AUTO_CPU",
-           "mixed_forward"]
+           "cpu_supports_bf16", "cpu_supports_fp16", "set_threads", "to_device", "maybe_compile", "AUTO_CPU"]
 
 #: Accepted ``precision=`` values.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -213,39 +213,6 @@ def autocast_for(device: torch.device, precision: str = "auto") -> tuple[Callabl
     return (lambda: torch.autocast(device_type=dev.type, dtype=_DTYPES[used])), used
 
 
-def mixed_forward(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
-                  device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(embedding, head output)`` of a CoReEcho model, both float32: the encoder in ``precision``, the head in fp32.
-
-    The head is a few small matrix products, so fp32 costs nothing there, while a bf16 head output is rounded to
-    bf16's spacing (0.25 between 32 and 64 EF points). Measured on UniFormer-S with random weights: max per-clip
-    |ΔEF| 0.22 with the whole model under bf16 autocast, 0.002 with this function (docs/benchmarks.md).
-    Call it under ``torch.inference_mode()`` for inference.
-
-    Args:
-        model: anything with ``.encoder`` and ``.head`` (a :class:`~coreecho.CoReEcho`).
-        x: clips ``(B, 3, T, S, S)`` on ``device``.
-        precision: see :func:`resolve_precision`.
-        device: defaults to ``x.device``.
-
-    Example:
-        >>> import torch
-        >>> from coreecho import CoReEcho
-        >>> from coreecho.models.config import ModelConfig
-        >>> model = CoReEcho(ModelConfig(architecture="uniformer_custom", encoder_args={
-        ...     "depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8})).eval()
-        >>> with torch.inference_mode():
-        ...     emb, ef = mixed_forward(model, torch.zeros(2, 3, 8, 64, 64), "fp32")
-        >>> emb.shape, ef.shape
-        (torch.Size([2, 64]), torch.Size([2]))
-    """
-    dev = x.device if device is None else torch.device(device)
-    with autocast_context(precision, dev):
-        emb = model.encoder(x)
-    emb = emb.float() if emb.dtype in (torch.bfloat16, torch.float16) else emb
-    return emb, model.head(emb)
-
-
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op CPU threads (``None``: leave as is); returns the number in effect before.
 
@@ -302,3 +269,7 @@ def maybe_compile(model: torch.nn.Module, compile: bool = True, **kwargs: Any) -
     if not compile:
         return model
     return torch.compile(model, **kwargs)
+
+
+# moved to the engine, the one place that runs models on data (0.3); the old name works for one release
+__getattr__ = deprecated_aliases(__name__, {"mixed_forward": "coreecho.engine"})

@@ -1,9 +1,11 @@
 """Calibrate the bundled ``phantom-tiny`` model: conformal EF interval + shift detector, saved with its weights.
 
 Rerun after retraining ``phantom-tiny`` (``examples/train_phantom.py``): it is deterministic (fixed phantom
-seeds), writes ``calibration.safetensors`` and the ``calibration`` entry of ``config.json`` into
-``coreecho/weights/phantom-tiny/``, draws ``docs/img/calibration_coverage.png`` and prints the checks of
-issue 14 on *fresh* phantoms (seeds disjoint from the calibration seeds and from training):
+seeds). It copies the model (``--model``, default: the bundled ``phantom-tiny`` folder) into ``--out`` (default
+``examples-out/calibrate_phantom/phantom-tiny``, ignored by git), writes ``calibration.safetensors`` and the
+``calibration`` entry of ``config.json`` there, draws ``--figure`` (default
+``examples-out/calibrate_phantom/calibration_coverage.png``) and prints the checks of issue 14 on *fresh* phantoms
+(seeds disjoint from the calibration seeds and from training):
 
 * empirical coverage at 80/90/95 % with a 99 % binomial interval around the nominal level,
 * interval width for easy vs hard videos (halves by the difficulty score) and their mean errors,
@@ -11,13 +13,16 @@ issue 14 on *fresh* phantoms (seeds disjoint from the calibration seeds and from
   flagged, and the false-alarm rate on in-distribution phantoms.
 
 Usage:
-    python examples/calibrate_phantom.py [--n-cal 240] [--n-fresh 200] [--out coreecho/weights/phantom-tiny]
+    python examples/calibrate_phantom.py [--n-cal 240] [--n-fresh 200]
+    # to update the bundled model and the documentation's figure (maintainers), name them explicitly:
+    python examples/calibrate_phantom.py --out coreecho/weights/phantom-tiny --figure docs/img/calibration_coverage.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -77,8 +82,12 @@ def main() -> None:
     ap.add_argument("--n-cal", type=int, default=240)
     ap.add_argument("--n-fresh", type=int, default=200)
     ap.add_argument("--n-hostile", type=int, default=40)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "coreecho/weights/phantom-tiny"))
-    ap.add_argument("--figure", default=str(Path(__file__).resolve().parents[1] / "docs/img/calibration_coverage.png"))
+    ap.add_argument("--model", default=None, help="model folder to calibrate (default: the bundled phantom-tiny); "
+                    "it is copied into --out, never modified")
+    ap.add_argument("--out", default="examples-out/calibrate_phantom/phantom-tiny",
+                    help="folder of the calibrated copy (default: examples-out/calibrate_phantom/phantom-tiny)")
+    ap.add_argument("--figure", default="examples-out/calibrate_phantom/calibration_coverage.png",
+                    help="coverage figure (default: examples-out/calibrate_phantom/calibration_coverage.png)")
     args = ap.parse_args()
 
     import torch
@@ -88,7 +97,11 @@ def main() -> None:
 
     torch.manual_seed(0)
     t0 = time.time()
-    model = coreecho.load_model(args.out, device="cpu")
+    src = Path(args.model) if args.model else Path(coreecho.__file__).resolve().parent / "weights" / "phantom-tiny"
+    out = Path(args.out)
+    if not (out.exists() and out.resolve() == src.resolve()):
+        shutil.copytree(src, out, dirs_exist_ok=True)  # calibrate a copy; the source stays as it is
+    model = coreecho.load_model(out, device="cpu")
     for attr in ("calibration", "shift_detector"):  # calibrate from scratch
         vars(model).pop(attr, None)
     cal_videos, cal_ef = phantoms(CAL_SEED, args.n_cal)
@@ -112,7 +125,7 @@ def main() -> None:
         "n_components": f"{n_components}: the smallest of {list(GRID)} flagging >= 99 % of synthetic shifts of "
                         "60 calibration videos",
         "command": "python examples/calibrate_phantom.py"})
-    _write_calibration(cal, Path(args.out))  # only the calibration: weights, config and card stay as they are
+    _write_calibration(cal, out)  # only the calibration: weights, config and card stay as they are
     print(f"calibrated on {args.n_cal} phantoms in {time.time() - t0:.0f} s: {cal}")
 
     fresh_videos, fresh_ef = phantoms(FRESH_SEED, args.n_fresh)
@@ -159,7 +172,7 @@ def main() -> None:
         print(f"  {kind:<9} flagged {rate:.3f} of {len(videos)}")
     _figure(rows, args.n_fresh, args.figure)
     print(json.dumps(report))
-    _write_card_section(Path(args.out) / "README.md", report, args.n_cal, cal)
+    _write_card_section(out / "README.md", report, args.n_cal, cal)
     print(f"done in {time.time() - t0:.0f} s; figure {args.figure}")
 
 

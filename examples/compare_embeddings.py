@@ -13,13 +13,14 @@ leave-one-out 5-NN EF error from embeddings, and the head's EF error. A tiny mod
 steps is far from the paper's numbers; the comparison is about the *shape* of the embedding space.
 
 Usage (a few minutes on a laptop CPU):
-    python examples/compare_embeddings.py --output compare_embeddings.png
+    python examples/compare_embeddings.py          # writes examples-out/compare_embeddings.png
     python examples/compare_embeddings.py --train 32 --test 16 --steps 5 --head-steps 5   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="phantom and model input size (default 64)")
     parser.add_argument("--method", default=None, choices=["umap", "tsne", "pca"],
                         help="2-D map (default: umap when installed, else tsne)")
-    parser.add_argument("--output", default="compare_embeddings.png")
+    parser.add_argument("--output", default="examples-out/compare_embeddings.png",
+                        help="PNG to write (default: examples-out/compare_embeddings.png, ignored by git)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for "
                         "tiny 3-D convolutions; 0 = torch's default)")
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.suptitle(f"{method.upper() if method != 'tsne' else 't-SNE'} of held-out phantom embeddings, "
                  f"coloured by EF ({args.steps} steps each)")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     fig.savefig(args.output)
     print(f"wrote {args.output}")
     return 0

@@ -15,7 +15,7 @@ pass ``--model coreecho-echonet`` (the official encoder).
 
 Usage::
 
-    python examples/finetune_custom.py --out runs/finetune_demo
+    python examples/finetune_custom.py            # writes into examples-out/finetune_custom
     python examples/finetune_custom.py --csv my_videos.csv --path-column file --label-column ef \\
         --group-column patient_id --model coreecho-echonet --mode full --epochs 10 --out my-model
 
@@ -42,7 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--csv", default=None, help="CSV of videos and labels (default: write phantom videos first)")
-    p.add_argument("--out", default="runs/finetune_custom", help="output folder (phantom data, results, model)")
+    p.add_argument("--out", default="examples-out/finetune_custom",
+                   help="output folder: phantom data, results, model (default: examples-out/finetune_custom)")
     p.add_argument("--path-column", default="path", help="CSV column of video paths (relative to the CSV)")
     p.add_argument("--label-column", default="ef", help="CSV column of labels")
     p.add_argument("--group-column", default="patient", help="CSV column of patient ids ('' for none)")

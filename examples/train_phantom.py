@@ -7,8 +7,8 @@ in training), writes the model card, and — with ``--install`` — replaces the
 
 Usage::
 
-    python examples/train_phantom.py --out runs/phantom-tiny            # train and check
-    python examples/train_phantom.py --out runs/phantom-tiny --install  # ... and update the bundled copy
+    python examples/train_phantom.py             # train and check, in examples-out/phantom-tiny
+    python examples/train_phantom.py --install   # ... and update the bundled copy (maintainers)
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def finalize(model_dir: Path, out: Path, summary: dict, command: str, target: Pa
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/phantom-tiny", help="output folder")
+    p.add_argument("--out", default="examples-out/phantom-tiny",
+                   help="output folder (default: examples-out/phantom-tiny)")
     p.add_argument("--install", action="store_true", help=f"replace the bundled model in {BUNDLED}")
     p.add_argument("--from-run", default=None, help="skip training: finalize an existing run folder")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """Train CoReEcho's two stages on synthetic phantoms in the EchoNet-Dynamic layout, on a CPU, then evaluate.
 
-Writes ``N`` phantom echo videos with known EF (``coreecho.data.phantom.write_echonet_layout``), trains stage 1
+Writes ``N`` phantom echo videos with known EF (``coreecho.data.layouts.write_echonet_layout``), trains stage 1
 (Rank-N-Contrast + head on detached embeddings) and stage 2 (frozen encoder, head only) with a small UniFormer,
 evaluates on the test split with 3 evenly spaced clips per video, and prints MAE / RMSE / R² next to the MAE of
 predicting the training mean. The defaults take about 7 minutes on 2 CPU cores (see docs/training.md).
@@ -33,7 +33,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see ``--help``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="runs/phantom_echonet", help="output folder (data, both stages, results)")
+    p.add_argument("--out", default="examples-out/phantom_echonet",
+                   help="output folder: data, both stages, results (default: examples-out/phantom_echonet)")
     p.add_argument("--data", default=None, help="phantom dataset folder (default: OUT/data; reused if present)")
     p.add_argument("--n-train", type=int, default=240)
     p.add_argument("--n-val", type=int, default=60)
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from coreecho.data.phantom import write_echonet_layout
+    from coreecho.data.layouts import write_echonet_layout
     from coreecho.train import TrainConfig, evaluate, train_stage1, train_stage2
 
     out = Path(args.out)

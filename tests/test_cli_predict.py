@@ -101,3 +101,33 @@ def test_embed_parquet_output(inputs, tmp_path):
     data = load_embeddings(out)
     assert len(data) == 2 and data.embeddings.shape == (2, 64) and "ef" in data.columns
     assert not (tmp_path / "emb.npz").exists()
+
+
+def test_folder_scan_takes_every_extension_the_readers_read(tiny_model, tmp_path):
+    """`coreecho predict DIR` picks up the library's one extension list: `.wmv`, `.mpg`, `.mpeg`, `.dic` included."""
+    pytest.importorskip("pydicom")
+    from coreecho.cli.predict import INPUT_EXTENSIONS
+    from coreecho.data.layouts import write_dicom
+    from coreecho.video import READABLE_EXTENSIONS, open_video
+
+    assert INPUT_EXTENSIONS is READABLE_EXTENSIONS
+    assert {".wmv", ".mpg", ".mpeg", ".dic", ".avi", ".dcm", ".npy"} <= set(READABLE_EXTENSIONS)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    frames, _ = make_phantom(ef=50, seed=7, n_frames=40, fps=50)
+    written = [write_video(folder / "a.wmv", frames, fps=50, codec="wmv2"),
+               write_video(folder / "b.MPG", frames, fps=50, codec="mpeg1video"),  # case-insensitive
+               write_video(folder / "c.mpeg", frames, fps=50, codec="mpeg2video"),
+               write_dicom(folder / "d.dic", frames, fps=50)]
+    (folder / "notes.txt").write_text("not a video")
+    assert expand_inputs([str(folder)]) == [str(p) for p in sorted(written)]
+    for path in written:  # the readers do read each one
+        with open_video(path) as reader:
+            assert reader.info.n_frames == 40
+    out = tmp_path / "ef.csv"
+    model_dir = tiny_model.save_pretrained(tmp_path / "model")
+    assert main(["predict", str(folder), "--model", str(model_dir), "--output", str(out), "--quiet"]) == 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["path"] for r in rows] == [str(p) for p in sorted(written)]
+    assert all(r["error"] == "" and np.isfinite(float(r["ef"])) for r in rows)

@@ -7,7 +7,7 @@ import pytest
 import coreecho
 from coreecho.cli import main
 from coreecho.data.phantom_benchmark import phantom_benchmark
-from coreecho.hub import _BUNDLED_DIR
+from coreecho.hub.registry import BUNDLED_DIR
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def phantom_tiny():
 def test_phantom_tiny_is_bundled_small_and_labelled(phantom_tiny):
     assert "phantom-tiny" in coreecho.list_models()
     assert coreecho.hub.is_cached("phantom-tiny")
-    folder = _BUNDLED_DIR / "phantom-tiny"
+    folder = BUNDLED_DIR / "phantom-tiny"
     assert sum(p.stat().st_size for p in folder.iterdir()) < 5 * 1024 * 1024
     card = (folder / "README.md").read_text().lower()
     assert "synthetic" in card and "not for clinical use" in card

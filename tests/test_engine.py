@@ -178,3 +178,34 @@ def test_auto_precision_on_a_cpu_is_fp32_for_a_micro_model_and_bf16_for_uniforme
     auto = big.predict_ef(frames, clips=1, precision="auto")
     assert auto == big.predict_ef(frames, clips=1, precision="bf16")
     assert auto != big.predict_ef(frames, clips=1, precision="fp32")
+
+
+def test_model_and_module_predict_ef_pick_the_same_batch_size_the_policy(files, model, monkeypatch, one_thread):
+    """``model.predict_ef(x)``, ``coreecho.predict_ef(x, model=m)``, ``model.embed(x)`` and the phantom benchmark
+    leave the clips per pass to the engine's batch policy (no fixed default of their own)."""
+    import coreecho
+    from coreecho.data.phantom_benchmark import phantom_benchmark
+    from coreecho.engine import clips_per_pass, policy
+
+    paths = files[0][:3]  # 3 videos x 3 clips
+    pre = model.config.preprocessing
+    per_clip = 4 * 8 * (pre.frames // 2) * (pre.size // 4) ** 2  # fp32 first-stage bytes of one clip
+    sizes: list[int] = []
+    hook = model.encoder.register_forward_pre_hook(lambda _m, args: sizes.append(int(args[0].shape[0])))
+    try:
+        for room, want in ((1, [1] * 9), (2 * per_clip, [2, 2, 2, 2, 1]), (4 * per_clip, [4, 4, 1])):
+            monkeypatch.setattr(policy, "CPU_ACTIVATION_BYTES", room)
+            assert clips_per_pass(8, pre, torch.device("cpu")) == want[0]
+            runs = []
+            for call in (lambda: model.predict_ef(paths, workers=0),
+                         lambda: coreecho.predict_ef(paths, model=model, workers=0),
+                         lambda: model.embed(paths, workers=0)):
+                sizes.clear()
+                call()
+                runs.append(list(sizes))
+            assert runs == [want, want, want], (room, runs)
+        sizes.clear()
+        phantom_benchmark(model, n=2)
+        assert sizes == [4, 2]  # 2 phantoms x 3 clips at 4 clips per pass
+    finally:
+        hook.remove()

@@ -36,3 +36,28 @@ def test_finetune_custom_smoke(tmp_path):
                       cwd=tmp_path)
     assert "pearson" in out and "mae" in out and "reloaded it" in out
     assert any((tmp_path / "ft").rglob("model.safetensors"))
+
+
+def _path_defaults(script: Path) -> dict[str, object]:
+    """``--out``/``--output``/``--figure``/``--save``-like options of a script and their literal defaults."""
+    import ast
+
+    found: dict[str, object] = {}
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument" and node.args:
+            flag = getattr(node.args[0], "value", None)
+            if flag in ("--out", "--output", "--figure", "--save", "--output-dir"):
+                default = next((k.value for k in node.keywords if k.arg == "default"), None)
+                found[f"{script.name} {flag}"] = ast.literal_eval(default) if default is not None else None
+    return found
+
+
+def test_examples_write_only_under_examples_out_unless_told():
+    """Every example's output option defaults to a path under examples-out/ (or to nothing); none points at the
+    package (the bundled model) or docs/."""
+    defaults: dict[str, object] = {}
+    for script in sorted(EXAMPLES.glob("*.py")):
+        defaults.update(_path_defaults(script))
+    assert len(defaults) >= 7, defaults  # every script has at least one output option
+    bad = {k: v for k, v in defaults.items() if v is not None and not str(v).startswith("examples-out/")}
+    assert not bad, f"examples writing outside examples-out/ by default: {bad}"

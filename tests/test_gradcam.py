@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from coreecho.analysis.gradcam import (STAGES, Explanation, GradCAM, colorize, explain, explain_clip, montage,
-                                       overlay, save_montage, save_overlay)
+from coreecho.analysis.gradcam import STAGES, Explanation, GradCAM, explain, explain_clip
+from coreecho.analysis.rendering import colorize, montage, overlay, save_montage, save_overlay
 from coreecho.errors import InputError
 
 SIZE, N_FRAMES, AMP = 64, 40, 150.0
@@ -269,20 +269,20 @@ def test_labelled_montage_has_title_frames_and_colour_bar(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from coreecho.analysis import gradcam
+    from coreecho.analysis import rendering
 
     captured = {}
-    real = gradcam._montage_figure
+    real = rendering._montage_figure
 
     def spy(*args, **kwargs):
         captured.update(kwargs)
         return real(*args, **kwargs)
 
-    gradcam._montage_figure = spy
+    rendering._montage_figure = spy
     try:
         ex.save_montage(tmp_path / "m2.png", n=4, model="phantom-tiny", fps=50.0)
     finally:
-        gradcam._montage_figure = real
+        rendering._montage_figure = real
     assert captured["fps"] == 50.0 and captured["title"].startswith("Grad-CAM of phantom-tiny on a4c.avi")
     assert list(captured["frame_indices"][-2:]) == [-1, -1]
 
@@ -319,3 +319,33 @@ def test_gif_without_pillow_uses_pyav(tmp_path, monkeypatch):
     frames = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
     path = save_overlay(tmp_path / "b.gif", frames, np.random.default_rng(1).random((5, 16, 16)), scale=1)
     assert path.read_bytes()[:3] == b"GIF" and read_video(path).frames.shape == (5, 16, 16, 3)
+
+
+def test_plain_montage_needs_pillow_and_says_so(tmp_path, monkeypatch):
+    """Without matplotlib the PNG is written by Pillow; without Pillow too, a MissingDependencyError names it."""
+    import sys
+
+    from coreecho.errors import MissingDependencyError
+
+    frames = np.full((4, 16, 16, 3), 100, np.uint8)
+    cam = np.zeros((4, 16, 16), np.float32)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.warns(UserWarning, match="matplotlib is not installed"):
+        with pytest.raises(MissingDependencyError, match="pillow"):
+            save_montage(tmp_path / "plain.png", frames, cam)
+    assert not (tmp_path / "plain.png").exists()
+
+
+def test_rendering_names_moved_with_deprecated_aliases():
+    import coreecho.analysis as analysis
+    from coreecho.analysis import gradcam, rendering
+
+    for name in rendering.__all__:
+        assert name not in gradcam.__all__
+        with pytest.warns(DeprecationWarning, match=f"use coreecho.analysis.rendering.{name}"):
+            old = getattr(gradcam, name)
+        assert old is getattr(rendering, name)
+    assert analysis.save_montage is rendering.save_montage and analysis.explain is gradcam.explain
+    with pytest.raises(AttributeError):
+        gradcam.no_such_name  # noqa: B018

@@ -306,3 +306,89 @@ def test_hostile_configs_fail_typed_fast_and_small(tmp_path, change, field_name)
     assert "CONFIGERROR" in out and field_name in out, out
     hwm_mb = int(out.split("HWM_KB")[1].split()[0]) / 1024
     assert hwm_mb < 1024, hwm_mb
+
+
+class EvalCapture:
+    """Records the tensors an encoder (or any deep copy of it) is called with in eval mode; training steps, which
+    run their own forward on augmented clips by design, are left out."""
+
+    def __init__(self, model: CoReEcho):
+        self.inputs: list[torch.Tensor] = []
+
+        def record(module: torch.nn.Module, args: tuple) -> None:  # a function: deep copies of the model share it
+            if not module.training:
+                self.inputs.append(args[0].detach().clone())
+
+        self.handle = model.encoder.register_forward_pre_hook(record)
+
+    def take(self) -> torch.Tensor:
+        out = torch.cat(self.inputs) if self.inputs else torch.zeros(0)
+        self.inputs = []
+        return out
+
+
+def _transfer_and_calibration_inputs(model: CoReEcho, dataset, folds, cap: EvalCapture) -> dict[str, torch.Tensor]:
+    """What the encoder sees from each consumer of the transfer recipes and of calibration, in eval mode."""
+    from coreecho.analysis.calibration import collect
+    from coreecho.train.transfer import cross_validate, finetune
+
+    seen = {}
+    cross_validate(model, dataset, mode="mlp", folds=folds, epochs=1, batch_size=2, eval_clips=2)
+    seen["cross_validate mlp"] = cap.take()
+    cross_validate(model, dataset, mode="full", folds=folds, epochs=1, batch_size=2, eval_clips=2)
+    seen["cross_validate full"] = cap.take()
+    finetune(model, dataset, mode="mlp", epochs=1, batch_size=2, eval_clips=2)
+    seen["finetune mlp"] = cap.take()
+    got = collect(model, dataset)
+    np.testing.assert_allclose(got["true"], dataset.labels)
+    seen["calibration"] = cap.take()
+    return seen
+
+
+def test_transfer_and_calibration_feed_the_same_tensor_on_csv_data(videos, tmp_path, one_thread):
+    from coreecho.data.echonet import VideoRegressionDataset
+
+    model = _model(64)
+    cap = EvalCapture(model)
+    paths = [str(p) for p in videos.values()]
+    paths = (paths * 4)[:4]  # 4 rows (a video may be listed twice: rows are items)
+    model.predict_ef(paths, clips=2)
+    two = cap.take().reshape(4, 2, 3, 16, 64, 64)  # eval_clips=2: evenly spaced, as predict_ef(clips=2)
+    model.predict_ef(paths)
+    three = cap.take()  # the model's test clips: what calibration reads from a CSV of videos
+    with open(tmp_path / "list.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label"])
+        w.writerows([[p, 40 + 5 * i] for i, p in enumerate(paths)])
+    ds = VideoRegressionDataset(tmp_path / "list.csv", preprocess=model.config.preprocessing)
+    ds.groups = ["p0", "p1", "p2", "p3"]
+    folds = [([0, 1], [2, 3]), ([2, 3], [0, 1])]
+    seen = _transfer_and_calibration_inputs(model, ds, folds, cap)
+    cap.handle.remove()
+    flat = two.reshape(8, 3, 16, 64, 64)
+    assert torch.equal(seen["cross_validate mlp"], flat)  # embeddings of every item, once
+    assert torch.equal(seen["cross_validate full"], two[[2, 3, 0, 1]].reshape(flat.shape))  # each fold's test items
+    assert torch.equal(seen["finetune mlp"], flat)
+    assert torch.equal(seen["calibration"], three)
+
+
+def test_transfer_and_calibration_feed_the_same_tensor_on_camus(tmp_path, one_thread):
+    from coreecho.data.camus import CAMUS
+    from coreecho.data.layouts import write_camus_layout
+
+    model = _model(64, frames=12, sampling="sequence")
+    cap = EvalCapture(model)
+    write_camus_layout(tmp_path / "camus", 4, seed=5)
+    camus = CAMUS(tmp_path / "camus", quality=None, preprocess=model.config.preprocessing)
+    for i in range(len(camus)):
+        model.predict_ef(camus.raw_frames(i))
+    ref = cap.take()
+    assert ref.shape == (4, 3, 12, 64, 64)
+    folds = [([0, 1], [2, 3]), ([2, 3], [0, 1])]
+    seen = _transfer_and_calibration_inputs(model, camus, folds, cap)
+    cap.handle.remove()
+    assert torch.equal(seen["cross_validate mlp"], ref)
+    assert torch.equal(seen["cross_validate full"], ref[[2, 3, 0, 1]])
+    assert torch.equal(seen["finetune mlp"], ref)
+    assert torch.equal(seen["calibration"], ref)
+    assert camus.clips is None and not camus.augment  # the dataset is handed back as it was given

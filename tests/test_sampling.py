@@ -1,4 +1,5 @@
-"""Tests of coreecho.video.sampling: official clip policies, zero padding, selective decoding."""
+"""Tests of coreecho.video.sampling and coreecho.video.clips: official clip policies, zero padding, selective
+decoding; the one sampling module and its deprecated aliases."""
 
 from __future__ import annotations
 
@@ -12,17 +13,16 @@ from coreecho.data.phantom import make_phantom
 from coreecho.errors import InputError, VideoReadError
 from coreecho.video import (
     clip_indices,
-    extract_clips,
     load_video,
     max_start,
     padded_length,
-    prepare_frames,
-    read_clips,
     read_video,
     test_starts,
     train_start,
     write_video,
 )
+from coreecho.video.clips import extract_clips, read_clips
+from coreecho.video.transforms import prepare_frames
 
 
 def _ramp(n: int, h: int = 4, w: int = 5) -> np.ndarray:
@@ -193,3 +193,88 @@ def test_read_clips_bad_inputs(avis, tmp_path):
         read_clips(avis["long"], [-3])
     with pytest.raises(VideoReadError, match="no such file"):
         read_clips(tmp_path / "missing.avi")
+
+
+def test_sampling_is_one_module_and_old_paths_warn():
+    """Clip sampling lives in coreecho.video.sampling; coreecho.video.samplers and the alternative recipes in
+    coreecho.video resolve to the same objects for one release, with a DeprecationWarning."""
+    import warnings
+
+    import coreecho.video as video
+    from coreecho.video import clips, sampling, samplers, transforms
+
+    for name in ("ClipPlan", "Sampler", "EvenClips", "RandomClips", "FixedStarts", "AllClips", "EveryStart",
+                 "WholeSequence", "as_sampler", "MAX_CLIPS"):
+        with pytest.warns(DeprecationWarning, match=f"use coreecho.video.sampling.{name}"):
+            assert getattr(samplers, name) is getattr(sampling, name)
+    moved = {"read_clips": clips, "extract_clips": clips, "prepare_frames": transforms, "normalize": transforms}
+    for name, home in moved.items():
+        assert name not in video.__all__
+        with pytest.warns(DeprecationWarning, match="ClipPipeline"):
+            assert getattr(video, name) is getattr(home, name)
+    for name in ("read_clips", "extract_clips"):
+        with pytest.warns(DeprecationWarning, match=f"use coreecho.video.clips.{name}"):
+            assert getattr(sampling, name) is getattr(clips, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recipe and the samplers come from coreecho.video without a warning
+        from coreecho.video import ClipPipeline, EvenClips, as_sampler  # noqa: F401
+        assert video.ClipPipeline.__module__ == "coreecho.video.pipeline"
+        assert sorted(video.__all__) == sorted(set(video.__all__)) and all(hasattr(video, n) for n in video.__all__)
+    with pytest.raises(AttributeError):
+        video.no_such_name  # noqa: B018
+
+
+def test_video_layer_imports_nothing_above_it_and_has_no_circle():
+    """Every import in coreecho/video/ (module level, in functions, under TYPE_CHECKING) stays in the bottom layer,
+    and the modules of coreecho.video import each other without a cycle."""
+    import ast
+    from pathlib import Path
+
+    import coreecho.video
+
+    root = Path(coreecho.video.__file__).parent
+    allowed = ("coreecho.video", "coreecho.errors", "coreecho.constants", "coreecho._")
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        name = "coreecho.video" + ("" if path.stem == "__init__" else "." + path.stem)
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for target in targets:
+                if target.startswith("coreecho"):
+                    assert target.startswith(allowed), f"{name} imports {target}"
+                    if target.startswith("coreecho.video.") and target.split(".")[2] != "__init__":
+                        graph[name].add("coreecho.video." + target.split(".")[2])
+    graph = {k: {v for v in deps if v in graph and v != k} for k, deps in graph.items()}
+    graph["coreecho.video"] = set()  # the package itself imports its modules lazily, on attribute access
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != 1, "import circle: " + " -> ".join(trail + [node, dep])
+            if dep not in state:
+                visit(dep, trail + [node])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert "coreecho.video.sampling" in graph["coreecho.video.pipeline"]  # the graph was read
+
+
+def test_read_clips_is_the_pipelines_pixels(avis):
+    """read_clips is the pipeline's sampling, selective decoding and assembly: on a 112 px video (no fan crop)
+    its uint8 clips are the pipeline's ClipBatch.pixels, for the same starts."""
+    from coreecho.models.config import PreprocessConfig
+    from coreecho.video import ClipPipeline
+
+    pipe = ClipPipeline(PreprocessConfig(frames=36, stride=4, size=112))
+    for policy in (3, [0, 7, 19], "all"):
+        batch = pipe(avis["long"], policy)
+        pixels, starts = read_clips(avis["long"], policy)
+        assert starts == batch.starts and np.array_equal(pixels, batch.pixels)

@@ -9,6 +9,7 @@ used here, so the test is deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -207,8 +208,8 @@ def test_save_load_roundtrip(tmp_path, method):
     x = np.random.default_rng(5).normal(size=(120, 6))
     det = ShiftDetector().fit(x, method=method, k=4, metadata={"model": "tiny"})
     path = det.save(tmp_path / "det")
-    assert path.name == "det.json" and (tmp_path / "det.npz").exists()
-    for p in (path, tmp_path / "det.npz", tmp_path / "det"):
+    assert path.name == "det.json" and (tmp_path / "det.safetensors").exists()
+    for p in (path, tmp_path / "det.safetensors", tmp_path / "det"):
         back = ShiftDetector.load(p)
         np.testing.assert_array_equal(back.score(x), det.score(x))
         assert back.threshold == det.threshold and back.metadata == {"model": "tiny"}
@@ -220,7 +221,7 @@ def test_save_load_roundtrip(tmp_path, method):
     # arrays that do not belong to the JSON are refused
     other = ShiftDetector().fit(x + 1, method=method, k=4)
     other.save(tmp_path / "other")
-    (tmp_path / "det.npz").write_bytes((tmp_path / "other.npz").read_bytes())
+    (tmp_path / "det.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes())
     with pytest.raises(ConfigError, match="sha256"):
         ShiftDetector.load(path)
     with pytest.raises(ConfigError):
@@ -235,7 +236,7 @@ def test_attach_and_assess(tiny_model):
     assert isinstance(score, float) and isinstance(flagged, bool)
     assert "shift_detector" not in tiny_model.state_dict()
     attach(tiny_model, None)
-    assert not hasattr(tiny_model, "shift_detector")
+    assert tiny_model.shift_detector is None  # declared on the model class, None when absent
     with pytest.raises(InputError, match="dimensions"):
         attach(tiny_model, ShiftDetector().fit(emb[:, :5], k=3))
 
@@ -279,6 +280,27 @@ def test_pca_score_flags_off_manifold_points():
     assert knn.is_shifted(off).mean() < det.is_shifted(off).mean()
     with pytest.raises(InputError, match="n_components"):
         ShiftDetector().fit(on, method="pca", n_components=0)
+
+
+def test_detector_files_of_earlier_versions_still_load(tmp_path):
+    """0.2 wrote a detector as <stem>.json + <stem>.npz; such a pair loads (no pickle), and is checked the same way."""
+    x = np.random.default_rng(9).normal(size=(90, 5))
+    det = ShiftDetector().fit(x, method="pca", n_components=2)
+    with open(tmp_path / "old.npz", "wb") as fh:
+        np.savez(fh, **det.arrays())
+    data = det.to_dict()
+    data["arrays_file"] = "old.npz"
+    data["arrays_sha256"] = hashlib.sha256((tmp_path / "old.npz").read_bytes()).hexdigest()
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    for p in (tmp_path / "old.json", tmp_path / "old.npz", tmp_path / "old"):
+        back = ShiftDetector.load(p)
+        np.testing.assert_array_equal(back.score(x), det.score(x))
+        assert back.threshold == det.threshold
+    raw = bytearray((tmp_path / "old.npz").read_bytes())
+    raw[-1] ^= 0xFF  # one byte changed
+    (tmp_path / "old.npz").write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match="sha256"):
+        ShiftDetector.load(tmp_path / "old.json")
 
 
 def test_version1_detector_files_still_load(tmp_path):

@@ -213,8 +213,9 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
 
 def test_config_defaults_roundtrip_and_presets():
     cfg = TrainConfig()
-    assert (cfg.frames, cfg.stride, cfg.size, cfg.pad, cfg.batch_size, cfg.epochs) == (36, 4, 112, 12, 16, 25)
-    assert (cfg.lr, cfg.weight_decay, cfg.temperature, cfg.val_clips) == (1e-4, 1e-4, 1.0, 3)
+    assert (cfg.frames, cfg.stride, cfg.size, cfg.pad, cfg.batch_size, cfg.epochs) == (36, 4, 112, 12, 16, None)
+    assert (cfg.passes("stage1"), cfg.passes("stage2"), cfg.pad_style) == (26, 5, "coreecho")  # official (issue 22)
+    assert (cfg.lr, cfg.weight_decay, cfg.temperature, cfg.val_clips) == (1e-4, 1e-4, 1.0, 1)
     assert cfg.resolved_init() == "uniformer-small-k400"
     assert TrainConfig(preset="tiny").resolved_init() == "none"
     assert cfg.lr_at(14) == 1e-4 and cfg.lr_at(15) == pytest.approx(1e-5)

@@ -9,8 +9,9 @@ Submodules (imported on first use, so ``import coreecho.analysis`` costs almost 
   puts a detector on a model so that detailed predictions report a shift score.
 - :mod:`coreecho.analysis.calibration` — :func:`~coreecho.analysis.calibration.calibrate`: split-conformal EF
   intervals (locally adaptive) and a shift detector fitted on held-out labelled videos, saved with the weights.
-- :mod:`coreecho.analysis.gradcam` — Grad-CAM heatmaps ``[T, H, W]`` for the EF output at any encoder stage,
-  overlays, GIF/MP4 and PNG montages (``coreecho explain`` on the command line).
+- :mod:`coreecho.analysis.gradcam` — Grad-CAM heatmaps ``[T, H, W]`` for the EF output at any encoder stage
+  (``coreecho explain`` on the command line); :mod:`coreecho.analysis.rendering` draws them: overlays, GIF/MP4
+  and PNG montages.
 - :mod:`coreecho.analysis.plots` — 2-D maps (UMAP, t-SNE, PCA) of embeddings coloured by EF, and
   ``.npz``/Parquet files of embeddings.
 
@@ -54,9 +55,9 @@ _LAZY = {
     "Explanation": "coreecho.analysis.gradcam",
     "explain": "coreecho.analysis.gradcam",
     "explain_clip": "coreecho.analysis.gradcam",
-    "overlay": "coreecho.analysis.gradcam",
-    "save_overlay": "coreecho.analysis.gradcam",
-    "save_montage": "coreecho.analysis.gradcam",
+    "overlay": "coreecho.analysis.rendering",
+    "save_overlay": "coreecho.analysis.rendering",
+    "save_montage": "coreecho.analysis.rendering",
     "plot_embeddings": "coreecho.analysis.plots",
     "save_embeddings": "coreecho.analysis.plots",
     "load_embeddings": "coreecho.analysis.plots",
@@ -64,15 +65,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from coreecho.analysis.calibration import Calibration, ConformalInterval, calibrate
-    from coreecho.analysis.gradcam import (
-        Explanation,
-        GradCAM,
-        explain,
-        explain_clip,
-        overlay,
-        save_montage,
-        save_overlay,
-    )
+    from coreecho.analysis.gradcam import Explanation, GradCAM, explain, explain_clip
+    from coreecho.analysis.rendering import overlay, save_montage, save_overlay
     from coreecho.analysis.plots import (
         load_embeddings,
         plot_embeddings,

@@ -1,8 +1,8 @@
 """Calibrated EF intervals and an out-of-distribution flag, fitted on held-out labelled videos.
 
 :func:`calibrate` runs a model on held-out videos with known EF and fits two things that then travel with the
-model's weights (``calibration.safetensors`` + a ``calibration`` entry in ``config.json``, see
-:mod:`coreecho.hub`):
+model's weights (``calibration.safetensors`` + a ``calibration`` entry in ``config.json``; the objects and their
+file format are in :mod:`coreecho.analysis.conformal`, model folders in :mod:`coreecho.hub.folder`):
 
 * a **split-conformal EF interval** (:class:`ConformalInterval`), locally adaptive: the nonconformity score
   of a video is ``|EF_true - EF_pred| / sigma(x)``, where ``sigma`` is a difficulty estimate, and the interval
@@ -31,8 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import warnings
 from pathlib import Path
@@ -40,347 +38,55 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from coreecho._version import __version__
-from coreecho.errors import ChecksumError, DatasetError, InputError, WeightsError
+from coreecho.analysis.conformal import (DIFFICULTIES, FILE_NAME, FORMAT_NAME, FORMAT_VERSION, Calibration,
+                                         ConformalInterval, conformal_rank, state_fingerprint)
+from coreecho.errors import DatasetError, InputError
+from coreecho.data.camus import CAMUS
+from coreecho.data.echonet import ClipDataset, EchoNetDynamic, VideoRegressionDataset
+from coreecho.engine import DatasetItems, dataset_settings, stream
+from coreecho.inference import inference_view, run
 
+# ConformalInterval, Calibration and the file format live in coreecho.analysis.conformal (the weights layer reads
+# and writes them without importing inference); they stay importable from here.
 __all__ = ["ConformalInterval", "Calibration", "calibrate", "collect", "conformal_rank", "state_fingerprint",
-           "DIFFICULTIES",
-           "FILE_NAME", "FORMAT_NAME", "FORMAT_VERSION"]
-
-#: Difficulty scores of the adaptive interval.
-DIFFICULTIES = ("knn", "spread", "constant")
-#: File of a model folder that holds the calibration arrays.
-FILE_NAME = "calibration.safetensors"
-FORMAT_NAME = "coreecho-calibration"
-FORMAT_VERSION = 1
-
-
-def conformal_rank(n: int, level: float) -> int:
-    """``ceil((n + 1) · level)``: the rank of the finite-sample conformal quantile (``> n`` means unbounded)."""
-    return math.ceil((n + 1) * level - 1e-9)
-
-
-def state_fingerprint(model: Any) -> str:
-    """sha256 over a model's state dict (names, dtypes, shapes, bytes): a calibration belongs to these weights."""
-    import torch  # noqa: PLC0415
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _vector(x: Any, name: str, n: int | None = None) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x, dtype=np.float64).reshape(-1)
-    if n is not None and len(a) != n:
-        raise InputError(name, f"expected {n} values, got {len(a)}")
-    return a
-
-
-class ConformalInterval:
-    """Locally adaptive split-conformal interval for a scalar prediction (see the module docstring).
-
-    Attributes:
-        difficulty: ``"knn"``, ``"spread"`` or ``"constant"``.
-        k: neighbours of the ``"knn"`` difficulty.
-        floor: added to every difficulty so that ``sigma > 0`` (5 % of the median difficulty).
-        scores: sorted nonconformity scores of the calibration part.
-        reference, reference_errors, center, scale: the ``"knn"`` difficulty's standardised embeddings and
-            absolute errors (the other part of the held-out data).
-        bounds: the interval is clipped to this range (``(0, 100)`` for EF).
-    """
-
-    def __init__(self) -> None:
-        self.difficulty = "knn"
-        self.k = 10
-        self.floor = 0.0
-        self.bounds = (0.0, 100.0)
-        self.scores = np.zeros(0)
-        self.reference = np.zeros((0, 0))
-        self.reference_errors = np.zeros(0)
-        self.center = np.zeros(0)
-        self.scale = np.zeros(0)
-
-    @property
-    def n_calibration(self) -> int:
-        """Number of held-out videos the quantiles come from."""
-        return int(len(self.scores))
-
-    def fit(self, predicted: Any, true: Any, *, ef_std: Any = None, embeddings: Any = None,
-            difficulty: str = "knn", k: int = 10, reference_fraction: float = 0.5, seed: int = 0,
-            bounds: tuple[float, float] = (0.0, 100.0), split: tuple[np.ndarray, np.ndarray] | None = None,
-            ) -> "ConformalInterval":
-        """Fit on held-out predictions and labels.
-
-        Args:
-            predicted, true: predicted and true EF of ``n`` held-out videos.
-            ef_std: per-clip spread of each prediction (difficulty ``"spread"``).
-            embeddings: ``[n, D]`` embeddings (difficulty ``"knn"``).
-            difficulty: ``"knn"``, ``"spread"`` or ``"constant"``.
-            k: neighbours for ``"knn"``.
-            reference_fraction: share of the videos used as the ``"knn"`` reference (disjoint from the
-                conformal scores, so that exchangeability holds); ignored by the other difficulties.
-            seed: seed of that split.
-            bounds: clip intervals to this range.
-            split: explicit ``(reference_indices, calibration_indices)`` instead of a random split.
-        """
-        if difficulty not in DIFFICULTIES:
-            raise InputError(f"difficulty={difficulty!r}", f"expected one of {list(DIFFICULTIES)}")
-        pred = _vector(predicted, "predicted")
-        y = _vector(true, "true", len(pred))
-        if not (np.isfinite(pred).all() and np.isfinite(y).all()):
-            raise InputError("predicted/true", "contain NaN or infinite values (drop failed videos first)")
-        err = np.abs(y - pred)
-        self.difficulty, self.k, self.bounds = difficulty, int(k), (float(bounds[0]), float(bounds[1]))
-        cal = np.arange(len(pred))
-        if difficulty == "knn":
-            if embeddings is None:
-                raise InputError("embeddings", "the 'knn' difficulty needs the embeddings of the videos")
-            emb = np.asarray(embeddings, dtype=np.float64)
-            if emb.ndim != 2 or len(emb) != len(pred):
-                raise InputError("embeddings", f"expected [{len(pred)}, D], got {emb.shape}")
-            if split is None:
-                perm = np.random.default_rng(seed).permutation(len(pred))
-                n_ref = int(round(reference_fraction * len(pred)))
-                split = (perm[:n_ref], perm[n_ref:])
-            ref, cal = np.asarray(split[0]), np.asarray(split[1])
-            if len(ref) < self.k or len(cal) < 1:
-                raise InputError("embeddings", f"{len(pred)} videos are too few for k={self.k} neighbours plus "
-                                 "a calibration part; use more held-out videos or a smaller k")
-            self.center = emb[ref].mean(axis=0)
-            sd = emb[ref].std(axis=0)
-            self.scale = np.where(sd > 1e-12, sd, 1.0)
-            self.reference = (emb[ref] - self.center) / self.scale
-            self.reference_errors = err[ref]
-            self.floor = 0.0
-            raw = self._raw(None, emb[cal])
-        elif difficulty == "spread":
-            if ef_std is None:
-                raise InputError("ef_std", "the 'spread' difficulty needs the per-clip spread of each prediction")
-            raw = _vector(ef_std, "ef_std", len(pred))
-        else:
-            raw = np.ones(len(pred))
-        self.floor = 0.05 * float(np.median(raw)) if np.median(raw) > 0 else 1e-3
-        if difficulty == "constant":
-            self.floor = 0.0
-        self.scores = np.sort(err[cal] / (raw + self.floor))
-        return self
-
-    def _raw(self, ef_std: Any, embeddings: Any) -> np.ndarray:
-        if self.difficulty == "knn":
-            z = (np.atleast_2d(np.asarray(embeddings, dtype=np.float64)) - self.center) / self.scale
-            ref = self.reference
-            d2 = (np.einsum("ij,ij->i", z, z)[:, None] + np.einsum("ij,ij->i", ref, ref)[None]
-                  - 2.0 * z @ ref.T)
-            idx = np.argpartition(d2, self.k - 1, axis=1)[:, :self.k]
-            return self.reference_errors[idx].mean(axis=1)
-        if self.difficulty == "spread":
-            return np.atleast_1d(np.asarray(ef_std, dtype=np.float64))
-        return np.ones(len(np.atleast_1d(ef_std)) if ef_std is not None else len(np.atleast_2d(embeddings)))
-
-    def sigma(self, *, ef_std: Any = None, embeddings: Any = None) -> np.ndarray:
-        """Difficulty ``sigma(x)`` of videos (larger = wider interval)."""
-        if self.difficulty == "constant" and ef_std is None and embeddings is None:
-            return np.ones(1)
-        if self.difficulty == "knn" and embeddings is None:
-            raise InputError("embeddings", "this interval's difficulty is 'knn': pass the embeddings")
-        if self.difficulty == "spread" and ef_std is None:
-            raise InputError("ef_std", "this interval's difficulty is 'spread': pass the per-clip spread")
-        return self._raw(ef_std, embeddings) + self.floor
-
-    def quantile(self, level: float) -> float:
-        """The conformal quantile ``q`` for a coverage ``level`` (``inf`` when too few calibration videos)."""
-        if not 0.0 < float(level) < 1.0:
-            raise InputError(f"coverage={level!r}", "must be between 0 and 1 (exclusive)")
-        rank = conformal_rank(self.n_calibration, level)
-        if rank > self.n_calibration:
-            warnings.warn(f"{self.n_calibration} calibration videos cannot certify {level:.0%} coverage; the "
-                          f"interval is unbounded (needs at least {math.ceil(level / (1 - level))})", stacklevel=3)
-            return math.inf
-        return float(self.scores[rank - 1])
-
-    def interval(self, predicted: Any, *, ef_std: Any = None, embeddings: Any = None,
-                 level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """``(low, high)`` arrays: ``predicted ± q(level) · sigma``, clipped to :attr:`bounds`."""
-        pred = _vector(predicted, "predicted")
-        half = self.quantile(level) * self.sigma(ef_std=ef_std, embeddings=embeddings)
-        return np.clip(pred - half, *self.bounds), np.clip(pred + half, *self.bounds)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"scores": self.scores, "reference": self.reference, "reference_errors": self.reference_errors,
-                "center": self.center, "scale": self.scale}
-
-    def settings(self) -> dict[str, Any]:
-        return {"difficulty": self.difficulty, "k": self.k, "floor": self.floor, "bounds": list(self.bounds),
-                "n_calibration": self.n_calibration, "n_reference": int(len(self.reference_errors))}
-
-    @classmethod
-    def restore(cls, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> "ConformalInterval":
-        ci = cls()
-        ci.difficulty, ci.k, ci.floor = str(settings["difficulty"]), int(settings["k"]), float(settings["floor"])
-        ci.bounds = (float(settings["bounds"][0]), float(settings["bounds"][1]))
-        for name, value in arrays.items():
-            setattr(ci, name, np.asarray(value, dtype=np.float64))
-        if ci.difficulty not in DIFFICULTIES or ci.n_calibration < 1:
-            raise WeightsError(f"invalid calibration interval (difficulty {ci.difficulty!r}, "
-                               f"{ci.n_calibration} scores)")
-        return ci
-
-
-class Calibration:
-    """What a model carries to say how far to trust it: an EF interval and a shift detector.
-
-    Attributes:
-        interval: a :class:`ConformalInterval` or ``None``.
-        detector: a :class:`~coreecho.analysis.shift.ShiftDetector` or ``None``.
-        coverage: default nominal coverage of ``ef_low``/``ef_high`` (0.9).
-        metadata: provenance (data, split, number of videos, seeds, coreecho version).
-    """
-
-    def __init__(self, interval: ConformalInterval | None = None, detector: Any = None, *,
-                 coverage: float = 0.9, metadata: dict[str, Any] | None = None) -> None:
-        self.interval, self.detector = interval, detector
-        self.coverage = float(coverage)
-        self.metadata = dict(metadata or {})
-        self.fingerprint: str | None = None  # state_fingerprint of the weights it was fitted for
-
-    def apply(self, ef: float, ef_std: float, embedding: np.ndarray, coverage: float | None = None,
-              ) -> dict[str, Any]:
-        """``ef_low``, ``ef_high``, ``coverage``, ``shift_score``, ``is_shifted`` for one video."""
-        out: dict[str, Any] = {}
-        if self.interval is not None and np.isfinite(ef):
-            level = self.coverage if coverage is None else float(coverage)
-            low, high = self.interval.interval([ef], ef_std=[ef_std], embeddings=embedding[None], level=level)
-            out.update(ef_low=float(low[0]), ef_high=float(high[0]), coverage=level)
-        if self.detector is not None:
-            score, shifted = self.detector.assess(embedding)
-            out.update(shift_score=float(score), is_shifted=bool(shifted))
-        return out
-
-    # --------------------------------------------------------------------------------------- persistence
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Every array, float64, keyed ``interval.*`` and ``shift.*`` (what ``calibration.safetensors`` holds)."""
-        from coreecho.analysis.shift import _ARRAYS  # noqa: PLC0415
-
-        out: dict[str, np.ndarray] = {}
-        if self.interval is not None:
-            out.update({f"interval.{k}": v for k, v in self.interval.arrays().items()})
-        if self.detector is not None:
-            out.update({f"shift.{k}": getattr(self.detector, k) for k in _ARRAYS})
-        return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in out.items()}
-
-    def save(self, folder: str | os.PathLike) -> dict[str, Any]:
-        """Write ``calibration.safetensors`` into ``folder``; return the ``config.json`` entry (with its sha256)."""
-        from safetensors.numpy import save_file  # noqa: PLC0415
-
-        folder = Path(folder)
-        tmp = folder / (FILE_NAME + ".tmp")
-        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME})  # one key: Rust orders a map at random
-        os.replace(tmp, folder / FILE_NAME)
-        os.chmod(folder / FILE_NAME, 0o644)  # readable like the weights, wherever the package is installed
-        entry: dict[str, Any] = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "coreecho_version": __version__,
-            "file": FILE_NAME, "sha256": hashlib.sha256((folder / FILE_NAME).read_bytes()).hexdigest(),
-            "coverage": self.coverage,
-            "interval": None if self.interval is None else self.interval.settings(),
-            "shift": None if self.detector is None else self.detector.to_dict(),
-            "metadata": self.metadata,
-        }
-        return entry
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, entry: dict[str, Any]) -> "Calibration":
-        """Read ``calibration.safetensors`` named by a ``config.json`` entry, verifying its sha256.
-
-        Raises:
-            ChecksumError: the file's sha256 differs from the entry's (tampered or mismatched file).
-            WeightsError: missing or unreadable file, unknown format or newer version.
-        """
-        from safetensors import SafetensorError  # noqa: PLC0415
-        from safetensors.numpy import load  # noqa: PLC0415
-
-        from coreecho.analysis.shift import ShiftDetector  # noqa: PLC0415
-
-        if not isinstance(entry, dict) or entry.get("format") != FORMAT_NAME:
-            raise WeightsError(f"{folder}: config.json's 'calibration' entry is not a coreecho calibration")
-        version = entry.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise WeightsError(f"{folder}: calibration format_version {version!r} is newer than this coreecho "
-                               f"({__version__}) understands; upgrade coreecho")
-        name = str(entry.get("file", FILE_NAME))
-        path = Path(folder) / Path(name).name
-        try:
-            raw = path.read_bytes()
-        except OSError as err:
-            raise WeightsError(f"{path}: config.json names a calibration file that cannot be read ({err}); "
-                               "copy it with the weights or recalibrate (coreecho calibrate)") from err
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != entry.get("sha256"):
-            raise ChecksumError(f"{path}: sha256 is {actual} but config.json records {entry.get('sha256')}; the "
-                                "calibration was modified or does not belong to this model. Restore it, or "
-                                "recalibrate (coreecho calibrate).")
-        try:
-            arrays = load(raw)
-        except (SafetensorError, ValueError) as err:
-            raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
-        interval = detector = None
-        try:
-            if entry.get("interval") is not None:
-                interval = ConformalInterval.restore(entry["interval"], {
-                    k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("interval.")})
-            if entry.get("shift") is not None:
-                detector = ShiftDetector.from_dict(entry["shift"], {
-                    k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("shift.")}, source=str(path))
-        except (KeyError, TypeError, ValueError) as err:
-            raise WeightsError(f"{path}: invalid calibration ({type(err).__name__}: {err})") from err
-        return cls(interval, detector, coverage=float(entry.get("coverage", 0.9)),
-                   metadata=dict(entry.get("metadata") or {}))
-
-    def __repr__(self) -> str:
-        parts = []
-        if self.interval is not None:
-            parts.append(f"interval={self.interval.difficulty!r} n={self.interval.n_calibration} "
-                         f"coverage={self.coverage:g}")
-        if self.detector is not None:
-            parts.append(f"shift={self.detector.method!r} false_alarm_rate={self.detector.false_alarm_rate:g}")
-        return f"Calibration({', '.join(parts) or 'empty'})"
+           "DIFFICULTIES", "FILE_NAME", "FORMAT_NAME", "FORMAT_VERSION"]
 
 
 # ------------------------------------------------------------------------------------------------ fitting
 def collect(model: Any, data: Any, *, split: str = "val", labels: Sequence[float] | None = None,
-            clips: int | str | None = None, batch_size: int = 16, limit: int | None = None,
+            clips: int | str | None = None, batch_size: int | None = None, limit: int | None = None,
             progress: bool | None = None) -> dict[str, np.ndarray]:
     """Predictions, per-clip spreads, embeddings and true EFs of labelled videos.
 
     Args:
         model: a :class:`~coreecho.CoReEcho`.
         data: an EchoNet-Dynamic folder (``FileList.csv``), a CSV of videos (``path``, ``label`` columns), a
-            CAMUS folder, a dataset object with ``records`` (EchoNet/CSV) or CAMUS items, or a list of videos
-            (paths or arrays) with ``labels``.
+            CAMUS folder, a dataset object (EchoNet/CSV: its videos are read with the model's pipeline; CAMUS,
+            HMC-QU or any dataset of :mod:`coreecho.data.contract` items: its own items, in evaluation mode), or a
+            list of videos (paths or arrays) with ``labels``.
         split: split of an EchoNet-Dynamic folder (``"val"`` by default; never calibrate on training videos).
         labels: true EFs when ``data`` is a list of videos.
+        clips: clip policy for videos (default: the model's).
+        batch_size: clips per forward pass; ``None``: the engine's batch policy.
         limit: use only the first ``limit`` videos.
+        progress: show a progress bar.
+
+    Every forward pass runs through :func:`coreecho.engine.stream`.
 
     Returns:
         ``{"predicted", "ef_std", "embeddings", "true"}`` arrays (failed videos are dropped with a warning).
     """
-    from coreecho.inference import run  # noqa: PLC0415
-
     if isinstance(data, (str, os.PathLike)):
         data = _open_dataset(Path(data).expanduser(), split, model)
     if isinstance(data, (list, tuple)):
         if labels is None or len(labels) != len(data):
             raise InputError("labels", "a list of videos needs one true EF per video")
         videos, true = list(data), [float(v) for v in labels]
-    elif hasattr(data, "records") and data.records and hasattr(data.records[0], "path"):
+    elif isinstance(data, ClipDataset):  # EchoNet-Dynamic, a CSV: video files, read as predict_ef reads them
         videos = [str(r.path) for r in data.records]
         true = [float(r.label) for r in data.records]
     elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return _collect_items(model, data, limit)
+        return _collect_items(model, data, limit, batch_size, progress)
     else:
         raise InputError("data", f"cannot calibrate on {type(data).__name__}; pass a dataset folder, a CSV, a "
                                  "dataset object or a list of videos with labels")
@@ -400,50 +106,35 @@ def collect(model: Any, data: Any, *, split: str = "val", labels: Sequence[float
 
 def _open_dataset(path: Path, split: str, model: Any) -> Any:
     if path.is_file() and path.suffix.lower() == ".csv":
-        from coreecho.data.echonet import VideoRegressionDataset  # noqa: PLC0415
-
         return VideoRegressionDataset(path)
     if (path / "FileList.csv").is_file():
-        from coreecho.data.echonet import EchoNetDynamic  # noqa: PLC0415
-
         return EchoNetDynamic(path, split=split, min_traced_frames=0)
     if path.is_dir():
-        from coreecho.data.camus import CAMUS  # noqa: PLC0415
-
         return CAMUS(path, preprocess=model.config.preprocessing)
     raise DatasetError(f"{path}: not an EchoNet-Dynamic folder (FileList.csv), a CSV of videos or a CAMUS folder")
 
 
-def _collect_items(model: Any, dataset: Any, limit: int | None) -> dict[str, np.ndarray]:
-    """Datasets whose items hold a preprocessed ``video`` tensor and a label (CAMUS)."""
-    import torch  # noqa: PLC0415
-
+def _collect_items(model: Any, dataset: Any, limit: int | None, batch_size: int | None,
+                   progress: bool | None) -> dict[str, np.ndarray]:
+    """Datasets whose items are preprocessed clips with a label (CAMUS, HMC-QU: :mod:`coreecho.data.contract`),
+    through the engine, in evaluation mode (``clips=1`` unless set, no augmentation) for the call."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    pred, spread, embs, true = [], [], [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for i in range(n):
-                item = dataset[i]
-                x = item["video"]
-                x = x[None] if x.dim() == 4 else x
-                emb = model.encoder(x.to(device=model.device, dtype=model.dtype)).float()
-                out = model.head(emb.to(model.dtype)).float().reshape(-1).cpu().numpy()
-                pred.append(float(out.mean()))
-                spread.append(float(out.std()))
-                embs.append(emb.mean(0).cpu().numpy())
-                true.append(float(item.get("ef", item.get("label"))))
-    finally:
-        model.train(was_training)
-    return {"predicted": np.array(pred), "ef_std": np.array(spread), "embeddings": np.stack(embs).astype(np.float64),
-            "true": np.array(true)}
+
+    def finish(item: Any, emb: Any, out: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+        return float(out.mean()), float(out.std()), emb.mean(0).numpy(), float(item.extra["label"])
+
+    clips = 1 if getattr(dataset, "clips", None) is None else dataset.clips
+    with dataset_settings(dataset, clips=clips, augment=False):
+        rows = list(stream(DatasetItems(dataset, range(n)), inference_view(model), finish=finish,
+                           batch_size=batch_size, progress=progress, desc="calibrate"))
+    return {"predicted": np.array([r[0] for r in rows]), "ef_std": np.array([r[1] for r in rows]),
+            "embeddings": np.stack([r[2] for r in rows]).astype(np.float64), "true": np.array([r[3] for r in rows])}
 
 
 def calibrate(model: Any, data: Any = None, *, split: str = "val", labels: Sequence[float] | None = None,
               coverage: float = 0.9, false_alarm_rate: float = 0.05, difficulty: str = "knn", k: int = 10,
               detector: str = "pca", n_components: int = 10, reference_fraction: float = 0.5, seed: int = 0,
-              clips: int | str | None = None, batch_size: int = 16, limit: int | None = None,
+              clips: int | str | None = None, batch_size: int | None = None, limit: int | None = None,
               collected: dict[str, np.ndarray] | None = None, attach: bool = True,
               progress: bool | None = None, metadata: dict[str, Any] | None = None) -> Calibration:
     """Fit a conformal EF interval and a shift detector on held-out labelled videos, and attach them.

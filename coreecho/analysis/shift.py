@@ -54,7 +54,7 @@ import numpy as np
 from coreecho._version import __version__
 from coreecho.errors import CoReEchoError, ConfigError, InputError
 
-__all__ = ["ShiftDetector", "attach", "METHODS", "NORMALIZATIONS", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["ShiftDetector", "attach", "METHODS", "NORMALIZATIONS", "ARRAYS", "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: Score methods.
 METHODS = ("knn", "mahalanobis", "pca")
@@ -64,7 +64,8 @@ NORMALIZATIONS = ("standardize", "l2", "none")
 FORMAT_NAME = "coreecho-shift-detector"
 FORMAT_VERSION = 2  # 2: method "pca" and the "components" array; version-1 files still load
 
-_ARRAYS = ("reference", "center", "scale", "location", "precision", "calibration_scores", "components")
+#: Names of the arrays a detector holds (:meth:`ShiftDetector.arrays`).
+ARRAYS = ("reference", "center", "scale", "location", "precision", "calibration_scores", "components")
 
 
 def _as_matrix(x: Any, name: str, dim: int | None = None) -> tuple[np.ndarray, bool]:
@@ -357,6 +358,10 @@ class ShiftDetector:
         return s, bool(s > self.threshold)
 
     # ----------------------------------------------------------------------------------------- persistence
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The detector's arrays by name (float64): what its file holds besides :meth:`to_dict`."""
+        return {name: np.asarray(getattr(self, name), dtype=np.float64) for name in ARRAYS}
+
     def to_dict(self, include_arrays: bool = False) -> dict[str, Any]:
         """JSON-ready description: settings, threshold, sizes, calibration summary (and arrays as lists).
 
@@ -380,7 +385,7 @@ class ShiftDetector:
             "metadata": self.metadata,
         }
         if include_arrays:
-            data["arrays"] = {name: getattr(self, name).tolist() for name in _ARRAYS}
+            data["arrays"] = {name: getattr(self, name).tolist() for name in ARRAYS}
         return data
 
     @classmethod
@@ -403,7 +408,7 @@ class ShiftDetector:
             det.false_alarm_rate, det.threshold = float(data["false_alarm_rate"]), float(data["threshold"])
             det.dim, det.n_reference = int(data["dim"]), int(data["n_reference"])
             det.metadata = dict(data.get("metadata") or {})
-            for name in _ARRAYS:
+            for name in ARRAYS:
                 if name == "components" and name not in arrays:  # format version 1
                     det.components = np.zeros((0, det.dim))
                     continue
@@ -420,65 +425,63 @@ class ShiftDetector:
         return det
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``<stem>.json`` (settings, threshold, sha256 of the arrays) and ``<stem>.npz`` (arrays).
+        """Write ``<stem>.json`` (settings, threshold, sha256 of the arrays) and ``<stem>.safetensors`` (arrays).
 
-        No pickle is involved: the ``.npz`` holds plain float64 arrays and is read with
-        ``allow_pickle=False``.
+        The one format of a detector: its settings (:meth:`to_dict`) as JSON and its float64 arrays
+        (:meth:`arrays`) as safetensors, no pickle. A model folder stores a detector the same way, inside its
+        calibration (``config.json`` + ``calibration.safetensors``, see :mod:`coreecho.analysis.conformal`).
+        Files written by earlier versions (``<stem>.json`` + ``<stem>.npz``) still load.
 
         Args:
-            path: ``name``, ``name.json`` or ``name.npz``; both files are written next to each other.
+            path: ``name``, ``name.json`` or ``name.safetensors``; both files are written next to each other.
 
         Returns:
             The path of the JSON file.
 
         Example:
-            >>> import numpy as np
+            >>> import numpy as np, tempfile, pathlib
             >>> det = ShiftDetector().fit(np.random.default_rng(0).normal(size=(100, 3)), k=3)
-            >>> p = det.save("/tmp/shift_detector")  # doctest: +SKIP
-            >>> ShiftDetector.load(p).threshold == det.threshold  # doctest: +SKIP
-            True
+            >>> p = det.save(pathlib.Path(tempfile.mkdtemp()) / "shift_detector")
+            >>> p.name, ShiftDetector.load(p).threshold == det.threshold
+            ('shift_detector.json', True)
         """
-        json_path, npz_path = _paths(path)
+        from safetensors.numpy import save_file  # noqa: PLC0415 - only when a file is written
+
+        json_path, arrays_path = _paths(path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(npz_path, "wb") as fh:
-            np.savez(fh, **{name: getattr(self, name) for name in _ARRAYS})
+        tmp = arrays_path.with_name(arrays_path.name + ".tmp")
+        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME})
+        os.replace(tmp, arrays_path)
         data = self.to_dict()
-        data["arrays_file"] = npz_path.name
-        data["arrays_sha256"] = hashlib.sha256(npz_path.read_bytes()).hexdigest()
+        data["arrays_file"] = arrays_path.name
+        data["arrays_sha256"] = hashlib.sha256(arrays_path.read_bytes()).hexdigest()
         json_path.write_text(json.dumps(data, indent=2) + "\n")
         return json_path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ShiftDetector":
-        """Read a detector written by :meth:`save` (give the ``.json``, the ``.npz`` or the common stem).
+        """Read a detector written by :meth:`save` (give the ``.json``, the arrays file or the common stem).
 
         Raises:
             ConfigError: missing or malformed files, or arrays that do not match the JSON's checksum.
         """
-        json_path, npz_path = _paths(path)
+        json_path, arrays_path = _paths(path)
         try:
             data = json.loads(json_path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"{json_path}: cannot read the shift detector ({err})") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{json_path}: expected a JSON object")
-        npz_path = json_path.with_name(str(data.get("arrays_file", npz_path.name)))
+        arrays_path = json_path.with_name(Path(str(data.get("arrays_file", arrays_path.name))).name)
         try:
-            raw = npz_path.read_bytes()
+            raw = arrays_path.read_bytes()
         except OSError as err:
-            raise ConfigError(f"{npz_path}: cannot read the shift detector's arrays ({err})") from err
+            raise ConfigError(f"{arrays_path}: cannot read the shift detector's arrays ({err})") from err
         expected = data.get("arrays_sha256")
         if expected and hashlib.sha256(raw).hexdigest() != expected:
-            raise ConfigError(f"{npz_path}: sha256 does not match {json_path.name}; the two files do not belong "
+            raise ConfigError(f"{arrays_path}: sha256 does not match {json_path.name}; the two files do not belong "
                               "together (re-save the detector)")
-        import io  # noqa: PLC0415
-
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in _ARRAYS if name in npz.files}
-        except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"{npz_path}: invalid shift detector arrays ({err})") from err
-        return cls.from_dict(data, arrays, source=str(json_path))
+        return cls.from_dict(data, _read_arrays(arrays_path, raw), source=str(json_path))
 
     def __repr__(self) -> str:
         if not self.fitted:
@@ -491,16 +494,33 @@ class ShiftDetector:
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
-    stem = p.with_suffix("") if p.suffix.lower() in (".json", ".npz") else p
-    return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".npz")
+    stem = p.with_suffix("") if p.suffix.lower() in (".json", ".safetensors", ".npz") else p
+    return stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".safetensors")
+
+
+def _read_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a detector file: safetensors, or the ``.npz`` of earlier versions (read without pickle)."""
+    import io  # noqa: PLC0415
+
+    from safetensors import SafetensorError  # noqa: PLC0415
+    from safetensors.numpy import load  # noqa: PLC0415
+
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                return {name: npz[name] for name in ARRAYS if name in npz.files}
+        return {name: value for name, value in load(raw).items() if name in ARRAYS}
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
+        raise ConfigError(f"{path}: invalid shift detector arrays ({err})") from err
 
 
 def attach(model: Any, detector: ShiftDetector | None) -> Any:
-    """Put a fitted detector on a model as ``model.shift_detector`` (``None`` removes it).
+    """Set a fitted detector as the model's declared ``shift_detector`` (``None`` removes it).
 
     Detailed predictions (``predict_ef(..., return_details=True)``) then report ``shift_score`` and
     ``is_shifted`` from ``detector.assess(embedding)``. The detector is not part of the model's
-    ``state_dict``: save it next to the model with :meth:`ShiftDetector.save`.
+    ``state_dict``; ``model.save_pretrained`` writes it into the folder's calibration file (or save it alone
+    with :meth:`ShiftDetector.save`).
 
     Args:
         model: a :class:`~coreecho.CoReEcho`.
@@ -518,7 +538,7 @@ def attach(model: Any, detector: ShiftDetector | None) -> Any:
         True
     """
     if detector is None:
-        vars(model).pop("shift_detector", None)
+        model.shift_detector = None
         return model
     if not isinstance(detector, ShiftDetector):
         raise InputError("detector", f"expected a ShiftDetector, got {type(detector).__name__}")

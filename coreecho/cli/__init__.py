@@ -16,6 +16,8 @@ calibrate      :mod:`coreecho.cli.calibrate`        conformal EF interval and sh
 train          :mod:`coreecho.cli.train`            CoReEcho stage 1 / stage 2
 evaluate       :mod:`coreecho.cli.train`            MAE/RMSE/R² with bootstrap CIs on a dataset split
 finetune       :mod:`coreecho.cli.finetune`         probing / fine-tuning on CAMUS, HMC-QU or a CSV
+report         :mod:`coreecho.cli.report`           one-page PNG + HTML report of one video
+env            :mod:`coreecho.cli.env`              versions, devices, caches, models (offline)
 =============  ===================================  ==========================================================
 
 The error boundary (:func:`main`): an anticipated failure prints one line,
@@ -70,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "finetune": ("coreecho.cli.finetune", "add_finetune", "run_finetune",
                  "transfer the encoder: linear/MLP probing or full fine-tuning, cross-validated on CAMUS, HMC-QU or "
                  "a CSV of videos"),
+    "report": ("coreecho.cli.report", "add_report", "run_report",
+               "one-page report of a video: PNG figure and HTML page (EF per clip, interval, shift, Grad-CAM)"),
+    "env": ("coreecho.cli.env", "add_env", "run_env",
+            "print versions, torch build, CPU features, devices, caches and installed models (for bug reports)"),
 }
 
 

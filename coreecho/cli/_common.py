@@ -20,14 +20,15 @@ import re
 from typing import Callable
 
 from coreecho.errors import CoReEchoError
+from coreecho.video.limits import MAX_CLIPS
 
 __all__ = ["UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
            "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
            "LIMITS"]
 
-#: Upper bounds of numeric options (the clip limit is :data:`coreecho.video.samplers.MAX_CLIPS`; the batch limit is
-#: the engine's).
-LIMITS = {"clips": 4096, "batch_size": 4096, "threads": 1024, "workers": 64, "scale": 16, "frames": 64}
+#: Upper bounds of numeric options (the clip limit is the library's :data:`coreecho.video.limits.MAX_CLIPS`; the batch
+#: limit is the engine's).
+LIMITS = {"clips": MAX_CLIPS, "batch_size": 4096, "threads": 1024, "workers": 64, "scale": 16, "frames": 64}
 
 
 class UsageError(CoReEchoError):

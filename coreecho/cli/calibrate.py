@@ -32,6 +32,7 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
                    help="shift score (default: pca, distance from the embeddings' principal subspace)")
     p.add_argument("--limit", type=common.bounded_int(1), default=None, help="use only the first N videos")
     common.add_device(p)
+    common.add_batch_size(p)
     p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=0, help="seed of the reference/calibration split")
 
 
@@ -57,7 +58,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         model = load_model(args.model, device=device)
     cal = calibrate(model, args.data, split=args.split, coverage=args.coverage, false_alarm_rate=args.false_alarm_rate,
                     difficulty=args.difficulty, detector=args.detector, limit=args.limit, seed=args.seed,
-                    progress=None)
+                    batch_size=args.batch_size, progress=None)
     model.save_pretrained(out)
     info = cal.metadata
     q = {level: cal.interval.quantile(level) for level in (0.8, 0.9, 0.95)}

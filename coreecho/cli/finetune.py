@@ -33,7 +33,9 @@ def add_finetune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true", help="no pad-and-crop augmentation in full fine-tuning")
     p.add_argument("--seed", type=int, default=0)
     common.add_device(p)
-    p.add_argument("--num-workers", type=common.bounded_int(0, common.LIMITS["workers"]), default=0)
+    common.add_precision(p)
+    p.add_argument("--num-workers", type=common.bounded_int(0, common.LIMITS["workers"]), default=0,
+                   help="loader worker processes (training batches and the frozen-encoder passes; default 0)")
     p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
     p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
@@ -69,7 +71,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     """Run ``coreecho finetune``; returns the exit code."""
     from coreecho.errors import ConfigError  # noqa: PLC0415
     from coreecho.hub import load_model  # noqa: PLC0415
-    from coreecho.train.finetune_data import build_dataset, dataset_preprocess  # noqa: PLC0415
+    from coreecho.train.finetune_data import build_dataset  # noqa: PLC0415
     from coreecho.train.transfer import TransferConfig, cross_validate, finetune  # noqa: PLC0415
 
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -87,10 +89,15 @@ def run_finetune(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     cfg = TransferConfig(mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
-                         seed=args.seed, device=args.device, num_workers=args.num_workers)
+                         seed=args.seed, device=args.device, num_workers=args.num_workers, precision=args.precision)
     model = load_model(args.model, device=args.device)
     try:
-        dataset = build_dataset(args, model)
+        dataset = build_dataset(
+            args.dataset, args.data, model, seed=args.seed, frames=args.frames, stride=args.stride,
+            sampling=args.sampling, temporal=args.temporal, quality=args.quality, view=args.view,
+            spreadsheet=args.spreadsheet, video_dir=args.video_dir, video_name=args.video_name,
+            name_column=args.name_column, patient_pattern=args.patient_pattern, span=args.span, task=args.task,
+            path_column=args.path_column, label_column=args.label_column, group_column=args.group_column)
     except ConfigError as err:
         raise common.UsageError(str(err)) from err
     if log:
@@ -106,7 +113,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         label = {"camus": "ef", "hmcqu": "mi"}.get(args.dataset)
         tuned = finetune(model, dataset, config=cfg, label_name=label, log=log)
         # the fine-tuned model is served as it was trained: whole sequences for CAMUS / HMC-QU, overrides included
-        tuned.config.preprocessing = getattr(dataset, "preprocess", None) or dataset_preprocess(args, model)
+        tuned.config.preprocessing = dataset.preprocess
         tuned.config.metadata["finetune"]["data"] = f"{args.dataset}:{args.data}"
         out = tuned.save_pretrained(args.save_model, title=f"CoReEcho fine-tuned on {args.dataset}")
         print(f"saved the fine-tuned model to {out}", file=sys.stderr)

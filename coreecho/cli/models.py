@@ -71,7 +71,8 @@ def add_convert(p: argparse.ArgumentParser) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run ``coreecho convert``."""
-    from coreecho.hub import _installed_dir, convert_checkpoint, list_models
+    from coreecho.hub import convert_checkpoint, list_models
+    from coreecho.hub.registry import installed_dir
 
     if not args.out_dir and not args.install:
         raise UsageError("give OUT_DIR, --install NAME, or both")
@@ -85,7 +86,7 @@ def run_convert(args: argparse.Namespace) -> int:
         if src.exists() and (out.resolve() == src.resolve() or src.resolve().parent == out.resolve() and
                              src.name in ("config.json", "model.safetensors", "README.md")):
             raise UsageError(f"{out}: writing there would overwrite the input {src}; choose another OUT_DIR")
-    for target in filter(None, [args.out_dir, args.install and _installed_dir(args.install)]):
+    for target in filter(None, [args.out_dir, args.install and installed_dir(args.install)]):
         out = convert_checkpoint(args.src, target)
         print(f"wrote {out}")
     return 0

@@ -30,12 +30,13 @@ from coreecho.cli import _common as common
 from coreecho.cli._common import UsageError
 from coreecho.cli.output import (Journal, StreamWriter, check_output, find_partials, journal_format, partial_path,
                                  read_rows, replace_atomically, row_format, temporary_stem, write_rows)
+from coreecho.video.limits import READABLE_EXTENSIONS
 
 __all__ = ["expand_inputs", "ROW_FIELDS", "EMBED_FIELDS", "INPUT_EXTENSIONS", "add_predict", "run_predict",
            "add_embed", "run_embed", "prediction_row"]
 
-#: Extensions picked up when a folder is given.
-INPUT_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".dcm", ".dicom", ".npy")
+#: Extensions picked up when a folder is given: every extension the readers take (one list, in the library).
+INPUT_EXTENSIONS = READABLE_EXTENSIONS
 #: Columns of ``coreecho predict`` output, in order.
 ROW_FIELDS = ("path", "ef", "ef_std", "n_clips", "clip_efs", "starts", "fps", "n_frames", "ef_low", "ef_high",
               "coverage", "shift_score", "is_shifted", "warnings", "error")

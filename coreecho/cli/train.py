@@ -31,9 +31,18 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--frames", "frames", int, "frames per clip"),
     ("--stride", "stride", int, "step between clip frames"),
     ("--size", "size", int, "input side in pixels"),
-    ("--pad", "pad", int, "augmentation padding in pixels (0: no augmentation)"),
-    ("--val-clips", "val_clips", common.bounded_int(1, common.LIMITS["clips"]), "random clips per validation video"),
-    ("--epochs", "epochs", common.bounded_int(1, 100_000), "training loops (the official scripts run epochs + 1)"),
+    ("--pad", "pad", int, "training augmentation: zero padding in pixels, read as --pad-style says; with the "
+                          "default style, frames are padded to size + PAD and cropped back at a random position "
+                          "(12: every clip moves by -6..+6 px per axis, as the official code); 0: no augmentation"),
+    ("--pad-style", "pad_style", str, "what --pad means: coreecho (PAD pixels per axis in total, PAD + 1 crop "
+                                      "positions; the official CoReEcho augmentation) or echonet-dynamic (PAD pixels "
+                                      "on each side, 2 x PAD positions: -11..+12 px for --pad 12)"),
+    ("--val-clips", "val_clips", common.bounded_int(1, common.LIMITS["clips"]),
+     "random clips per validation video, averaged (official: 1)"),
+    ("--epochs", "epochs", common.bounded_int(1, 100_000),
+     "passes over the training set (default: 26 for stage1, 5 for stage2, the passes the official scripts make "
+     "with their README's --epochs 25 and --epochs 4, since they run passes 0..epochs inclusive; so the official "
+     "--epochs N is coreecho's --epochs N+1)"),
     ("--batch-size", "batch_size", common.bounded_int(1, common.LIMITS["batch_size"]), "videos per step per process"),
     ("--lr", "lr", float, "encoder learning rate (stage 1)"),
     ("--weight-decay", "weight_decay", float, "encoder weight decay"),
@@ -98,7 +107,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~coreecho.train.config.TrainConfig` of parsed ``coreecho train`` arguments."""
-    from coreecho.train.config import TrainConfig
+    from coreecho.train.config import TRAIN_FORMAT_VERSION, TrainConfig
 
     base: dict[str, Any] = {}
     if args.config:
@@ -107,6 +116,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
                 base = json.load(fh)
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"{args.config}: cannot read the training config ({err})") from err
+        if not isinstance(base, dict):
+            raise ConfigError(f"{args.config}: expected a JSON object of TrainConfig fields")
+        try:  # read in the file's own format_version (an old file's pad keeps its meaning), then today's
+            base = TrainConfig.from_dict(base).to_dict()
+        except ConfigError as err:
+            raise ConfigError(f"{args.config}: {err}") from None
     names = [n for _, n, _, _ in _OPTIONS] + [n for _, n, _ in _FLAGS] + [
         "encoder_args", "head_args", "lr_decay_epochs", "progress", "tensorboard"]
     for name in names:
@@ -115,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             base[name] = value
     base["data"], base["out"] = args.data, args.out
     base["command"] = _command_line(args)
+    base["format_version"] = TRAIN_FORMAT_VERSION  # options given here have today's meaning
     return TrainConfig.from_dict(base)
 
 

@@ -1,7 +1,14 @@
-"""Datasets of coreecho: real on-disk layouts (EchoNet-Dynamic, CAMUS, HMC-QU) and synthetic phantoms.
+"""Datasets of coreecho: real on-disk layouts (EchoNet-Dynamic, CSV lists, CAMUS, HMC-QU) and synthetic phantoms.
 
-:mod:`coreecho.data.phantom` makes apical-four-chamber-like echo cines with a known ejection fraction and
-writes them in EchoNet-Dynamic's layout; the tests and demos of the library run on them.
+* :mod:`coreecho.data.contract`: what an evaluation-mode item is (:class:`~coreecho.data.contract.EvalItem`) and the
+  one collate function (:func:`~coreecho.data.contract.collate_items`);
+* :mod:`coreecho.data.echonet`: EchoNet-Dynamic and CSV-listed videos, items of clips
+  (:class:`~coreecho.data.echonet.ClipDataset`);
+* :mod:`coreecho.data.sequence`: the base of the datasets whose item is one resampled sequence, used by
+  :mod:`coreecho.data.camus` and :mod:`coreecho.data.hmcqu`;
+* :mod:`coreecho.data.folds`: cross-validation folds that keep patients whole;
+* :mod:`coreecho.data.phantom`: apical-four-chamber-like echo cines with a known ejection fraction, and
+  :mod:`coreecho.data.layouts`, which writes them in each dataset's layout (the tests and demos run on them).
 
 Example:
     >>> from coreecho.data.phantom import make_phantom

@@ -28,17 +28,19 @@ Assumptions, all documented in ``docs/transfer.md``:
   differs from EchoNet-Dynamic clips (36 frames every 4th frame at about 50 fps, 2–3 cardiac cycles): the
   pretrained model sees systole slowed down; fine-tuning adapts to it.
 * Spatially, frames are cropped to the ultrasound fan, padded to a square and resized to ``size`` (112), as
-  :func:`coreecho.video.prepare_frames` does for any video.
+  the pipeline's frame transform (:meth:`coreecho.video.pipeline.ClipPipeline.transform`) does for any video.
 
-This module also holds :class:`SequenceDataset`, the base of the CAMUS and HMC-QU datasets (one resampled clip
-per item, optional pad-and-crop augmentation, in-memory cache), and :func:`write_camus_layout`, which writes
-phantom patients in the CAMUS layout.
+:class:`CAMUS` builds on :class:`~coreecho.data.sequence.SequenceDataset` (one resampled clip per item; items
+follow :mod:`coreecho.data.contract`); :func:`coreecho.data.layouts.write_camus_layout` writes phantom patients
+in this layout.
 
 Example:
     >>> ds = CAMUS("CAMUS_public", quality=("good", "medium"))  # doctest: +SKIP
     >>> item = ds[0]  # doctest: +SKIP
     >>> item["video"].shape, item["patient"], item["quality"]  # doctest: +SKIP
     (torch.Size([3, 36, 112, 112]), 'patient0001', 'good')
+    >>> CAMUS("CAMUS_public", clips=1)[0]["video"].shape  # evaluation mode  # doctest: +SKIP
+    torch.Size([1, 3, 36, 112, 112])
 """
 
 from __future__ import annotations
@@ -53,19 +55,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from coreecho._deprecation import deprecated_aliases
+from coreecho.data import sequence
 from coreecho.data.folds import Folds, camus_folds
-from coreecho.data.pipelined import PipelineDataset, resolve_preprocess
+from coreecho.data.mhd import read_mhd
 from coreecho.errors import DatasetError, InputError, MissingDependencyError
-from coreecho.models.config import PreprocessConfig
 
 __all__ = [
     "CAMUS",
     "CamusRecord",
-    "SequenceDataset",
     "camus_folds",
     "load_sequence",
     "read_cfg",
-    "write_camus_layout",
     "QUALITIES",
 ]
 
@@ -76,7 +77,7 @@ _CONTAINERS = ("database_nifti", "database", "training", "testing")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# shared helpers
+# readers
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -139,8 +140,6 @@ def load_sequence(path: str | os.PathLike, *, transpose: bool | None = None) -> 
             raise DatasetError(f"{p}: expected a 2D+time image (x, y, frames), found shape {data.shape}")
         arr = np.transpose(data, (2, 1, 0))  # (x, y, t) -> [t, y, x]
     elif name.endswith((".mhd", ".mha")):
-        from coreecho.data.mhd import read_mhd  # noqa: PLC0415
-
         arr = read_mhd(p).array
         if arr.ndim == 4 and arr.shape[-1] in (3, 4):
             arr = arr[..., 0]
@@ -179,124 +178,6 @@ def read_cfg(path: str | os.PathLike) -> dict[str, str]:
     if not out:
         raise DatasetError(f"{p}: no 'Key: value' line found; is it a CAMUS Info_<view>.cfg file?")
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the base dataset
-
-
-class SequenceDataset(PipelineDataset):
-    """One clip per item, through the one input pipeline: the whole sequence resampled to ``frames`` frames.
-
-    Subclasses fill :attr:`records` (objects with ``name``, ``patient`` and ``label``) and implement
-    :meth:`_source` (a path or an array of raw frames, and an optional frame window). Items are dicts with
-    ``"video"`` (float32 ``(3, frames, size, size)``), ``"label"`` (float32 for regression, int64 for
-    classification), ``"name"``, ``"patient"`` and ``"index"``, plus what :meth:`_extra` adds.
-
-    The preprocessing is a :class:`~coreecho.models.config.PreprocessConfig` with ``sampling="sequence"`` unless
-    the overrides say otherwise; a model fine-tuned on such a dataset saves it, so ``predict_ef`` on that model
-    resamples whole sequences too.
-
-    Example:
-        >>> import numpy as np
-        >>> class Toy(SequenceDataset):
-        ...     def __init__(self):
-        ...         super().__init__(frames=4, size=32)
-        ...         self.records = [CamusRecord("a", "p1", None, 50.0, "good")]
-        ...     def _source(self, index):
-        ...         return np.full((3, 40, 40), 100, np.uint8), None
-        >>> Toy()[0]["video"].shape
-        torch.Size([3, 4, 32, 32])
-
-    Attributes:
-        task: ``"regression"`` or ``"classification"``.
-        augment: pad each clip by ``pad`` pixels and crop back at a random offset (seeded by
-            ``(seed, epoch, index)``; see :meth:`set_epoch`).
-        strata: name → per-item values that metrics are broken down by (e.g. ``"quality"``).
-    """
-
-    task = "regression"
-
-    def __init__(self, *, preprocess: PreprocessConfig | None = None, augment: bool = False, seed: int = 0,
-                 cache: bool = True, backend: str = "auto", limits: Any = None, **overrides: Any):
-        from coreecho.video.pipeline import ClipPipeline  # noqa: PLC0415
-
-        pre = resolve_preprocess(preprocess, {"sampling": "sequence", **overrides})
-        self.preprocess = pre
-        self.seed, self.cache = seed, bool(cache)
-        # pixels come from the test-time pipeline (cached when deterministic); augmentation is the train one's
-        self._eval = ClipPipeline(pre, train=False, clips=1, backend=backend, limits=limits)
-        self.pipeline = ClipPipeline(pre, train=bool(augment), clips=1, backend=backend, limits=limits)
-        self.epoch = 0
-        self.records: list[Any] = []
-        self._cache: dict[int, np.ndarray] = {}
-
-    # -------------------------------------------------------------- subclass API
-    def _source(self, index: int) -> tuple[Any, tuple[int, int] | None]:  # pragma: no cover - abstract
-        """``(video, window)``: a path or raw frames, and ``(first, end)`` source frames to read (or ``None``)."""
-        raise NotImplementedError
-
-    def _extra(self, index: int) -> dict[str, Any]:
-        return {}
-
-    # -------------------------------------------------------------- public
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Per-item labels (float64 for regression, int64 for classification)."""
-        dtype = np.int64 if self.task == "classification" else np.float64
-        return np.array([r.label for r in self.records], dtype=dtype)
-
-    @property
-    def groups(self) -> list[str]:
-        """Per-item patient ids (folds keep patients whole)."""
-        return [r.patient for r in self.records]
-
-    @property
-    def names(self) -> list[str]:
-        """Per-item names."""
-        return [r.name for r in self.records]
-
-    @property
-    def strata(self) -> dict[str, list[str]]:
-        """Name → per-item group values that metrics are broken down by."""
-        return {}
-
-    def default_folds(self, k: int, seed: int = 0) -> Folds:  # pragma: no cover - overridden
-        """The dataset's cross-validation protocol."""
-        from coreecho.data.folds import group_folds  # noqa: PLC0415
-
-        labels = self.labels if self.task == "classification" else None
-        return group_folds(self.groups, k, labels=labels, seed=seed)
-
-    def clip(self, index: int) -> np.ndarray:
-        """The preprocessed ``uint8`` clip ``[frames, size, size, 3]`` of an item (before augmentation)."""
-        if index in self._cache:
-            c = self._cache[index]
-        else:
-            video, window = self._source(index)
-            try:
-                c = self._eval(video, 1, name=self.records[index].name, window=window).pixels[0]
-            finally:
-                if hasattr(video, "close"):
-                    video.close()
-            if (c[..., 0] == c[..., 1]).all() and (c[..., 0] == c[..., 2]).all():
-                c = np.ascontiguousarray(c[..., 0])  # grey: keep one channel (a third of the memory)
-            if self.cache and self.preprocess.sampling == "sequence":
-                self._cache[index] = c
-        return np.repeat(c[..., None], 3, axis=-1) if c.ndim == 3 else c
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"index {index} out of range for {len(self.records)} items")
-        rec = self.records[index]
-        rng = np.random.default_rng([int(self.seed or 0) & 0xFFFFFFFF, self.epoch, index, 0xCA])
-        x, _ = self.pipeline.finish(self.clip(index)[None], rng)
-        dtype = torch.int64 if self.task == "classification" else torch.float32
-        return {"video": x[0], "label": torch.tensor(rec.label, dtype=dtype), "name": rec.name,
-                "patient": rec.patient, "index": index, **self._extra(index)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -360,7 +241,7 @@ def _cfg_float(info: dict[str, str], key: str, path: Path) -> float | None:
         raise DatasetError(f"{path}: {key} = {info[key]!r} is not a number") from None
 
 
-class CAMUS(SequenceDataset):
+class CAMUS(sequence.SequenceDataset):
     """CAMUS half sequences (ED to ES) with their EF, for EF regression.
 
     Args:
@@ -370,9 +251,10 @@ class CAMUS(SequenceDataset):
         view: ``"4CH"`` (apical four-chamber, CoReEcho's transfer task) or ``"2CH"``.
         order: ``"ed_to_es"`` (reverse sequences stored ES to ED) or ``"file"``.
         transpose: swap rows and columns of every sequence (``None``: decide per file from the fan).
-        **kwargs: ``preprocess`` (a model's ``config.preprocessing``), ``augment``, ``seed``, ``cache``, and
-            overrides of the preprocessing (``frames``, ``size``, ``mean``, ``std``, ``temporal``, ``pad``,
-            ``crop_sector``) of :class:`SequenceDataset`.
+        **kwargs: ``preprocess`` (a model's ``config.preprocessing``), ``augment``, ``clips`` (``None``: training
+            mode; ``1``: evaluation mode), ``seed``, ``cache``, and overrides of the preprocessing (``frames``,
+            ``size``, ``mean``, ``std``, ``temporal``, ``pad``, ``crop_sector``) of
+            :class:`~coreecho.data.sequence.SequenceDataset`.
 
     Attributes:
         all_patients: every patient folder found (defines the official fold blocks).
@@ -488,120 +370,10 @@ class CAMUS(SequenceDataset):
 
     def _extra(self, index: int) -> dict[str, Any]:
         rec: CamusRecord = self.records[index]
-        return {"ef": torch.tensor(rec.label, dtype=torch.float32), "quality": rec.quality}
+        return {"ef": torch.tensor(rec.label, dtype=torch.float32), "quality": rec.quality}  # "ef": deprecated
 
 
-# ----------------------------------------------------------------------------------------------------------
-# phantom writer
-
-
-def _write_nifti(path: Path, frames: np.ndarray, spacing: tuple[float, float]) -> None:
-    try:
-        import nibabel  # noqa: PLC0415
-    except ImportError:
-        raise MissingDependencyError("nibabel", "camus", "Writing CAMUS phantoms as NIfTI") from None
-    data = np.ascontiguousarray(np.transpose(frames, (2, 1, 0)))  # [t, y, x] -> (x, y, t)
-    affine = np.diag([spacing[1], spacing[0], 1.0, 1.0])
-    img = nibabel.Nifti1Image(data, affine)
-    img.header.set_zooms((spacing[1], spacing[0], 1.0))
-    nibabel.save(img, str(path))
-
-
-def write_camus_layout(root: str | os.PathLike, n: int, seed: int = 0, *, fmt: str = "nifti", view: str = "4CH",
-                       ef_range: tuple[float, float] = (20.0, 75.0), size: int = 112, width: int | None = None,
-                       qualities: Sequence[float] = (0.45, 0.4, 0.15), reverse_fraction: float = 0.2,
-                       **phantom_options: Any) -> list[dict[str, Any]]:
-    """Write ``n`` phantom patients in CAMUS's layout (half sequences ED to ES, ``Info_<view>.cfg``).
-
-    ``fmt="nifti"`` writes ``root/database_nifti/patientNNNN/`` with ``patientNNNN_<view>_half_sequence.nii.gz``,
-    ``patientNNNN_<view>_ED.nii.gz``, ``patientNNNN_<view>_ES.nii.gz`` and ``Info_<view>.cfg`` (needs nibabel);
-    ``fmt="mhd"`` writes the first release's ``root/training/patientNNNN/patientNNNN_<view>_sequence.mhd`` +
-    ``.raw`` and ``Info_<view>.cfg``. Segmentation masks are not written.
-
-    Each patient is a :func:`coreecho.data.phantom.make_phantom` cine (near 50 fps) cut from its first ED frame to
-    the following ES frame; frames are grey, ``size`` rows by ``width`` columns (the fan centred, black
-    margins). Image quality is drawn with probabilities ``qualities`` (good, medium, poor); poor patients get
-    more noise and a lower gain, medium ones a little of both. A fraction ``reverse_fraction`` of the sequences is
-    stored ES to ED (``ED`` equal to ``NbFrame`` and ``ES: 1`` in the info file), as some CAMUS files are.
-
-    Args:
-        root: output folder.
-        n: number of patients (``patient0001`` ...).
-        seed: seed of the whole set.
-        fmt: ``"nifti"`` or ``"mhd"``.
-        view: view name in the file names.
-        ef_range: EFs are uniform in this range.
-        size: frame height (the phantom's side).
-        width: frame width (default ``size + size // 4``; must be >= ``size``).
-        qualities: probabilities of good, medium and poor.
-        reverse_fraction: fraction of sequences stored ES to ED.
-        **phantom_options: passed to :func:`~coreecho.data.phantom.make_phantom`.
-
-    Returns:
-        One dict per patient: ``patient``, ``ef``, ``edv``, ``esv``, ``quality``, ``n_frames``, ``reversed``,
-        ``path``.
-
-    Example:
-        >>> rows = write_camus_layout("/tmp/camus_phantom", 4, seed=0, fmt="mhd")  # doctest: +SKIP
-        >>> sorted(rows[0])[:3]  # doctest: +SKIP
-        ['edv', 'ef', 'esv']
-    """
-    from coreecho.data.mhd import write_mhd  # noqa: PLC0415
-    from coreecho.data.phantom import make_phantom  # noqa: PLC0415
-
-    if fmt not in ("nifti", "mhd"):
-        raise InputError("fmt", f"expected 'nifti' or 'mhd', got {fmt!r}")
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n={n!r}", "the number of patients must be a positive integer")
-    width = size + size // 4 if width is None else int(width)
-    if width < size:
-        raise InputError(f"width={width}", f"must be >= size ({size})")
-    q = np.asarray(qualities, dtype=np.float64)
-    if q.shape != (3,) or (q < 0).any() or q.sum() <= 0:
-        raise InputError("qualities", "expected 3 non-negative probabilities (good, medium, poor)")
-    rng = np.random.default_rng(seed)
-    efs = rng.uniform(ef_range[0], ef_range[1], size=n)
-    seeds = rng.integers(0, 2**63, size=n)
-    grades = rng.choice(3, size=n, p=q / q.sum())
-    reverse = rng.random(n) < reverse_fraction
-    sexes = rng.choice(["F", "M"], size=n)
-    ages = rng.integers(20, 90, size=n)
-    base = Path(root) / ("database_nifti" if fmt == "nifti" else "training")
-    rows = []
-    for i in range(n):
-        pid = f"patient{i + 1:04d}"
-        grade = ("Good", "Medium", "Poor")[int(grades[i])]
-        opts = {"n_frames": (70, 90), "heart_rate": (55.0, 95.0), "size": size,
-                "noise": (2.0, 6.0, 14.0)[int(grades[i])], "gain": ((0.9, 1.2), (0.75, 1.0), (0.55, 0.8))[int(grades[i])]}
-        opts.update(phantom_options)
-        cine, meta = make_phantom(float(efs[i]), int(seeds[i]), **opts)
-        ed, es = meta.traced_frames
-        seq = cine[ed:es + 1, :, :, 0]
-        if width > size:
-            left = (width - size) // 2
-            canvas = np.zeros((seq.shape[0], size, width), np.uint8)
-            canvas[:, :, left:left + size] = seq
-            seq = canvas
-        nb = seq.shape[0]
-        if reverse[i]:
-            seq = seq[::-1]
-            ed_no, es_no = nb, 1
-        else:
-            ed_no, es_no = 1, nb
-        d = base / pid
-        d.mkdir(parents=True, exist_ok=True)
-        spacing = (meta.cm_per_pixel * 10.0, meta.cm_per_pixel * 10.0)  # mm
-        if fmt == "nifti":
-            path = d / f"{pid}_{view}_half_sequence.nii.gz"
-            _write_nifti(path, np.ascontiguousarray(seq), spacing)
-            _write_nifti(d / f"{pid}_{view}_ED.nii.gz", np.ascontiguousarray(seq[ed_no - 1:ed_no]), spacing)
-            _write_nifti(d / f"{pid}_{view}_ES.nii.gz", np.ascontiguousarray(seq[es_no - 1:es_no]), spacing)
-        else:
-            path = write_mhd(d / f"{pid}_{view}_sequence.mhd", np.ascontiguousarray(seq),
-                             spacing=(spacing[1], spacing[0], 1.0))
-        lines = [f"ED: {ed_no}", f"ES: {es_no}", f"NbFrame: {nb}", f"Sex: {sexes[i]}", f"Age: {int(ages[i])}",
-                 f"ImageQuality: {grade}", f"LVedv: {meta.edv:.2f}", f"LVesv: {meta.esv:.2f}", f"LVef: {meta.ef:.2f}"]
-        (d / f"Info_{view}.cfg").write_text("\n".join(lines) + "\n")
-        rows.append({"patient": pid, "ef": round(meta.ef, 2), "edv": meta.edv, "esv": meta.esv,
-                     "quality": grade.lower(), "n_frames": nb, "reversed": bool(reverse[i]), "path": str(path)})
-    return rows
+#: Names that moved: the sequence base to :mod:`coreecho.data.sequence`, the writer to :mod:`coreecho.data.layouts`
+#: (old names kept, deprecated, for one release).
+__getattr__ = deprecated_aliases(__name__, {"SequenceDataset": "coreecho.data.sequence",
+                                           "write_camus_layout": "coreecho.data.layouts"})

@@ -14,13 +14,17 @@ With ``augment=True`` every clip is zero-padded by ``pad`` pixels on each side a
 random offset, the same offset for all frames of the clip. Pixels are then normalised per channel with
 ``mean``/``std`` (0–255 units). Only the frames a clip needs are decoded.
 
-Items are dicts (the default DataLoader collate stacks them):
+Items follow the dataset item contract (:mod:`coreecho.data.contract`); they are dicts:
 
 * ``"video"``: float32 clips. Training mode (``clips=None``) gives ``(3, T, S, S)`` for ``views=1`` and
   ``(V, 3, T, S, S)`` for ``views=V > 1``; evaluation mode (``clips=k``, ``"all"``, ``"every"`` or ``starts=...``)
   always gives ``(K, 3, T, S, S)``.
-* ``"ef"``: the label (float32 scalar tensor); ``"name"``: the file name (``NAME.avi``); ``"starts"``: int64
-  start frame of each clip; ``"index"``: the item index.
+* ``"label"``: the label (float32 scalar tensor, EF in %); ``"name"``: the file name (``NAME.avi``);
+  ``"starts"``: int64 start frame of each clip; ``"index"``: the item index.
+* ``"ef"``: the same label under its old key (deprecated; read ``"label"``).
+
+The default DataLoader collate stacks training items; :func:`coreecho.data.contract.collate_items` collates
+evaluation items with any clip counts (:meth:`ClipDataset.loader` uses it for ``clips="all"``/``"every"``).
 
 Randomness is a pure function of ``(seed, epoch, index)`` (:meth:`ClipDataset.set_epoch`), so items are identical
 whatever the number of DataLoader workers or the order in which they are requested, and a resumed training run
@@ -46,9 +50,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from coreecho.data.pipelined import PipelineDataset, resolve_preprocess
+from coreecho._warnings import warn_user
+from coreecho.data.contract import collate_items
+from coreecho.data.pipelined import PipelineDataset, check_clips, resolve_preprocess
 from coreecho.errors import DatasetError, InputError
 from coreecho.models.config import PreprocessConfig
+from coreecho.seeding import rng as seeded_rng
 from coreecho.video.pipeline import ClipPipeline
 
 __all__ = ["ClipDataset", "EchoNetDynamic", "VideoRegressionDataset", "VideoRecord", "collate_clips",
@@ -112,35 +119,22 @@ def _float(value: str, path: Path, row: int, column: str) -> float:
 
 
 def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Collate items with different clip counts (``clips="all"``/``"every"``): clips are concatenated along dim 0.
-
-    Returns a dict with ``"video"`` ``(sum K, 3, T, S, S)``, ``"counts"`` (clips per item), ``"ef"`` ``[B]``,
-    ``"name"`` (list), ``"starts"`` (list of tensors) and ``"index"`` ``[B]``.
+    """Deprecated: use :func:`coreecho.data.contract.collate_items` (this adds the old ``"ef"`` key to its batch).
 
     Example:
-        >>> import torch
-        >>> a = {"video": torch.zeros(2, 3, 4, 8, 8), "ef": torch.tensor(50.), "name": "a.avi",
+        >>> import torch, warnings
+        >>> a = {"video": torch.zeros(2, 3, 4, 8, 8), "label": torch.tensor(50.), "name": "a.avi",
         ...      "starts": torch.tensor([0, 4]), "index": 0}
-        >>> b = dict(a, video=torch.zeros(3, 3, 4, 8, 8), starts=torch.tensor([0, 1, 2]), index=1)
-        >>> out = collate_clips([a, b])
-        >>> out["video"].shape, out["counts"].tolist()
-        (torch.Size([5, 3, 4, 8, 8]), [2, 3])
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     collate_clips([a])["ef"].tolist()
+        [50.0]
     """
-    videos = [it["video"] if it["video"].dim() == 5 else it["video"][None] for it in items]
-    return {
-        "video": torch.cat(videos),
-        "counts": torch.tensor([v.shape[0] for v in videos], dtype=torch.int64),
-        "ef": torch.stack([torch.as_tensor(it["ef"], dtype=torch.float32) for it in items]),
-        "name": [it["name"] for it in items],
-        "starts": [it["starts"] for it in items],
-        "index": torch.tensor([int(it["index"]) for it in items], dtype=torch.int64),
-    }
-
-
-def _item_rng(seed: int | None, epoch: int, index: int) -> np.random.Generator:
-    if seed is None:
-        return np.random.default_rng()
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x0EC0])
+    warn_user("coreecho.data.echonet.collate_clips is deprecated; use coreecho.data.contract.collate_items "
+              "(its batch has 'label' instead of 'ef')", DeprecationWarning)
+    out = collate_items(items)
+    out["ef"] = out["label"]
+    return out
 
 
 class ClipDataset(PipelineDataset):
@@ -176,9 +170,7 @@ class ClipDataset(PipelineDataset):
                  seed: int | None = 0, backend: str = "auto", limits: Any = None, **overrides: Any):
         if isinstance(views, bool) or not isinstance(views, int) or views < 1:
             raise InputError("views", f"expected a positive integer, got {views!r}")
-        if not (clips is None or clips in ("all", "every") or (isinstance(clips, int) and not isinstance(clips, bool)
-                                                                and clips >= 1)):
-            raise InputError("clips", f"expected None, a positive int, 'all' or 'every', got {clips!r}")
+        check_clips(clips)
         if clip_policy not in ("random", "even"):
             raise InputError("clip_policy", f"expected 'random' or 'even', got {clip_policy!r}")
         pre = resolve_preprocess(preprocess, overrides)
@@ -188,7 +180,8 @@ class ClipDataset(PipelineDataset):
         self.pipeline = ClipPipeline(pre, train=bool(augment), backend=backend, limits=limits)
         self.clips = clips
         self.clip_policy = clip_policy
-        self.starts = self._index_starts(starts) if starts is not None else None
+        self.starts: dict[str, list[int]] | None = None
+        self.set_starts(starts)
         self.seed = seed
         self.epoch = 0
 
@@ -221,13 +214,13 @@ class ClipDataset(PipelineDataset):
                drop_last: bool = False, sampler: Any = None, **kwargs: Any) -> DataLoader:
         """A :class:`~torch.utils.data.DataLoader` over this dataset.
 
-        ``pin_memory=None`` pins when CUDA is available. ``clips="all"``/``"every"`` use :func:`collate_clips`
-        (items have different clip counts).
+        ``pin_memory=None`` pins when CUDA is available. ``clips="all"``/``"every"`` use
+        :func:`~coreecho.data.contract.collate_items` (items have different clip counts).
         """
         if pin_memory is None:
             pin_memory = torch.cuda.is_available()
         if self.clips in ("all", "every") and "collate_fn" not in kwargs:
-            kwargs["collate_fn"] = collate_clips
+            kwargs["collate_fn"] = collate_items
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                           sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last,
                           persistent_workers=False, **kwargs)
@@ -247,15 +240,35 @@ class ClipDataset(PipelineDataset):
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} videos")
         rec = self.records[index]
-        rng = _item_rng(self.seed, self.epoch, index)
+        rng = np.random.default_rng() if self.seed is None else seeded_rng(self.seed, self.epoch, index, 0x0EC0)
         batch = self.pipeline(rec.path, self.clip_policy_of(index), rng=rng)
         video = batch.x  # float32 [K, 3, T, S, S]
         if self.clips is None and self.starts is None and self.views == 1:
             video = video[0]
-        return {"video": video, "ef": torch.tensor(rec.label, dtype=torch.float32), "name": rec.name,
-                "starts": torch.as_tensor(batch.starts, dtype=torch.int64), "index": index}
+        label = torch.tensor(rec.label, dtype=torch.float32)
+        return {"video": video, "label": label, "name": rec.name,
+                "starts": torch.as_tensor(batch.starts, dtype=torch.int64), "index": index, "ef": label}
+
+    def set_starts(self, starts: Mapping[str, Sequence[int]] | None) -> None:
+        """Fix the clip starts of every video (``{name: [s1, s2, ...]}``, names with or without ``.avi``), e.g.
+        the official test starts; ``None`` goes back to ``clips``. Fixed starts put the dataset in evaluation mode.
+
+        Raises:
+            InputError: a start that is not a non-negative integer.
+            DatasetError: a video of the dataset without an entry.
+
+        Example:
+            >>> ds = EchoNetDynamic("EchoNet-Dynamic", "test")  # doctest: +SKIP
+            >>> ds.set_starts({"0X1A.avi": [0, 40, 80], "0X2B": [3, 50, 97]})  # doctest: +SKIP
+        """
+        self.starts = None if starts is None else self._starts_table(starts)
 
     def _index_starts(self, starts: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        """Deprecated: call :meth:`set_starts`."""
+        warn_user("ClipDataset._index_starts is deprecated; call dataset.set_starts(starts)", DeprecationWarning)
+        return self._starts_table(starts)
+
+    def _starts_table(self, starts: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
         table = {}
         for key, value in starts.items():
             arr = np.asarray(value).reshape(-1)

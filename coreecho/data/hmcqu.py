@@ -17,7 +17,9 @@ of ``patient_pattern`` in its name (default: the leading letters and digits, ``"
 patient's recordings together; recordings whose names do not match are their own patient.
 
 Each item is the annotated cycle (``span="cycle"``; ``"all"`` takes the whole video), cropped to the fan,
-resized to ``size`` and resampled in time to ``frames`` frames (see :mod:`coreecho.data.camus`).
+resized to ``size`` and resampled in time to ``frames`` frames (see :mod:`coreecho.data.sequence`); items follow
+:mod:`coreecho.data.contract` (``clips=1`` for evaluation mode). :func:`coreecho.data.layouts.write_hmcqu_layout`
+writes phantom recordings in this layout.
 
 Example:
     >>> ds = HMCQU("HMC-QU Dataset")  # doctest: +SKIP
@@ -38,12 +40,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from coreecho.data.camus import SequenceDataset
+from coreecho._deprecation import deprecated_aliases
 from coreecho.data.folds import Folds, hmcqu_folds
+from coreecho.data.sequence import SequenceDataset
 from coreecho.errors import DatasetError, InputError, MissingDependencyError
 
-__all__ = ["HMCQU", "HmcquRecord", "hmcqu_folds", "read_table", "write_hmcqu_layout", "SEGMENTS",
-           "START_COLUMN", "MASK_COLUMN"]
+__all__ = ["HMCQU", "HmcquRecord", "hmcqu_folds", "read_table", "SEGMENTS", "START_COLUMN", "MASK_COLUMN"]
 
 #: The six A4C segments of HMC-QU's spreadsheet, in column order.
 SEGMENTS: tuple[str, ...] = ("SEG1", "SEG2", "SEG3", "SEG5", "SEG6", "SEG7")
@@ -156,7 +158,7 @@ class HMCQU(SequenceDataset):
         span: ``"cycle"`` (the annotated cycle; the whole video when a row has no start frame) or ``"all"``.
         **kwargs: ``preprocess`` (a model's ``config.preprocessing``), ``augment``, ``seed``, ``cache`` and
             preprocessing overrides (``frames``, ``size``, ``mean``, ``std``, ``temporal``, ``pad``, ``crop_sector``)
-            of :class:`~coreecho.data.camus.SequenceDataset`.
+            of :class:`~coreecho.data.sequence.SequenceDataset`; ``clips=1`` for evaluation-mode items.
 
     Raises:
         DatasetError: a missing spreadsheet, column or video, a non-numeric cell, or no recording.
@@ -295,186 +297,6 @@ class HMCQU(SequenceDataset):
         return {"segments": torch.tensor(self.records[index].segments, dtype=torch.int64)}
 
 
-# ----------------------------------------------------------------------------------------------------------
-# phantom writer
-
-
-def _soft(mask: np.ndarray, passes: int = 2) -> np.ndarray:
-    m = mask.astype(np.float32)
-    for _ in range(passes):
-        for axis in (0, 1):
-            lo = np.concatenate([np.take(m, [0], axis=axis), np.take(m, np.arange(m.shape[axis] - 1), axis=axis)],
-                                axis=axis)
-            hi = np.concatenate([np.take(m, np.arange(1, m.shape[axis]), axis=axis), np.take(m, [-1], axis=axis)],
-                                axis=axis)
-            m = 0.5 * m + 0.25 * (lo + hi)
-    return m
-
-
-def make_akinetic(frames: np.ndarray, meta: Any, segments: Sequence[int]) -> np.ndarray:
-    """Freeze myocardial segments of a phantom at their end-diastolic position (an MI-like wall-motion defect).
-
-    Segments use HMC-QU's A4C numbering: 1, 2, 3 = septal wall, basal, mid, apical; 5, 6, 7 = lateral wall,
-    apical, mid, basal (a third of the long axis each). Inside a segment's region, from the cavity to beyond the
-    wall, every frame shows the preceding end-diastolic frame (soft-edged), so the wall does not move inward in
-    systole while the rest of the ventricle contracts.
-
-    Args:
-        frames: a :func:`~coreecho.data.phantom.make_phantom` cine ``[T, H, W, 3]``.
-        meta: its :class:`~coreecho.data.phantom.PhantomMeta`.
-        segments: the segments to freeze.
-
-    Returns:
-        A new ``uint8`` cine.
-
-    Example:
-        >>> from coreecho.data.phantom import make_phantom
-        >>> cine, meta = make_phantom(50.0, seed=0, n_frames=60, fps=25, heart_rate=75)
-        >>> out = make_akinetic(cine, meta, [6, 7])
-        >>> out.shape == cine.shape, bool((out != cine).any())
-        (True, True)
-    """
-    bad = sorted({int(s) for s in segments} - {1, 2, 3, 5, 6, 7})
-    if bad:
-        raise InputError("segments", f"A4C segments are 1, 2, 3, 5, 6, 7; got {bad}")
-    if not segments:
-        return frames.copy()
-    ed0, period = meta.ed_frames[0], meta.period_frames
-    lines = np.asarray(meta.tracings[ed0], dtype=np.float64)
-    apex, base = lines[0, :2], lines[0, 2:]
-    length = float(np.hypot(*(base - apex)))
-    axis = (base - apex) / length
-    chords = lines[1:]
-    mid = chords[len(chords) // 2]
-    normal = (mid[2:] - mid[:2]) / max(float(np.hypot(*(mid[2:] - mid[:2]))), 1e-9)
-    half = float(np.max(np.hypot(chords[:, 2] - chords[:, 0], chords[:, 3] - chords[:, 1]))) / 2.0
-    wall = float(meta.params.get("wall_px", 0.12 * length))
-    h, w = frames.shape[1:3]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    du, dv = xx - apex[0], yy - apex[1]
-    u = (du * axis[0] + dv * axis[1]) / length
-    v = du * normal[0] + dv * normal[1]
-    bands = {"apical": (-wall / length - 0.02, 1 / 3), "mid": (1 / 3, 2 / 3), "basal": (2 / 3, 1.05)}
-    where = {1: (-1, "basal"), 2: (-1, "mid"), 3: (-1, "apical"), 5: (1, "apical"), 6: (1, "mid"), 7: (1, "basal")}
-    region = np.zeros((h, w), dtype=bool)
-    for s in segments:
-        side, band = where[int(s)]
-        lo, hi = bands[band]
-        region |= (u >= lo) & (u < hi) & (side * v >= 0.3 * half) & (side * v <= half + 1.8 * wall)
-        if band == "apical":  # the apex curves: include the wall beyond the tip on that side
-            region |= (u < 0.12) & (u >= lo) & (side * v >= 0.0) & (side * v <= half + 1.8 * wall)
-    m = _soft(region)[None, :, :, None]
-    t = np.arange(frames.shape[0])
-    ref = t - ((t - ed0) % period)
-    ref = np.where(ref < 0, ed0, ref)
-    out = frames.astype(np.float32) * (1.0 - m) + frames[ref].astype(np.float32) * m
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def write_hmcqu_layout(root: str | os.PathLike, n: int, seed: int = 0, *, labels_format: str = "xlsx",
-                       mi_fraction: float = 0.6, repeat_fraction: float = 0.25, fps: float = 25.0, size: int = 112,
-                       width: int | None = None, n_frames: int | tuple[int, int] = (50, 70),
-                       **phantom_options: Any) -> list[dict[str, Any]]:
-    """Write ``n`` phantom recordings in HMC-QU's layout, MI-positive ones with akinetic wall segments.
-
-    Writes ``root/HMC-QU/A4C/<name>.avi`` (MJPEG at ``fps``) and ``root/A4C.xlsx`` (or ``A4C.csv`` with
-    ``labels_format="csv"``; the xlsx needs openpyxl) with the columns ``ECHO``, ``SEG1 SEG2 SEG3 SEG5 SEG6 SEG7``,
-    ``One cardiac-cycle frames`` (first frame, 1-based), an unnamed column (last frame, 1-based) and
-    ``LV Wall Ground-truth Segmentation Masks`` (``"ü"`` for every other recording, no masks are written).
-
-    Names are ``ES<patient> _4CH_<k>``; a fraction ``repeat_fraction`` of patients have a second recording (same
-    labels, another phantom). MI-positive recordings (a fraction ``mi_fraction`` of patients) have 1–3 adjacent
-    infarcted segments frozen at end-diastole (:func:`make_akinetic`) and EFs drawn from 35–60 %; the others
-    have EFs from 45–70 %.
-
-    Args:
-        root: output folder.
-        n: number of recordings.
-        seed: seed of the whole set.
-        labels_format: ``"xlsx"`` or ``"csv"``.
-        mi_fraction: probability that a patient has MI.
-        repeat_fraction: probability that a patient has a second recording.
-        fps: frame rate of the videos.
-        size: frame height (the phantom's side).
-        width: frame width (default ``size * 4 // 3``).
-        n_frames: frames per video, or a range.
-        **phantom_options: passed to :func:`~coreecho.data.phantom.make_phantom`.
-
-    Returns:
-        One dict per recording: ``name``, ``patient``, ``label``, ``segments``, ``start``, ``end``, ``ef``, ``path``.
-
-    Example:
-        >>> rows = write_hmcqu_layout("/tmp/hmcqu_phantom", 6, seed=0, labels_format="csv")  # doctest: +SKIP
-        >>> sorted({r["label"] for r in rows})  # doctest: +SKIP
-        [0, 1]
-    """
-    from coreecho.data.phantom import make_phantom  # noqa: PLC0415
-    from coreecho.video.io import write_video  # noqa: PLC0415
-
-    if labels_format not in ("xlsx", "csv"):
-        raise InputError("labels_format", f"expected 'xlsx' or 'csv', got {labels_format!r}")
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n={n!r}", "the number of recordings must be a positive integer")
-    width = size * 4 // 3 if width is None else int(width)
-    if width < size:
-        raise InputError(f"width={width}", f"must be >= size ({size})")
-    rng = np.random.default_rng(seed)
-    order = [1, 2, 3, 5, 6, 7]  # anatomical order along the wall: septal base -> apex -> lateral base
-    plan: list[tuple[str, str, int, tuple[int, ...]]] = []
-    p = 0
-    while len(plan) < n:
-        p += 1
-        mi = rng.random() < mi_fraction
-        segs = [0] * 6
-        if mi:
-            count = int(rng.integers(1, 4))
-            first = int(rng.integers(0, 6 - count + 1))
-            for j in range(first, first + count):
-                segs[j] = 1
-        copies = 2 if rng.random() < repeat_fraction else 1
-        for k in range(1, copies + 1):
-            if len(plan) < n:
-                plan.append((f"ES{p:04d} _4CH_{k}", f"ES{p:04d}", int(mi), tuple(segs)))
-    videos = Path(root) / "HMC-QU" / "A4C"
-    videos.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, (name, patient, label, segs) in enumerate(plan):
-        ef = float(rng.uniform(35.0, 60.0) if label else rng.uniform(45.0, 70.0))
-        opts = {"n_frames": n_frames, "fps": fps, "heart_rate": (60.0, 90.0), "size": size}
-        opts.update(phantom_options)
-        cine, meta = make_phantom(ef, int(rng.integers(0, 2**63)), **opts)
-        frozen = [order[j] for j in range(6) if segs[j]]
-        cine = make_akinetic(cine, meta, frozen) if frozen else cine
-        if width > size:
-            canvas = np.zeros((cine.shape[0], size, width, 3), np.uint8)
-            left = (width - size) // 2
-            canvas[:, :, left:left + size] = cine
-            cine = canvas
-        path = write_video(videos / f"{name}.avi", cine, fps=fps)
-        ed0 = meta.ed_frames[0]
-        end = min(ed0 + meta.period_frames, meta.n_frames)  # 0-based exclusive -> 1-based inclusive below
-        rows.append({"name": name, "patient": patient, "label": label, "segments": list(segs), "start": ed0 + 1,
-                     "end": end, "ef": meta.ef, "path": str(path), "masks": i % 2 == 0})
-    header = ["ECHO", *SEGMENTS, START_COLUMN, None, MASK_COLUMN]
-    table = [[r["name"], *r["segments"], r["start"], r["end"], "ü" if r["masks"] else None] for r in rows]
-    if labels_format == "xlsx":
-        try:
-            import openpyxl  # noqa: PLC0415
-        except ImportError:
-            raise MissingDependencyError("openpyxl", "hmcqu", "Writing HMC-QU phantoms' A4C.xlsx") from None
-        wb = openpyxl.Workbook()
-        ws = wb.active
-        ws.title = "A4C"
-        ws.append(header)
-        for line in table:
-            ws.append(line)
-        wb.save(Path(root) / "A4C.xlsx")
-    else:
-        with open(Path(root) / "A4C.csv", "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["" if h is None else h for h in header])
-            for line in table:
-                w.writerow(["" if v is None else v for v in line])
-    for r in rows:
-        r.pop("masks")
-    return rows
+#: Names that moved to :mod:`coreecho.data.layouts` (old names kept, deprecated, for one release).
+__getattr__ = deprecated_aliases(__name__, {"write_hmcqu_layout": "coreecho.data.layouts",
+                                           "make_akinetic": "coreecho.data.layouts"})

@@ -22,8 +22,8 @@ the ED and ES instants fall on frames, so every cycle of the cine has the same E
 EDV is drawn independently of the EF and the imaging depth follows the heart's size (as a sonographer
 sets it), so a single frame does not reveal the EF.
 
-:func:`write_echonet_layout` writes a folder in EchoNet-Dynamic's layout: ``FileList.csv``,
-``VolumeTracings.csv`` and ``Videos/*.avi`` (MJPEG, read by both PyAV and decord).
+:func:`coreecho.data.layouts.write_echonet_layout` writes such cines in EchoNet-Dynamic's layout (``FileList.csv``,
+``VolumeTracings.csv`` and ``Videos/*.avi``); :mod:`coreecho.data.layouts` holds every on-disk writer.
 
 Example:
     >>> frames, meta = make_phantom(ef=40.0, seed=1, n_frames=80, fps=50, heart_rate=75)
@@ -33,22 +33,18 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from coreecho._deprecation import deprecated_aliases
 from coreecho.errors import InputError
 
 __all__ = [
-    "write_dicom",
     "PhantomMeta",
     "make_phantom",
     "volume_from_tracing",
-    "write_echonet_layout",
     "FILELIST_COLUMNS",
     "TRACING_COLUMNS",
     "N_CHORDS",
@@ -467,175 +463,6 @@ def make_phantom(
 # EchoNet-Dynamic layout
 
 
-def _split_counts(n: int, splits: Sequence[float | int]) -> tuple[int, int, int]:
-    if len(splits) != 3:
-        raise InputError(f"splits={splits!r}", "expected (train, val, test) fractions or counts")
-    if all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in splits):
-        counts = tuple(int(s) for s in splits)
-        if sum(counts) != n or min(counts) < 0:
-            raise InputError(f"splits={splits!r}", f"counts must be non-negative and sum to n={n}")
-        return counts  # type: ignore[return-value]
-    fr = np.asarray(splits, dtype=np.float64)
-    if (fr < 0).any() or fr.sum() <= 0:
-        raise InputError(f"splits={splits!r}", "fractions must be non-negative with a positive sum")
-    fr = fr / fr.sum()
-    n_train, n_val = int(round(fr[0] * n)), int(round(fr[1] * n))
-    n_val = min(n_val, n - n_train)
-    return n_train, n_val, n - n_train - n_val
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.6f}".rstrip("0").rstrip(".") if np.isfinite(x) else "nan"
-
-
-def write_echonet_layout(
-    root: str | os.PathLike,
-    n: int,
-    seed: int = 0,
-    *,
-    splits: Sequence[float | int] = (0.75, 0.125, 0.125),
-    ef_range: tuple[float, float] = (10.0, 85.0),
-    n_frames: int | tuple[int, int] = (100, 200),
-    progress: bool | None = None,
-    **phantom_options: Any,
-) -> list[dict[str, Any]]:
-    """Write ``n`` phantoms in EchoNet-Dynamic's on-disk layout.
-
-    Writes ``root/FileList.csv`` (columns ``FileName,EF,ESV,EDV,FrameHeight,FrameWidth,FPS,NumberOfFrames,
-    Split``; FileName without extension, Split ``TRAIN``/``VAL``/``TEST``), ``root/VolumeTracings.csv``
-    (``FileName,X1,Y1,X2,Y2,Frame``; FileName with ``.avi``; 21 rows per traced frame, the long axis first;
-    the ES frame's rows come before the ED frame's, as EchoNet-Dynamic's files list the smaller trace first)
-    and ``root/Videos/<FileName>.avi`` (MJPEG at the phantom's fps). Existing files are overwritten.
-
-    Args:
-        root: output folder (created).
-        n: number of videos.
-        seed: seed of the whole set (names, EFs, splits and each phantom's seed).
-        splits: ``(train, val, test)`` fractions, or counts summing to ``n``.
-        ef_range: EFs are uniform in this range.
-        n_frames: frames per video, or a range.
-        progress: show a tqdm bar; default: when ``n > 20``.
-        **phantom_options: passed to :func:`make_phantom` (``fps``, ``heart_rate``, ``size``...).
-
-    Returns:
-        One dict per video: the FileList row plus ``path``, ``seed``, ``ed_frame``, ``es_frame``.
-
-    Example:
-        >>> rows = write_echonet_layout("/tmp/echonet_phantom", 4, seed=0, n_frames=60)  # doctest: +SKIP
-        >>> sorted(r["Split"] for r in rows)  # doctest: +SKIP
-        ['TEST', 'TRAIN', 'TRAIN', 'VAL']
-    """
-    from coreecho.video.io import write_video  # noqa: PLC0415
-
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n={n!r}", "the number of videos must be a positive integer")
-    lo, hi = float(ef_range[0]), float(ef_range[1])
-    if not (1.0 <= lo <= hi <= 95.0):
-        raise InputError(f"ef_range={ef_range!r}", "expected (low, high) with 1 <= low <= high <= 95")
-    counts = _split_counts(int(n), splits)
-    rng = np.random.default_rng(seed)
-    names: list[str] = []
-    while len(names) < n:
-        name = f"0X{int(rng.integers(0, 2**63)):016X}"
-        if name not in names:
-            names.append(name)
-    efs = rng.uniform(lo, hi, size=n)
-    seeds = rng.integers(0, 2**63, size=n)
-    labels = np.array(["TRAIN"] * counts[0] + ["VAL"] * counts[1] + ["TEST"] * counts[2])[rng.permutation(n)]
-
-    root = Path(root)
-    (root / "Videos").mkdir(parents=True, exist_ok=True)
-    show = (n > 20) if progress is None else bool(progress)
-    iterator: Any = range(n)
-    if show:
-        from tqdm.auto import tqdm  # noqa: PLC0415
-
-        iterator = tqdm(iterator, total=n, desc="phantoms", unit="video")
-    rows: list[dict[str, Any]] = []
-    tracing_rows: list[list[str]] = []
-    for i in iterator:
-        frames, meta = make_phantom(float(efs[i]), int(seeds[i]), n_frames=n_frames, **phantom_options)
-        path = write_video(root / "Videos" / f"{names[i]}.avi", frames, fps=meta.fps)
-        row = {
-            "FileName": names[i], "EF": meta.ef, "ESV": meta.esv, "EDV": meta.edv,
-            "FrameHeight": int(frames.shape[1]), "FrameWidth": int(frames.shape[2]),
-            "FPS": int(meta.fps) if float(meta.fps).is_integer() else meta.fps,
-            "NumberOfFrames": meta.n_frames, "Split": str(labels[i]),
-        }
-        rows.append({**row, "path": str(path), "seed": int(seeds[i]), "ed_frame": meta.traced_frames[0],
-                     "es_frame": meta.traced_frames[1]})
-        ed, es = meta.traced_frames
-        for frame in (es, ed):
-            for x1, y1, x2, y2 in meta.tracings[frame]:
-                tracing_rows.append([f"{names[i]}.avi", _fmt(x1), _fmt(y1), _fmt(x2), _fmt(y2), str(frame)])
-
-    with open(root / "FileList.csv", "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(FILELIST_COLUMNS)
-        for r in rows:
-            w.writerow([r["FileName"], _fmt(r["EF"]), _fmt(r["ESV"]), _fmt(r["EDV"]), r["FrameHeight"],
-                        r["FrameWidth"], r["FPS"], r["NumberOfFrames"], r["Split"]])
-    with open(root / "VolumeTracings.csv", "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(TRACING_COLUMNS)
-        w.writerows(tracing_rows)
-    return rows
-
-
-def write_dicom(path: str | os.PathLike, frames: np.ndarray, *, fps: float | None = None,
-                photometric: str | None = None, pixels: bytes | None = None, **attributes: Any) -> Path:
-    """Write frames as an uncompressed multi-frame ultrasound DICOM (Explicit VR Little Endian; needs pydicom).
-
-    For phantoms in DICOM form (a folder of "studies") and for tests of the DICOM reader, including lying headers.
-
-    Args:
-        path: the file to write (folders are created).
-        frames: ``(T, H, W)`` grey or ``(T, H, W, 3)`` frames, uint8 or uint16.
-        fps: written as ``FrameTime`` (ms per frame) when given.
-        photometric: ``PhotometricInterpretation`` (default ``MONOCHROME2`` for grey, ``RGB`` for 3 samples).
-        pixels: raw ``PixelData`` bytes instead of ``frames`` (e.g. fewer frames than the header declares).
-        **attributes: DICOM attributes set last (they override, e.g. ``NumberOfFrames=10**9``).
-
-    Returns:
-        The path.
-
-    Example:
-        >>> frames, meta = make_phantom(ef=50, seed=0)
-        >>> write_dicom("/tmp/study/a4c.dcm", frames[..., 0], fps=meta.fps)  # doctest: +SKIP
-        PosixPath('/tmp/study/a4c.dcm')
-    """
-    from coreecho.video.dicom import _import_pydicom  # noqa: PLC0415
-
-    _import_pydicom(str(path))
-    from pydicom.dataset import Dataset, FileMetaDataset  # noqa: PLC0415
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid  # noqa: PLC0415
-
-    arr = np.asarray(frames)
-    if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] != 3) or arr.dtype not in (np.uint8, np.uint16):
-        raise InputError(str(path), f"expected uint8/uint16 frames (T, H, W) or (T, H, W, 3), got {arr.dtype} "
-                                    f"{arr.shape}")
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    t, h, w = arr.shape[:3]
-    samples = 3 if arr.ndim == 4 else 1
-    ds.NumberOfFrames, ds.Rows, ds.Columns, ds.SamplesPerPixel = t, h, w, samples
-    ds.PhotometricInterpretation = photometric or ("RGB" if samples == 3 else "MONOCHROME2")
-    ds.BitsAllocated = ds.BitsStored = arr.dtype.itemsize * 8
-    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    if fps is not None:
-        ds.FrameTime = f"{1000.0 / fps:.4f}"
-    for key, value in attributes.items():
-        setattr(ds, key, value)
-    ds.PixelData = np.ascontiguousarray(arr).tobytes() if pixels is None else pixels
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
-    return out
+#: Writers that moved to :mod:`coreecho.data.layouts` (old names kept, deprecated, for one release).
+__getattr__ = deprecated_aliases(__name__, {"write_echonet_layout": "coreecho.data.layouts",
+                                           "write_dicom": "coreecho.data.layouts"})

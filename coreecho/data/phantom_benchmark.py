@@ -26,7 +26,7 @@ BENCHMARK_SEED = 1_000_000
 
 def phantom_benchmark(model: Any, n: int = 40, *, ef_range: tuple[float, float] = (15.0, 80.0),
                       seed: int = BENCHMARK_SEED, clips: int | str | None = None,
-                      batch_size: int = 16) -> dict[str, Any]:
+                      batch_size: int | None = None) -> dict[str, Any]:
     """Predict ``n`` phantoms with EF evenly spread over ``ef_range`` and report the errors.
 
     Args:
@@ -35,7 +35,7 @@ def phantom_benchmark(model: Any, n: int = 40, *, ef_range: tuple[float, float] 
         ef_range: smallest and largest true EF (%).
         seed: seed of the first phantom (phantom ``i`` uses ``seed + i``).
         clips: clip policy (default: the model's).
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass (default: the engine's batch policy, as ``model.predict_ef``).
 
     Returns:
         ``{"mae", "rmse", "max_error", "true", "predicted", "seeds"}``.

@@ -15,7 +15,22 @@ from torch.utils.data import Dataset
 from coreecho.errors import ConfigError, InputError
 from coreecho.models.config import PreprocessConfig
 
-__all__ = ["PipelineDataset", "resolve_preprocess"]
+__all__ = ["PipelineDataset", "check_clips", "resolve_preprocess"]
+
+
+def check_clips(clips: Any) -> Any:
+    """``clips`` itself when it is a dataset's clip mode: ``None`` (training mode), a positive int, ``"all"`` or
+    ``"every"`` (evaluation mode, see :mod:`coreecho.data.contract`); otherwise an
+    :class:`~coreecho.errors.InputError`.
+
+    Example:
+        >>> check_clips(3), check_clips(None)
+        (3, None)
+    """
+    if not (clips is None or clips in ("all", "every")
+            or (isinstance(clips, int) and not isinstance(clips, bool) and clips >= 1)):
+        raise InputError("clips", f"expected None, a positive int, 'all' or 'every', got {clips!r}")
+    return clips
 
 
 def resolve_preprocess(preprocess: PreprocessConfig | None, overrides: dict[str, Any]) -> PreprocessConfig:
@@ -33,11 +48,13 @@ class PipelineDataset(Dataset):
     Attributes:
         preprocess: the :class:`~coreecho.models.config.PreprocessConfig` items are made with.
         pipeline: the :class:`~coreecho.video.pipeline.ClipPipeline` (its training mode is :attr:`augment`).
+        clips: ``None`` for training mode, else evaluation mode (items follow :mod:`coreecho.data.contract`).
         epoch: selects the random stream (see :meth:`set_epoch`).
     """
 
     preprocess: PreprocessConfig
     pipeline: Any
+    clips: Any = None
     epoch: int = 0
 
     @property

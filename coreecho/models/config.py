@@ -22,17 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from coreecho._version import __version__
+from coreecho.constants import ECHONET_MEAN, ECHONET_STD, PAD_STYLES  # re-exported: defined in coreecho.constants
 from coreecho.errors import ConfigError
 
 __all__ = ["ModelConfig", "PreprocessConfig", "ECHONET_MEAN", "ECHONET_STD", "FORMAT_NAME", "FORMAT_VERSION",
-           "SAMPLINGS", "TEMPORALS", "ARCHITECTURES"]
+           "SAMPLINGS", "TEMPORALS", "ARCHITECTURES", "PAD_STYLES", "preprocessing_from_saved"]
 
-#: Per-channel mean and std of EchoNet-Dynamic in 0–255 pixel units (the official CoReEcho values).
-ECHONET_MEAN = (0.12741163 * 255, 0.1279413 * 255, 0.12912785 * 255)
-ECHONET_STD = (0.19557191 * 255, 0.19562256 * 255, 0.1965878 * 255)
 
 FORMAT_NAME = "coreecho"
-FORMAT_VERSION = 1
+#: Version 2: ``preprocessing.pad`` has the meaning ``preprocessing.pad_style`` gives it (default ``"coreecho"``, the
+#: official augmentation). In version 1 files ``pad`` had EchoNet-Dynamic's meaning (``pad`` zeros on each side);
+#: they are read as ``pad_style="echonet-dynamic"``, so they keep it.
+FORMAT_VERSION = 2
 
 
 #: Time-sampling policies of :class:`PreprocessConfig`.
@@ -95,8 +96,13 @@ class PreprocessConfig:
             video, as for CAMUS / HMC-QU half cycles).
         temporal: interpolation of ``sampling="sequence"``: ``"linear"`` (blend neighbouring frames) or
             ``"nearest"``.
-        pad: augmentation of training: zero-pad by ``pad`` pixels and crop back at a random offset (official: 12;
-            never applied at test time).
+        pad: augmentation of training (never applied at test time): zero padding in pixels, read as ``pad_style``
+            says. Official: 12 with ``pad_style="coreecho"``, i.e. frames zero-padded to ``size + 12`` and cropped
+            back at a uniform random position: each clip moves by ``-6 .. +6`` px per axis. 0: no augmentation.
+        pad_style: what ``pad`` means: ``"coreecho"`` (``pad`` pixels per axis in total, ``pad + 1`` crop
+            positions; the official CoReEcho augmentation) or ``"echonet-dynamic"`` (``pad`` pixels on each side,
+            ``2 * pad`` positions: EchoNet-Dynamic's convention, ``-11 .. +12`` px for ``pad=12``). See
+            :data:`coreecho.constants.PAD_STYLES` and :meth:`shift_range`.
 
     Raises:
         ConfigError: a value of the wrong type or outside its range (see the ``MAX_*`` constants).
@@ -112,6 +118,7 @@ class PreprocessConfig:
     sampling: str = "clips"
     temporal: str = "linear"
     pad: int = 12
+    pad_style: str = "coreecho"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,7 +144,20 @@ class PreprocessConfig:
             raise ConfigError(f"{source}: sampling must be one of {list(SAMPLINGS)}, found {self.sampling!r}")
         if self.temporal not in TEMPORALS:
             raise ConfigError(f"{source}: temporal must be one of {list(TEMPORALS)}, found {self.temporal!r}")
+        if self.pad_style not in PAD_STYLES:
+            raise ConfigError(f"{source}: pad_style must be one of {list(PAD_STYLES)}, found {self.pad_style!r}")
         return self
+
+    def shift_range(self) -> tuple[int, int]:
+        """Smallest and largest move (px, per axis, inclusive) of the training augmentation; uniform in between.
+
+        Example:
+            >>> PreprocessConfig().shift_range(), PreprocessConfig(pad_style="echonet-dynamic").shift_range()
+            ((-6, 6), (-11, 12))
+        """
+        from coreecho.video.augment import shift_range  # noqa: PLC0415
+
+        return shift_range(self.pad, self.pad_style)
 
     def replace(self, **changes: Any) -> "PreprocessConfig":
         """A copy with some fields changed (validated).
@@ -230,6 +250,8 @@ class ModelConfig:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ConfigError(f"{source}: config format_version {version!r} is newer than this coreecho "
                               f"({__version__}) understands ({FORMAT_VERSION}); upgrade coreecho")
+        if isinstance(data.get("preprocessing"), dict):
+            data["preprocessing"] = preprocessing_from_saved(data["preprocessing"], version)
         known = _known(cls, data, source)
         try:
             cfg = cls.__new__(cls)
@@ -254,6 +276,22 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+def preprocessing_from_saved(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """The preprocessing fields of a file of ``format_version`` ``version``, in today's meaning.
+
+    Version 1 wrote ``pad`` in EchoNet-Dynamic's meaning (zeros on each side), so it is read with
+    ``pad_style="echonet-dynamic"`` unless the file names a style.
+
+    Example:
+        >>> preprocessing_from_saved({"pad": 12}, 1), preprocessing_from_saved({"pad": 12}, 2)
+        ({'pad': 12, 'pad_style': 'echonet-dynamic'}, {'pad': 12})
+    """
+    out = dict(data)
+    if version < 2:
+        out.setdefault("pad_style", "echonet-dynamic")
+    return out
 
 
 def _known(cls: type, data: dict[str, Any], source: str) -> dict[str, Any]:

@@ -1,5 +1,18 @@
 """The CoReEcho model: UniFormer encoder + shallow MLP head + the config that says how to feed it.
 
+The model layer holds data and computes; it imports nothing above itself (no inference, weights, analysis, data,
+training or CLI code). Two kinds of state beside the weights are declared on the class: ``calibration`` (a
+conformal EF interval with its shift detector, :class:`coreecho.analysis.conformal.Calibration`) and
+``shift_detector`` (what inference uses to flag distribution shift), both ``None`` until
+:func:`coreecho.calibrate`, :func:`coreecho.analysis.shift.attach` or :func:`coreecho.load_model` sets them; the
+types they must satisfy are the protocols :class:`CalibrationLike` and :class:`ShiftCheck` below.
+
+The high-level methods (:meth:`CoReEcho.predict_ef`, :meth:`~CoReEcho.embed`, :meth:`~CoReEcho.save_pretrained`,
+:meth:`~CoReEcho.push_to_hub`, :meth:`~CoReEcho.from_pretrained`) do their work in the layers above
+(:mod:`coreecho.inference`, :mod:`coreecho.hub`): each calls an operation by name
+(:func:`coreecho._lazy.operation`), which the package root :mod:`coreecho` binds to its implementation. The
+import graph stays one-way; the binding is declared in one place.
+
 Example:
     >>> import torch
     >>> from coreecho import CoReEcho
@@ -15,16 +28,35 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
+from coreecho._lazy import operation
+from coreecho.models.args import check_model_args
 from coreecho.models.config import ModelConfig
 from coreecho.models.head import EF_BIAS, RegressionHead
 from coreecho.models.uniformer import build_uniformer
+from coreecho.video.pipeline import ClipPipeline
 
-__all__ = ["CoReEcho"]
+__all__ = ["CoReEcho", "CalibrationLike", "ShiftCheck"]
+
+
+class ShiftCheck(Protocol):
+    """What a model's ``shift_detector`` does (:class:`coreecho.analysis.shift.ShiftDetector` is one)."""
+
+    def assess(self, embedding: Any) -> tuple[float, bool]:
+        """Out-of-distribution score of one embedding ``[D]`` and whether it exceeds the calibrated threshold."""
+
+
+class CalibrationLike(Protocol):
+    """What a model's ``calibration`` holds (:class:`coreecho.analysis.conformal.Calibration` is one)."""
+
+    interval: Any  # a ConformalInterval (EF interval) or None
+    detector: ShiftCheck | None
+    coverage: float
+    fingerprint: str | None  # which weights it was fitted for (coreecho.analysis.conformal.state_fingerprint)
 
 
 class CoReEcho(nn.Module):
@@ -34,17 +66,29 @@ class CoReEcho(nn.Module):
         encoder: the UniFormer video encoder; ``encoder(x)`` gives ``[B, D]`` embeddings.
         head: the regression head; ``head(embedding)`` gives ``[B]`` (EF in %).
         config: the :class:`~coreecho.models.config.ModelConfig` this model was built from.
+        calibration: the conformal EF interval and shift detector fitted for these weights
+            (:func:`coreecho.calibrate`; saved and loaded with them), or ``None``.
+        shift_detector: the detector inference uses for ``shift_score``/``is_shifted`` (normally
+            ``calibration.detector``; :func:`coreecho.analysis.shift.attach` sets another), or ``None``.
 
     Args:
         config: architecture, head and preprocessing; defaults to CoReEcho's UniFormer-S setup.
+        source: what the config came from (a file name), named first in error messages.
+
+    Raises:
+        ConfigError: an invalid config (:func:`coreecho.models.args.check_model_args`), before anything is
+            allocated.
     """
 
-    def __init__(self, config: ModelConfig | None = None):
-        super().__init__()
-        from coreecho.models.build import check_model_args
+    calibration: CalibrationLike | None = None
+    shift_detector: ShiftCheck | None = None
+    #: Operations the high-level methods call (bound by the package root, see the module docstring).
+    OPERATIONS: ClassVar[tuple[str, ...]] = ("predict_ef", "embed", "save_pretrained", "push_to_hub", "load_model")
 
+    def __init__(self, config: ModelConfig | None = None, *, source: str = "config"):
+        super().__init__()
         self.config = config if config is not None else ModelConfig()
-        enc_args, head_args = check_model_args(self.config)  # ConfigError before anything is allocated
+        enc_args, head_args = check_model_args(self.config, source)  # ConfigError before anything is allocated
         self.encoder = build_uniformer(self.config.architecture, num_classes=0, **enc_args)
         self.head = RegressionHead(self.encoder.num_features, **head_args)
 
@@ -110,16 +154,14 @@ class CoReEcho(nn.Module):
             ...     "depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8})).eval()
             >>> batch = model.pipeline()(np.zeros((150, 112, 112), np.uint8))
             >>> batch.x.shape, batch.starts
-            (torch.Size([3, 3, 36, 112, 112]), [0, 3, 5])
+            (torch.Size([3, 3, 36, 112, 112]), [0, 5, 9])
         """
-        from coreecho.video.pipeline import ClipPipeline
-
         kwargs.setdefault("clips", self.config.test_clips)
         return ClipPipeline(self.config.preprocessing, train=train, **kwargs)
 
-    # Inference helpers live in coreecho.inference so that this module stays small.
+    # ------------------------------------------------------------------- high-level methods (layers above)
     def predict_ef(self, video: Any, *, clips: int | str | None = None, starts: Any = None,
-                   batch_size: int = 16, return_details: bool = False, **kwargs: Any) -> Any:
+                   batch_size: int | None = None, return_details: bool = False, **kwargs: Any) -> Any:
         """EF (%) of one video or a list of videos; see :func:`coreecho.inference.predict_ef`.
 
         Example:
@@ -130,12 +172,10 @@ class CoReEcho(nn.Module):
             >>> isinstance(model.predict_ef(frames), float)
             True
         """
-        from coreecho.inference import predict_ef
-
-        return predict_ef(video, model=self, clips=clips, starts=starts, batch_size=batch_size,
+        return operation("predict_ef")(video, model=self, clips=clips, starts=starts, batch_size=batch_size,
                           return_details=return_details, **kwargs)
 
-    def embed(self, video: Any, *, clips: int | str | None = None, starts: Any = None, batch_size: int = 16,
+    def embed(self, video: Any, *, clips: int | str | None = None, starts: Any = None, batch_size: int | None = None,
               return_details: bool = False, **kwargs: Any) -> Any:
         """Embedding (mean over clips) of one video or a list; see :func:`coreecho.inference.embed`.
 
@@ -147,22 +187,26 @@ class CoReEcho(nn.Module):
             >>> model.embed(frames).shape
             (64,)
         """
-        from coreecho.inference import embed
-
-        return embed(video, model=self, clips=clips, starts=starts, batch_size=batch_size,
+        return operation("embed")(video, model=self, clips=clips, starts=starts, batch_size=batch_size,
                      return_details=return_details, **kwargs)
 
     def save_pretrained(self, directory: str | Path, **card: Any) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a model card to ``directory``.
+        """Write ``config.json``, ``model.safetensors``, the calibration (if any) and a model card to ``directory``.
 
-        See :func:`coreecho.hub.save_pretrained`.
+        See :func:`coreecho.hub.folder.save_pretrained`.
         """
-        from coreecho.hub import save_pretrained
-
-        return save_pretrained(self, directory, **card)
+        return operation("save_pretrained")(self, directory, **card)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload to the Hugging Face Hub; see :func:`coreecho.hub.push_to_hub`."""
-        from coreecho.hub import push_to_hub
+        """Upload to the Hugging Face Hub; see :func:`coreecho.hub.folder.push_to_hub`."""
+        return operation("push_to_hub")(self, repo_id, **kwargs)
 
-        return push_to_hub(self, repo_id, **kwargs)
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> "CoReEcho":
+        """The same as :func:`coreecho.load_model` (a registered name, folder, ``.pth`` or Hub repo id).
+
+        Example:
+            >>> CoReEcho.from_pretrained("phantom-tiny", device="cpu").embed_dim  # doctest: +SKIP
+            64
+        """
+        return operation("load_model")(name_or_path, **kwargs)

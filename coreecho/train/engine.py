@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -43,6 +42,7 @@ from coreecho.data.echonet import EchoNetDynamic
 from coreecho.errors import CoReEchoError, DatasetError, WeightsError
 from coreecho.models.config import PreprocessConfig
 from coreecho.models.coreecho import CoReEcho
+from coreecho.seeding import derive_seed  # re-exported: the one seed helper lives in coreecho.seeding
 from coreecho.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, unwrap
@@ -59,12 +59,6 @@ _STAGE_IDS = {"stage1": 1, "stage2": 2}
 
 class TrainingInterrupted(CoReEchoError):
     """Raised by the ``stop_after_steps`` testing hook (stands for a run killed mid-epoch)."""
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (order matters), via :class:`numpy.random.SeedSequence`."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 @dataclass
@@ -326,7 +320,7 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             row.update({"val_mae": val["mae"], "val_rmse": val["rmse"], "val_r2": val["r2"],
                         "seconds": round(time.perf_counter() - began, 3)})
             history.append(row)
-            if val["mae"] < best_mae:
+            if val["mae"] <= best_mae:  # as the official scripts: a tie goes to the later pass
                 best_mae, best_epoch = float(val["mae"]), epoch
                 if env.main:
                     _export(model, out / "best_model", {**stage.metadata, "epoch": epoch, "metrics": {

@@ -70,7 +70,7 @@ class EvalResult:
 
 
 def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *, batch_size: int | None = None,
-                    device: torch.device | str | None = None, precision: str = "auto", num_workers: int = 0,
+                    device: torch.device | str | None = None, precision: str = "auto", num_workers: int | None = 0,
                     rank: int = 0, world_size: int = 1, progress: bool = False,
                     desc: str = "evaluate") -> list[dict[str, Any]]:
     """Predict every video of ``dataset`` (an evaluation-mode :class:`ClipDataset`) from the mean over its clips.
@@ -82,22 +82,22 @@ def predict_dataset(encoder: nn.Module, head: nn.Module, dataset: ClipDataset, *
     in dataset order). Modules are put in eval mode.
 
     Args:
+        batch_size: clips per forward pass; ``None``: the engine's batch policy for the dataset's preprocessing.
         precision: ``"auto"`` follows the training policy (fp32 on a CPU, bf16/fp16 on CUDA); see
             :mod:`coreecho.precision`.
+        num_workers: loader worker processes; ``None``: the engine's default (:func:`coreecho.engine.default_workers`).
 
     Returns:
         One dict per video (see :class:`EvalResult`).
     """
-    from coreecho.engine import DatasetItems, EncoderHead, clips_per_pass, stream
+    from coreecho.engine import DatasetItems, EncoderHead, stream
     from coreecho.train.distributed import all_gather_objects
 
     dev = resolve_device(device)
     used = resolve_precision(precision, dev, training=True)
     encoder.eval()
     head.eval()
-    if batch_size is None:
-        batch_size = clips_per_pass(encoder.embed_dim[0], dataset.preprocess, dev, used)
-    items = DatasetItems(dataset, range(rank, len(dataset), world_size))
+    items = DatasetItems(dataset, range(rank, len(dataset), world_size))  # batch policy: the dataset's preprocess
 
     def row(item: Any, _emb: Any, out: Any) -> dict[str, Any]:
         clip_efs = np.asarray(out, dtype=np.float64).reshape(-1)
@@ -175,18 +175,14 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     if limit is not None:
         dataset.records = dataset.records[:limit]
     if starts is not None:
-        dataset.starts = dataset._index_starts(starts)
-    from coreecho.engine import clips_per_pass, default_workers, is_compute_bound
+        dataset.set_starts(starts)
     from coreecho.precision import set_threads
 
-    width, used = model.encoder.embed_dim[0], resolve_precision(precision, dev, training=True)
-    batch_size = batch_size or clips_per_pass(width, dataset.preprocess, dev, used)  # the policy, once
-    workers = default_workers(len(dataset), device=dev, compute_bound=is_compute_bound(width, dataset.preprocess)) \
-        if num_workers is None else num_workers
+    used = resolve_precision(precision, dev, training=True)
     before = set_threads(threads)
-    try:
+    try:  # batch_size and num_workers None: the engine's policies (coreecho.engine.stream) decide
         rows = predict_dataset(model.encoder, model.head, dataset, batch_size=batch_size, device=dev,
-                               precision=used, num_workers=workers, progress=progress and rank == 0,
+                               precision=used, num_workers=num_workers, progress=progress and rank == 0,
                                rank=rank, world_size=world_size)
     finally:
         set_threads(before)

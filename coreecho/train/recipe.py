@@ -2,7 +2,7 @@
 
 A checkpoint records the run's :class:`~coreecho.train.config.TrainConfig` and the model's config. Resuming with
 other values of what defines the trained model (architecture and encoder arguments, preset, head, the
-preprocessing: frames, stride, size, pad, mean, std, sampling; the data order and optimisation: seed, batch
+preprocessing: frames, stride, size, pad, pad_style, mean, std, sampling; the data order and optimisation: seed, batch
 size, learning rates, decay, temperature, the training/validation subsets; stage 2's initial model) would give
 a model whose config says one recipe while its weights come from another, so :func:`check_resume` refuses with
 one line per field, e.g. ``frames: checkpoint 16, now 36``.
@@ -26,18 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from coreecho.errors import ConfigError
-from coreecho.train.config import RESUMABLE_FIELDS, TrainConfig
+from coreecho.train.config import PREPROCESS_FIELDS, RESUMABLE_FIELDS, TrainConfig
 
 __all__ = ["resume_diff", "check_resume", "RECIPE_FIELDS"]
 
 #: Fields compared on resume, per stage. Stage 2 takes the architecture and preprocessing from its ``init`` model
-#: (its ``frames``/``stride``/... options are ignored), so it compares ``init`` instead, and its own ``pad``.
+#: (its ``frames``/``stride``/... options are ignored), so it compares ``init`` instead, and its own augmentation
+#: (``pad``, ``pad_style``).
 RECIPE_FIELDS: dict[str, tuple[str, ...]] = {
-    "stage1": ("architecture", "encoder_args", "head_args", "init", "frames", "stride", "size", "pad", "mean", "std",
-               "sampling", "seed", "batch_size", "lr", "weight_decay", "head_lr", "head_weight_decay",
+    "stage1": ("architecture", "encoder_args", "head_args", "init", "frames", "stride", "size", "pad", "pad_style",
+               "mean", "std", "sampling", "seed", "batch_size", "lr", "weight_decay", "head_lr", "head_weight_decay",
                "lr_decay_epochs", "lr_decay", "temperature", "val_clips", "limit_train", "limit_val"),
-    "stage2": ("init", "reinit_head", "head_args", "pad", "seed", "batch_size", "head_lr", "head_weight_decay",
-               "lr_decay_epochs", "lr_decay", "val_clips", "limit_train", "limit_val"),
+    "stage2": ("init", "reinit_head", "head_args", "pad", "pad_style", "seed", "batch_size", "head_lr",
+               "head_weight_decay", "lr_decay_epochs", "lr_decay", "val_clips", "limit_train", "limit_val"),
 }
 
 
@@ -87,7 +88,8 @@ def resume_diff(checkpoint: dict[str, Any], cfg: TrainConfig, stage: str) -> lis
         stage: ``"stage1"`` or ``"stage2"``.
     """
     saved_dict = dict(checkpoint.get("config") or {})
-    known = {k: v for k, v in saved_dict.items() if k in TrainConfig.__dataclass_fields__}
+    keep = set(TrainConfig.__dataclass_fields__) | set(PREPROCESS_FIELDS) | {"format_version"}
+    known = {k: v for k, v in saved_dict.items() if k in keep}  # read in its own format_version
     try:
         saved = TrainConfig.from_dict(known)
     except (ConfigError, TypeError) as err:

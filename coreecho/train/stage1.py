@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +37,7 @@ from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
 
-__all__ = ["train_stage1", "stage1_step", "build_stage1_model", "make_scaler"]
+__all__ = ["train_stage1", "stage1_step", "build_stage1_model", "build_optimizers", "make_scaler"]
 
 
 def _float(x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,27 @@ def make_scaler(device: torch.device, precision_used: str) -> Any:
     if precision_used == "fp16" and device.type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
+
+
+def build_optimizers(cfg: TrainConfig, model: CoReEcho, stage: str) -> dict[str, torch.optim.Optimizer]:
+    """The optimisers of a stage, as the official scripts build them: torch's AdamW (default betas and eps) over
+    all parameters of a module in one group, with one weight decay.
+
+    Stage 1: ``{"encoder": AdamW(encoder, lr, weight_decay), "head": AdamW(head, head_lr, head_weight_decay)}``;
+    stage 2: the head's only (the encoder is frozen). The learning rates are those of pass 0; the training loop sets
+    ``lr_at(epoch)`` on every group at the start of each pass.
+
+    Example:
+        >>> opts = build_optimizers(TrainConfig(preset="micro"), build_stage1_model(TrainConfig(preset="micro")),
+        ...                         "stage1")
+        >>> sorted(opts), opts["encoder"].defaults["lr"], opts["head"].defaults["weight_decay"]
+        (['encoder', 'head'], 0.0001, 0.0001)
+    """
+    head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    if stage == "stage2":
+        return {"head": head}
+    return {"encoder": torch.optim.AdamW(model.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            "head": head}
 
 
 def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
@@ -193,6 +215,7 @@ def train_stage1(cfg: TrainConfig) -> engine.TrainResult:
 
 
 def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
+    cfg = dataclasses.replace(cfg, epochs=cfg.passes("stage1"))  # default: the official 26 passes
     autocast, precision = autocast_for(env.device, cfg.precision)
     resume = engine.find_resume(cfg, "stage1", env)  # refuses a changed recipe before anything is built
     train_set, val_set = engine.build_datasets(cfg, views=2)
@@ -203,15 +226,15 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
     head = wrap_ddp(model.head, env)
     if encoder is not model.encoder and cfg.sync_bn:
         model.encoder = encoder.module  # the SyncBatchNorm-converted copy is the one trained and saved
-    opt_encoder = torch.optim.AdamW(model.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    optimizers = build_optimizers(cfg, model, "stage1")
+    opt_encoder, opt_head = optimizers["encoder"], optimizers["head"]
     scaler = make_scaler(env.device, precision)
     loss_fn = CoReLoss(temperature=cfg.temperature, gather_distributed=env.distributed,
                        chunk_size=cfg.loss_chunk_size)
 
     def step(batch: dict[str, Any]) -> dict[str, float]:
         clips = batch["video"].to(env.device, non_blocking=True)
-        ef = batch["ef"].to(env.device, non_blocking=True)
+        ef = batch["label"].to(env.device, non_blocking=True)
         return stage1_step(encoder, head, clips, ef, loss_fn=loss_fn, opt_encoder=opt_encoder,
                            opt_head=opt_head, autocast=autocast, scaler=scaler,
                            micro_batch=cfg.micro_batch if cfg.cached_batch else None)
@@ -220,7 +243,7 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
         encoder.train()
         head.train()
 
-    stage = engine.Stage("stage1", model, encoder, head, {"encoder": opt_encoder, "head": opt_head},
+    stage = engine.Stage("stage1", model, encoder, head, optimizers,
                          {"encoder": cfg.lr, "head": cfg.head_lr}, step, modes, scaler,
                          _metadata(cfg, "stage1", env, precision))
     return engine.run(cfg, env, stage, train_set, val_set, resume)

@@ -2,9 +2,10 @@
 
 The stage-1 model gives the encoder, the head to continue from (or a fresh one with ``reinit_head``) and the
 preprocessing (frames, stride, size, mean, std, sampling): stage 2 always uses the stage-1 model's preprocessing,
-whatever ``cfg.frames``/``cfg.stride``/... say; only the augmentation padding is this stage's ``cfg.pad`` (and the
-exported config records it). One augmented clip per video per step; head AdamW (``head_lr`` 1e-4,
-``head_weight_decay``); the best head by validation MAE (``val_clips`` random clips) is exported with
+whatever ``cfg.frames``/``cfg.stride``/... say; only the augmentation (``cfg.pad`` and ``cfg.pad_style``) is this
+stage's (and the exported config records it). One augmented clip per video per step; head AdamW (``head_lr`` 1e-4,
+``head_weight_decay``); ``cfg.epochs`` passes (default: 5, the official ``--epochs 4``); the best head by validation
+MAE (``val_clips`` random clips) is exported with
 :func:`coreecho.hub.save_pretrained` to ``out/model`` with the training metadata (recipe of both stages, seed,
 command, metrics) in ``config.json``.
 
@@ -32,7 +33,7 @@ from coreecho.train import engine
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
-from coreecho.train.stage1 import _metadata, _model_from_checkpoint, head_l1_step, make_scaler
+from coreecho.train.stage1 import _metadata, _model_from_checkpoint, build_optimizers, head_l1_step, make_scaler
 
 __all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
 
@@ -107,25 +108,24 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
         model = _model_from_checkpoint(resume)
         meta_now = model.config.metadata
         stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
-    # the stage-1 model's input recipe (sampling included), with this stage's augmentation padding; recorded in
-    # the exported model's config
-    pre = model.config.preprocessing.replace(pad=cfg.pad)
+    # the stage-1 model's input recipe (sampling included), with this stage's augmentation; the run's config and
+    # the exported model's config hold this one object
+    pre = model.config.preprocessing.replace(pad=cfg.pad, pad_style=cfg.pad_style)
     model.config.preprocessing = pre
-    cfg = dataclasses.replace(cfg, frames=pre.frames, stride=pre.stride, size=pre.size, mean=pre.mean,
-                              std=pre.std, preset=None, architecture=model.config.architecture,
-                              encoder_args=dict(model.config.encoder_args))
+    cfg = dataclasses.replace(cfg, preprocessing=pre, epochs=cfg.passes("stage2"), preset=None,
+                              architecture=model.config.architecture, encoder_args=dict(model.config.encoder_args))
     train_set, val_set = engine.build_datasets(cfg, views=1, preprocess=pre)
     model = model.to(env.device)
     for p in model.encoder.parameters():
         p.requires_grad_(False)
     head = wrap_ddp(model.head, env)
-    opt_head = torch.optim.AdamW(model.head.parameters(), lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    opt_head = build_optimizers(cfg, model, "stage2")["head"]
     scaler = make_scaler(env.device, precision)
     encoder = model.encoder
 
     def step(batch: dict[str, Any]) -> dict[str, float]:
         clips = batch["video"].to(env.device, non_blocking=True)
-        ef = batch["ef"].to(env.device, non_blocking=True)
+        ef = batch["label"].to(env.device, non_blocking=True)
         return stage2_step(encoder, head, clips, ef, opt_head=opt_head, autocast=autocast, scaler=scaler)
 
     def modes() -> None:

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from coreecho.errors import InputError, MissingDependencyError
-from coreecho.video.limits import DEFAULT_LIMITS, Limits, check_read_bytes
+from coreecho.video.limits import (  # the extension lists are defined (once) in limits, beside the other bounds
+    DEFAULT_LIMITS, DICOM_EXTENSIONS, VIDEO_EXTENSIONS, Limits, check_read_bytes)
 
 __all__ = ["Video", "VideoInfo", "VideoReader", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SIDE", "VIDEO_EXTENSIONS",
            "DICOM_EXTENSIONS"]
@@ -24,10 +25,6 @@ __all__ = ["Video", "VideoInfo", "VideoReader", "DEFAULT_MAX_BYTES", "DEFAULT_MA
 DEFAULT_MAX_BYTES: int = DEFAULT_LIMITS.max_bytes
 #: Largest frame height or width a reader accepts by default.
 DEFAULT_MAX_SIDE: int = DEFAULT_LIMITS.max_side
-#: File extensions read as video containers (others are tried as containers too).
-VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".wmv", ".mpg", ".mpeg")
-#: File extensions read as DICOM (files with the ``DICM`` magic are DICOM whatever their extension).
-DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".dic")
 
 _BACKENDS = ("auto", "pyav", "decord")
 

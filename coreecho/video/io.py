@@ -22,8 +22,8 @@ DICOM files (``.dcm``/``.dicom``, or any file with ``DICM`` at byte 128) are rea
 PALETTE COLOR cines become 8-bit RGB; the frame rate comes from FrameTime, CineRate or
 RecommendedDisplayFrameRate.
 
-A 1-frame video reads fine (``Video.n_frames == 1``); clip extraction
-(:func:`coreecho.video.sampling.extract_clips`) refuses videos with fewer than 2 frames, so callers that
+A 1-frame video reads fine (``Video.n_frames == 1``); clip sampling
+(:mod:`coreecho.video.sampling`, and so :class:`~coreecho.video.pipeline.ClipPipeline`) refuses videos with fewer than 2 frames, so callers that
 need motion get a clear error there.
 
 Example:

@@ -1,4 +1,8 @@
-"""Explicit limits on what a video reader may allocate, checked before any allocation.
+"""What the video readers accept: the file extensions they read, and explicit limits on what they may allocate.
+
+The extension lists and :data:`MAX_CLIPS` are defined here, once, and used by the readers, the samplers and the
+command line (``coreecho predict DIR`` picks up :data:`READABLE_EXTENSIONS`; ``--clips`` is bounded by
+:data:`MAX_CLIPS`). This module imports nothing heavy, so the command line can read it while it parses options.
 
 Every size or count a reader learns from a file header (frames, rows, columns) is checked against
 :class:`Limits` and against what the file really holds before memory is allocated, so a small file whose
@@ -18,9 +22,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from coreecho.errors import InputError
+from coreecho.errors import InputError, VideoReadError
 
-__all__ = ["Limits", "DEFAULT_LIMITS"]
+__all__ = ["Limits", "DEFAULT_LIMITS", "MAX_CLIPS", "VIDEO_EXTENSIONS", "DICOM_EXTENSIONS", "NPY_EXTENSIONS",
+           "READABLE_EXTENSIONS"]
+
+#: File extensions read as video containers (files with other extensions are tried as containers too).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".gif", ".wmv", ".mpg", ".mpeg")
+#: File extensions read as DICOM (files with the ``DICM`` magic are DICOM whatever their extension).
+DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom", ".dic")
+#: File extensions read as numpy arrays of frames.
+NPY_EXTENSIONS: tuple[str, ...] = (".npy",)
+#: Every file extension :func:`coreecho.video.open_video` reads by design (lower case: compare ``suffix.lower()``).
+READABLE_EXTENSIONS: tuple[str, ...] = VIDEO_EXTENSIONS + DICOM_EXTENSIONS + NPY_EXTENSIONS
+
+#: Most clips one video may be cut into (``clips="every"`` on a long video, ``--clips 100000000``); the samplers of
+#: :mod:`coreecho.video.sampling` and the command line's ``--clips`` share it.
+MAX_CLIPS = 4096
 
 
 @dataclass(frozen=True)
@@ -80,8 +98,6 @@ def check_frame_size(source: str, height: int, width: int, limits: Limits, field
                      error: type[InputError] = InputError) -> None:
     """Refuse frame sizes that are not positive or over ``max_side`` / ``max_pixels``."""
     if height <= 0 or width <= 0:
-        from coreecho.errors import VideoReadError  # noqa: PLC0415
-
         raise VideoReadError(source, f"{field} {height}x{width} is invalid (rows and columns must be positive)")
     if height > limits.max_side or width > limits.max_side:
         side = max(height, width)

@@ -5,7 +5,7 @@ fine-tuning, Grad-CAM, shift detection) goes through it, so the same video and t
 tensor everywhere::
 
     file or array → reader (probed once, sizes checked against Limits)
-                  → sampler picks the clips (ClipPlan)          coreecho.video.samplers
+                  → sampler picks the clips (ClipPlan)          coreecho.video.sampling
                   → reader.read(only the frames the clips need)
                   → frame transform: sector crop (fan found in frames spread over the whole video)
                                      → square pad → antialiased resize (uint8)
@@ -30,24 +30,44 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
+from coreecho._warnings import warn_user
 from coreecho.errors import InputError
-from coreecho.video.samplers import ClipPlan, Sampler, as_sampler
+from coreecho.video import transforms  # its functions are looked up at call time (tests spy on them)
+from coreecho.video.augment import pad_and_crop
+from coreecho.video.base import VideoInfo
+from coreecho.video.limits import DEFAULT_LIMITS
+from coreecho.video.readers import open_video
+from coreecho.video.sampling import ClipPlan, Sampler, as_sampler
 
 if TYPE_CHECKING:  # torch is imported when a tensor is made
     import torch
 
-    from coreecho.models.config import PreprocessConfig
-    from coreecho.video.base import VideoInfo
-
-__all__ = ["ClipPipeline", "ClipBatch", "FPS_TOLERANCE", "gather_clips", "random_pad_crop", "sector_frames",
-           "timeline"]
+__all__ = ["ClipPipeline", "ClipBatch", "PreprocessSpec", "FPS_TOLERANCE", "gather_clips", "random_pad_crop",
+           "sector_frames", "timeline"]
 
 #: Relative fps difference from the training fps above which a video gets a warning (or is resampled).
 FPS_TOLERANCE = 0.3
+
+
+class PreprocessSpec(Protocol):
+    """The preprocessing fields a :class:`ClipPipeline` reads. A model's
+    :class:`~coreecho.models.config.PreprocessConfig` is one; the video layer does not import the model layer."""
+
+    frames: int
+    stride: int
+    size: int
+    fps: float
+    mean: Sequence[float]
+    std: Sequence[float]
+    crop_sector: bool
+    sampling: str
+    temporal: str
+    pad: int
+    pad_style: str
 
 
 @dataclass
@@ -76,7 +96,7 @@ class ClipBatch:
     warnings: list[str] = field(default_factory=list)
 
 
-def timeline(info: "VideoInfo", *, target_fps: float | None = None,
+def timeline(info: VideoInfo, *, target_fps: float | None = None,
              window: tuple[int, int] | None = None) -> np.ndarray:
     """Source frame of each timeline frame: the window ``first .. end - 1`` (all frames by default), resampled
     in time (nearest frame) to ``target_fps`` when given.
@@ -96,9 +116,7 @@ def timeline(info: "VideoInfo", *, target_fps: float | None = None,
     if info.fps is None:
         raise InputError(info.source, f"its frame rate is unknown, so it cannot be resampled to {target_fps:g} fps; "
                                       "use the frames as they are")
-    from coreecho.video.transforms import resample_indices  # noqa: PLC0415
-
-    return base[resample_indices(len(base), info.fps, target_fps)]
+    return base[transforms.resample_indices(len(base), info.fps, target_fps)]
 
 
 def sector_frames(n_frames: int, count: int = 32) -> np.ndarray:
@@ -156,32 +174,22 @@ def gather_clips(reader: Any, plan: ClipPlan, time_map: np.ndarray, transform: A
 
 
 def random_pad_crop(clips: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
-    """Training augmentation: zero-pad each clip by ``pad`` pixels and crop back at a random offset.
-
-    One offset per clip, shared by its frames (the official CoReEcho augmentation; offsets in ``0 .. 2*pad-1``).
-
-    Example:
-        >>> import numpy as np
-        >>> random_pad_crop(np.ones((2, 3, 8, 8, 3), np.uint8), 2, np.random.default_rng(0)).shape
-        (2, 3, 8, 8, 3)
+    """Deprecated: :func:`coreecho.video.augment.pad_and_crop` with ``style="echonet-dynamic"`` (``pad`` zeros on
+    each side, crop offsets ``0 .. 2*pad-1``), which this function always did. Training uses the model config's
+    ``pad`` and ``pad_style``.
     """
-    if pad <= 0:
-        return clips
-    k, t, h, w, c = clips.shape
-    padded = np.zeros((k, t, h + 2 * pad, w + 2 * pad, c), dtype=clips.dtype)
-    padded[:, :, pad:pad + h, pad:pad + w] = clips
-    out = np.empty_like(clips)
-    for j in range(k):
-        top, left = (int(v) for v in rng.integers(0, 2 * pad, size=2))
-        out[j] = padded[j, :, top:top + h, left:left + w]
-    return out
+    import warnings  # noqa: PLC0415
+
+    warnings.warn("coreecho.video.pipeline.random_pad_crop is deprecated; use coreecho.video.augment.pad_and_crop "
+                  "(style='echonet-dynamic' for this function's behaviour)", DeprecationWarning, stacklevel=2)
+    return pad_and_crop(clips, pad, rng, style="echonet-dynamic")
 
 
 class ClipPipeline:
     """Raw video → normalised clips, exactly as the model was trained (see the module docstring).
 
     Args:
-        config: the model's :class:`~coreecho.models.config.PreprocessConfig`.
+        config: the model's :class:`~coreecho.models.config.PreprocessConfig` (any :class:`PreprocessSpec`).
         train: training mode: random clips by default and the pad-and-crop augmentation.
         clips: default clip policy (test time): a model's ``test_clips``.
         backend: video decoder for files (see :func:`coreecho.video.open_video`).
@@ -195,10 +203,8 @@ class ClipPipeline:
         torch.Size([1, 3, 4, 16, 16])
     """
 
-    def __init__(self, config: "PreprocessConfig", *, train: bool = False, clips: Any = 3, backend: str = "auto",
+    def __init__(self, config: PreprocessSpec, *, train: bool = False, clips: Any = 3, backend: str = "auto",
                  limits: Any = None):
-        from coreecho.video import DEFAULT_LIMITS  # noqa: PLC0415
-
         self.config = config
         self.train = bool(train)
         self.default_clips = clips
@@ -211,7 +217,7 @@ class ClipPipeline:
 
     # ------------------------------------------------------------------ pieces
     def sampler(self, clips: Any = None) -> Sampler:
-        """The sampler for a clip argument (see :func:`coreecho.video.samplers.as_sampler`)."""
+        """The sampler for a clip argument (see :func:`coreecho.video.sampling.as_sampler`)."""
         pre = self.config
         return as_sampler(clips, sampling=pre.sampling, temporal=pre.temporal, train=self.train,
                           default=self.default_clips)
@@ -223,12 +229,10 @@ class ClipPipeline:
         The fan is ``bbox`` when given, else found in ``sector_from`` (frames spread over the whole video,
         :func:`sector_frames`) when given, else in ``frames``. ``size`` x ``size`` frames pass through untouched.
         """
-        from coreecho.video.transforms import prepare_frames  # noqa: PLC0415
-
-        return prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector,
+        return transforms.prepare_frames(frames, size=self.config.size, crop_sector=self.config.crop_sector,
                               sector_from=sector_from, bbox=bbox)
 
-    def _sector_key(self, info: "VideoInfo") -> tuple | None:
+    def _sector_key(self, info: VideoInfo) -> tuple | None:
         """Cache key of a file's fan box (path, size, modification time); ``None`` for in-memory input."""
         if info.kind not in ("video", "dicom", "npy"):
             return None
@@ -238,7 +242,7 @@ class ClipPipeline:
             return None
         return (os.path.realpath(info.source), st.st_size, st.st_mtime_ns, info.n_frames, info.height, info.width)
 
-    def _clip_transform(self, info: "VideoInfo") -> tuple[Any, np.ndarray | None]:
+    def _clip_transform(self, info: VideoInfo) -> tuple[Any, np.ndarray | None]:
         """``(transform, context frames)`` for :func:`gather_clips`.
 
         The fan box of a file is found once (in :func:`sector_frames`, decoded with the clips' frames) and
@@ -252,9 +256,7 @@ class ClipPipeline:
             return (lambda frames: self.transform(frames, bbox=box)), None
 
         def find_then_apply(frames: np.ndarray, context: np.ndarray) -> np.ndarray:
-            from coreecho.video.transforms import find_sector_bbox  # noqa: PLC0415
-
-            found = find_sector_bbox(context)
+            found = transforms.find_sector_bbox(context)
             if key is not None:
                 if len(self._boxes) >= 65536:
                     self._boxes.clear()
@@ -263,21 +265,17 @@ class ClipPipeline:
 
         return find_then_apply, sector_frames(info.n_frames)
 
-    def needs_sector(self, info: "VideoInfo") -> bool:
+    def needs_sector(self, info: VideoInfo) -> bool:
         """Whether frames of this video get the fan crop (not already ``size`` x ``size``, and ``crop_sector``)."""
         size = self.config.size
         return self.config.crop_sector and (info.height, info.width) != (size, size)
 
     def normalize(self, pixels: np.ndarray) -> "torch.Tensor":
         """uint8 ``[K, T, S, S, 3]`` → float32 ``[K, 3, T, S, S]``, ``(x - mean) / std`` (one numeric path)."""
-        from coreecho.video.transforms import normalize  # noqa: PLC0415
-
-        return normalize(pixels, self.config.mean, self.config.std)
+        return transforms.normalize(pixels, self.config.mean, self.config.std)
 
     def open(self, video: Any, *, fps: float | None = None, name: str | None = None) -> Any:
         """An open reader for a path, an array/tensor of frames, or a ``Video`` (readers pass through)."""
-        from coreecho.video import open_video  # noqa: PLC0415
-
         if hasattr(video, "read") and hasattr(video, "info"):
             return video
         return open_video(video, backend=self.backend, limits=self.limits, fps=fps, name=name)
@@ -290,7 +288,7 @@ class ClipPipeline:
 
         Args:
             video: a path (video, DICOM, ``.npy``), an array or tensor of frames, a ``Video`` or an open reader.
-            clips: clip policy (see :func:`~coreecho.video.samplers.as_sampler`); default: random in training,
+            clips: clip policy (see :func:`~coreecho.video.sampling.as_sampler`); default: random in training,
                 the pipeline's ``clips`` otherwise.
             rng: randomness of random clips and augmentation (needed in training).
             fps: frame rate of in-memory input (files carry their own).
@@ -327,8 +325,6 @@ class ClipPipeline:
             if reader is not video:
                 reader.close()
         if warn:
-            from coreecho._warnings import warn_user  # noqa: PLC0415
-
             for note in notes:
                 warn_user(f"{info.source}: {note}")
         x, pixels = self.finish(pixels, rng)
@@ -343,11 +339,11 @@ class ClipPipeline:
         if self.train:
             if rng is None:
                 raise InputError("rng", "a training pipeline needs rng (random clips and augmentation)")
-            pixels = random_pad_crop(pixels, self.config.pad, rng)
+            pixels = pad_and_crop(pixels, self.config.pad, rng, self.config.pad_style)
         return self.normalize(pixels), pixels
 
     # ------------------------------------------------------------------ helpers
-    def _time_map(self, info: "VideoInfo", resample_fps: bool, window: tuple[int, int] | None,
+    def _time_map(self, info: VideoInfo, resample_fps: bool, window: tuple[int, int] | None,
                   notes: list[str]) -> np.ndarray:
         pre = self.config
         far = info.fps is not None and abs(info.fps / pre.fps - 1) > FPS_TOLERANCE and pre.sampling == "clips"

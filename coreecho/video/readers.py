@@ -4,6 +4,9 @@ Readers (all :class:`~coreecho.video.base.VideoReader`): :class:`~coreecho.video
 :class:`~coreecho.video.containers.DecordReader`, :class:`~coreecho.video.dicom.DicomReader`,
 :class:`~coreecho.video.arrays.NpyReader` and :class:`~coreecho.video.arrays.ArrayReader`.
 
+:data:`~coreecho.video.limits.READABLE_EXTENSIONS` is the one list of file extensions the readers take by design
+(containers, DICOM, ``.npy``); ``coreecho predict DIR`` picks up exactly these files in a folder.
+
 Backend policy for video containers (``backend="auto"``): PyAV first; decord only when PyAV cannot open
 the file at all (PyAV not installed, or FFmpeg cannot open or identify the container). An error after
 opening (a refused container, a size change, a truncated or corrupt file, a limit) is reported, never
@@ -24,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from coreecho.errors import InputError, MissingDependencyError, VideoReadError
-from coreecho.video.base import DICOM_EXTENSIONS, Video, VideoReader
-from coreecho.video.limits import DEFAULT_LIMITS, Limits
+from coreecho.video import containers  # its readers are looked up at call time (tests replace them there)
+from coreecho.video.arrays import ArrayReader, NpyReader
+from coreecho.video.base import Video, VideoReader
+from coreecho.video.dicom import DicomReader
+from coreecho.video.limits import DEFAULT_LIMITS, DICOM_EXTENSIONS, NPY_EXTENSIONS, Limits
 
 __all__ = ["open_video", "BACKENDS"]
 
@@ -56,8 +62,7 @@ def _is_dicom(p: Path) -> bool:
 
 
 def _open_container(p: Path, backend: str, limits: Limits) -> VideoReader:
-    from coreecho.video.containers import DecordReader, PyAVReader, _CannotOpen  # noqa: PLC0415
-
+    DecordReader, PyAVReader, _CannotOpen = containers.DecordReader, containers.PyAVReader, containers._CannotOpen
     if backend == "decord":
         return DecordReader(p, limits)
     try:
@@ -114,17 +119,11 @@ def open_video(source: Any, *, backend: str = "auto", limits: Limits | None = No
         raise InputError(f"limits={limits!r}"[:80], "expected a coreecho.video.Limits")
     if isinstance(source, (str, os.PathLike)):
         p = _check_path(source)
-        if p.suffix.lower() == ".npy":
-            from coreecho.video.arrays import NpyReader  # noqa: PLC0415
-
+        if p.suffix.lower() in NPY_EXTENSIONS:
             return NpyReader(p, limits)
         if _is_dicom(p):
-            from coreecho.video.dicom import DicomReader  # noqa: PLC0415
-
             return DicomReader(p, limits)
         return _open_container(p, backend, limits)
-    from coreecho.video.arrays import ArrayReader  # noqa: PLC0415
-
     if isinstance(source, Video):
         return ArrayReader(source, name=name, limits=limits)
     return ArrayReader(source, fps=fps, name=name, limits=limits)

@@ -1,40 +1,53 @@
-"""Clip sampling: which frames make the clips, and cutting clips out of a video.
+"""Clip sampling, in one module: which frames of a video make the model's clips.
 
 A clip is ``frames`` frames taken every ``stride`` frames: ``start + stride * arange(frames)`` (36 frames at
 stride 4 for CoReEcho). As in the official pipeline, a video shorter than ``frames * stride`` frames is
-zero-padded at the end (in pixel space, before normalisation) up to ``frames * stride`` frames, so clip
-frames past the end of the video are black.
+zero-padded at the end (in pixel space, before normalisation) up to ``frames * stride`` frames, so clip frames
+past the end of the video are black.
 
-Policies:
+Start policies (functions of the video length):
 
-Sampler objects built on these live in :mod:`coreecho.video.samplers`; models read clips through
-:class:`coreecho.video.pipeline.ClipPipeline`.
+* training: :func:`train_start` draws ``start`` uniformly from ``range(f - (frames - 1) * stride)`` where ``f``
+  is the padded length;
+* test: :func:`test_starts` with ``clips=k`` (k evenly spaced starts over the valid range), ``"all"`` (starts one
+  clip length, ``frames * stride``, apart) or ``"every"`` (every valid start); or explicit starts, e.g. the
+  official file of three starts per video.
 
-* training: :func:`train_start` draws ``start`` uniformly from ``range(f - (frames - 1) * stride)`` where
-  ``f`` is the padded length;
-* test: :func:`test_starts` with ``clips=k`` (k evenly spaced starts over the valid range),
-  ``"all"`` (starts one clip length, ``frames * stride``, apart) or ``"every"`` (every valid start);
-  or explicit starts, e.g. the official file of three starts per video.
+Samplers turn a video length into a :class:`ClipPlan` (for each clip ``k`` and clip frame ``t``, the video
+frame(s) it shows), under one of two time-sampling policies (``PreprocessConfig.sampling``):
 
-:func:`read_clips` probes a file, computes the frames the clips need and decodes only those.
+* ``"clips"``: :class:`EvenClips` (k evenly spaced starts, the test default), :class:`RandomClips` (uniform random
+  starts: training views, the official validation), :class:`FixedStarts` (e.g. the official test starts),
+  :class:`AllClips` (non-overlapping clips covering the video) and :class:`EveryStart` (every valid start);
+* ``"sequence"``: :class:`WholeSequence` stretches the whole sequence (e.g. a CAMUS half cycle) to ``frames``
+  frames, linearly blending neighbouring frames or taking the nearest one; one clip per video.
+
+:func:`as_sampler` turns the user-facing clip arguments (``3``, ``"all"``, ``[0, 20, 40]``, ...) into a sampler.
+Models read clips through :class:`coreecho.video.pipeline.ClipPipeline`, which uses these samplers.
 
 Example:
     >>> test_starts(200, clips=3)
     [0, 30, 59]
     >>> clip_indices([0], frames=3, stride=4).tolist()
     [[0, 4, 8]]
+    >>> plan = EvenClips(3).plan(200, frames=36, stride=4)
+    >>> plan.starts, plan.lo.shape
+    ([0, 30, 59], (3, 36))
+    >>> WholeSequence().plan(3, frames=5, stride=4).lo[0].tolist()
+    [0, 0, 1, 1, 2]
 """
 
 from __future__ import annotations
 
-import os
 import random
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
+from coreecho._deprecation import deprecated_aliases
 from coreecho.errors import InputError
-from coreecho.video.io import Video, as_frames
+from coreecho.video.limits import MAX_CLIPS
 
 __all__ = [
     "padded_length",
@@ -42,10 +55,18 @@ __all__ = [
     "train_start",
     "test_starts",
     "clip_indices",
-    "extract_clips",
-    "read_clips",
+    "validate_starts",
+    "ClipPlan",
+    "Sampler",
+    "EvenClips",
+    "RandomClips",
+    "FixedStarts",
+    "AllClips",
+    "EveryStart",
+    "WholeSequence",
+    "as_sampler",
+    "MAX_CLIPS",
 ]
-
 
 def _check_clip_args(frames: int, stride: int) -> None:
     if not isinstance(frames, (int, np.integer)) or frames < 1:
@@ -130,8 +151,9 @@ def test_starts(
         frames: clip length.
         stride: step between clip frames.
         clips: ``k`` -> k evenly spaced starts from 0 to :func:`max_start` (rounded half up; ``k = 1`` gives the
-            middle start, the same as the middle clip of ``k = 3``); ``"all"`` -> starts ``0, frames*stride, 2*frames*stride, ...`` (non-overlapping
-            clips covering the video); ``"every"`` -> every valid start ``0 .. max_start``.
+            middle start, the same as the middle clip of ``k = 3``); ``"all"`` -> starts ``0, frames*stride,
+            2*frames*stride, ...`` (non-overlapping clips covering the video); ``"every"`` -> every valid start
+            ``0 .. max_start``.
 
     Returns:
         The starts, ascending (repeats possible when ``k`` exceeds the number of valid starts).
@@ -176,7 +198,20 @@ def clip_indices(starts: Sequence[int] | np.ndarray, frames: int = 36, stride: i
     return s[:, None] + stride * np.arange(frames, dtype=np.int64)[None, :]
 
 
-def _validate_starts(starts: Any, n_frames: int, frames: int, stride: int, source: str) -> list[int]:
+def validate_starts(starts: Any, n_frames: int, frames: int = 36, stride: int = 4,
+                    source: str = "starts") -> list[int]:
+    """Explicit starts (an int or a non-empty 1-D sequence of integers) checked against a video of ``n_frames``
+    frames (>= 2): each must lie in ``0 .. max_start``; ``source`` names the video in errors.
+
+    Raises:
+        InputError: bad clip arguments, fewer than 2 frames, starts that are not integers or out of range.
+
+    Example:
+        >>> validate_starts([0, 3], 100)
+        [0, 3]
+    """
+    _check_clip_args(frames, stride)
+    n_frames = _check_length(n_frames, source)
     arr = np.asarray(starts)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -192,140 +227,224 @@ def _validate_starts(starts: Any, n_frames: int, frames: int, stride: int, sourc
         if s < 0:
             raise InputError(source, f"clip start {s} is negative; starts must lie in 0..{last}")
         if s > last:
-            raise InputError(
-                source,
-                f"clip start {s} is beyond the last valid start {last} for a video of {n_frames} frames "
-                f"(clips of {frames} frames at stride {stride}, padded length {padded_length(n_frames, frames, stride)})",
-            )
+            padded = padded_length(n_frames, frames, stride)
+            raise InputError(source, f"clip start {s} is beyond the last valid start {last} for a video of {n_frames} "
+                                     f"frames (clips of {frames} frames at stride {stride}, padded length {padded})")
     return [int(s) for s in arr]
 
 
-def extract_clips(
-    video_frames: np.ndarray | Video,
-    starts: Sequence[int] | np.ndarray,
-    frames: int = 36,
-    stride: int = 4,
-    n_frames: int | None = None,
-) -> np.ndarray:
-    """Cut clips out of decoded frames, zero-padding in pixel space past the end of the video.
+@dataclass
+class ClipPlan:
+    """Where each clip frame comes from, on a timeline of ``n`` frames.
+
+    Attributes:
+        n: timeline length (frames of the video, after any fps resampling).
+        starts: first timeline frame of each clip (``[0]`` for a whole sequence).
+        lo: int64 ``[K, T]`` timeline frame of each clip frame; ``>= n`` means zero padding.
+        hi: int64 ``[K, T]`` second frame of a linear blend (equal to ``lo`` when not blending).
+        weight: float32 ``[K, T]`` blend weight of ``hi`` (``None``: no blending).
+    """
+
+    n: int
+    starts: list[int]
+    lo: np.ndarray
+    hi: np.ndarray
+    weight: np.ndarray | None = None
+
+    @property
+    def real(self) -> np.ndarray:
+        """Boolean ``[K, T]``: clip frames inside the video (the rest are zero padding)."""
+        return self.lo < self.n
+
+    def needed(self) -> np.ndarray:
+        """Sorted unique timeline frames the plan reads."""
+        real = self.real
+        parts = [self.lo[real]] + ([self.hi[real]] if self.weight is not None else [])
+        return np.unique(np.concatenate(parts)) if parts[0].size else np.zeros(0, np.int64)
+
+
+def _check_count(k: int, what: str) -> None:
+    if k > MAX_CLIPS:
+        raise InputError(what, f"asks for {k} clips of one video, more than the limit of {MAX_CLIPS}; "
+                               "use fewer clips (e.g. clips=3 or 'all')")
+
+
+class Sampler:
+    """Base class: :meth:`plan` maps a video length to a :class:`ClipPlan`."""
+
+    #: ``"clips"`` or ``"sequence"``: the time-sampling policy the sampler belongs to.
+    policy = "clips"
+
+    def starts(self, n: int, frames: int, stride: int, rng: np.random.Generator | None) -> list[int]:
+        raise NotImplementedError  # pragma: no cover
+
+    def plan(self, n: int, *, frames: int, stride: int, rng: np.random.Generator | None = None) -> ClipPlan:
+        """The clips of a video of ``n`` frames (at least 2)."""
+        _check_clip_args(frames, stride)
+        n = _check_length(n)
+        st = self.starts(n, frames, stride, rng)
+        _check_count(len(st), f"{type(self).__name__}")
+        idx = clip_indices(st, frames, stride)
+        return ClipPlan(n, [int(s) for s in st], idx, idx)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{what}={value!r}", "expected a positive integer")
+    _check_count(int(value), f"{what}={value}")
+    return int(value)
+
+
+class EvenClips(Sampler):
+    """``k`` evenly spaced starts from 0 to the last valid start (:func:`test_starts`)."""
+
+    def __init__(self, k: int = 3):
+        self.k = _positive_int(k, "clips")
+
+    def starts(self, n, frames, stride, rng):
+        return test_starts(n, frames, stride, self.k)
+
+
+class RandomClips(Sampler):
+    """``k`` starts drawn uniformly (with replacement) from the valid starts: training views, official validation."""
+
+    def __init__(self, k: int = 1):
+        self.k = _positive_int(k, "clips")
+
+    def starts(self, n, frames, stride, rng):
+        if rng is None:
+            raise InputError("rng", "random clips need a numpy Generator (rng=np.random.default_rng(seed))")
+        return [int(v) for v in rng.integers(0, max_start(n, frames, stride) + 1, size=self.k)]
+
+
+class FixedStarts(Sampler):
+    """Given starts (e.g. the official test starts), each checked against the video's valid range."""
+
+    def __init__(self, starts: Sequence[int] | np.ndarray):
+        arr = np.asarray(starts)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1 or arr.size == 0:
+            raise InputError(f"starts={starts!r}", "expected a non-empty 1-D sequence of start frames")
+        _check_count(arr.size, "starts")
+        self.values = arr
+
+    def starts(self, n, frames, stride, rng):
+        return validate_starts(self.values, n, frames, stride, "starts")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FixedStarts) and np.array_equal(self.values, other.values)
+
+
+class AllClips(Sampler):
+    """Non-overlapping clips one clip span (``frames * stride``) apart, covering the video."""
+
+    def starts(self, n, frames, stride, rng):
+        return test_starts(n, frames, stride, "all")
+
+
+class EveryStart(Sampler):
+    """Every valid start (at most :data:`MAX_CLIPS`)."""
+
+    def starts(self, n, frames, stride, rng):
+        _check_count(max_start(n, frames, stride) + 1, "clips='every'")
+        return test_starts(n, frames, stride, "every")
+
+
+class WholeSequence(Sampler):
+    """The whole sequence stretched to ``frames`` frames (first and last frames kept); one clip.
 
     Args:
-        video_frames: ``uint8`` ``[T, H, W, 3]`` frames ``0..T-1`` of the video, or a :class:`Video`
-            (possibly partial: its ``frame_indices`` must hold every non-padding frame the clips need).
-        starts: clip starts, each in ``0 .. max_start(n_frames)``.
-        frames: clip length.
-        stride: step between clip frames.
-        n_frames: the video's length; defaults to ``len(video_frames)`` (or ``Video.n_frames``). Clip
-            frames at or past it are zeros.
-
-    Returns:
-        ``uint8`` ``[K, frames, H, W, 3]``.
-
-    Raises:
-        InputError: fewer than 2 frames, a start out of range, a needed frame not decoded, bad shapes.
-
-    Example:
-        >>> import numpy as np
-        >>> v = np.ones((10, 2, 2, 3), np.uint8)
-        >>> c = extract_clips(v, [0], frames=4, stride=4)
-        >>> c.shape, c[0, :, 0, 0, 0].tolist()
-        ((1, 4, 2, 2, 3), [1, 1, 1, 0])
+        temporal: ``"linear"`` (blend the two neighbouring frames) or ``"nearest"``.
     """
-    _check_clip_args(frames, stride)
-    if isinstance(video_frames, Video):
-        arr, source = video_frames.frames, video_frames.source
-        held = video_frames.frame_indices
-        n = video_frames.n_frames if n_frames is None else n_frames
-    else:
-        arr, source = video_frames, "frames"
-        if not isinstance(arr, np.ndarray) or arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            shape = getattr(arr, "shape", None)
-            raise InputError(source, f"expected uint8 frames (T, H, W, 3), got {type(arr).__name__} "
-                                     f"{getattr(arr, 'dtype', '')} {shape}; convert with coreecho.video.as_frames")
-        held = None
-        n = len(arr) if n_frames is None else n_frames
-    n = _check_length(n, source)
-    st = _validate_starts(starts, n, frames, stride, source)
-    idx = clip_indices(st, frames, stride)
-    real = idx < n
-    out = np.zeros((len(st), frames) + arr.shape[1:], dtype=np.uint8)
-    if held is None:
-        if arr.shape[0] < min(n, int(idx[real].max()) + 1 if real.any() else 0):
-            raise InputError(source, f"holds {arr.shape[0]} frames but the clips need frame {int(idx[real].max())}; "
-                                     "pass a Video with frame_indices for partially decoded frames")
-        out[real] = arr[idx[real]]
-        return out
-    pos = np.full(int(max(n, held.max() + 1 if held.size else 0)), -1, dtype=np.int64)
-    pos[held] = np.arange(len(held))
-    rows = pos[idx[real]]
-    if (rows < 0).any():
-        missing = sorted(set(idx[real][rows < 0].tolist()))
-        raise InputError(source, f"frames {missing[:8]} needed by the clips were not decoded")
-    out[real] = arr[rows]
-    return out
+
+    policy = "sequence"
+
+    def __init__(self, temporal: str = "linear"):
+        if temporal not in ("linear", "nearest"):
+            raise InputError("temporal", f"expected 'linear' or 'nearest', got {temporal!r}")
+        self.temporal = temporal
+
+    def plan(self, n: int, *, frames: int, stride: int = 1, rng: np.random.Generator | None = None) -> ClipPlan:
+        _check_clip_args(frames, max(1, stride))
+        n = _check_length(n)
+        pos = np.linspace(0.0, n - 1.0, frames) if frames > 1 else np.zeros(1)
+        if self.temporal == "nearest":
+            lo = np.clip(np.floor(pos + 0.5).astype(np.int64), 0, n - 1)[None]
+            return ClipPlan(n, [0], lo, lo)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        weight = (pos - lo).astype(np.float32)
+        return ClipPlan(n, [0], lo[None], hi[None], weight[None])
 
 
-def read_clips(
-    source: str | os.PathLike | np.ndarray | Video | Any,
-    clips: int | str | Sequence[int] = 3,
-    *,
-    frames: int = 36,
-    stride: int = 4,
-    rng: np.random.Generator | int | None = None,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    target_fps: float | None = None,
-    backend: str = "auto",
-    limits: Any = None,
-) -> tuple[np.ndarray, list[int]]:
-    """uint8 clips of a video, decoding only the frames they need (no normalisation).
-
-    The same steps as :class:`coreecho.video.pipeline.ClipPipeline` (which feeds models), for callers that want
-    raw clips: the file is opened (probed once), the starts are chosen, only the unique frames the clips need are
-    decoded and transformed, and the clips are assembled with zero padding past the end.
+def as_sampler(clips: Any, *, sampling: str = "clips", temporal: str = "linear", train: bool = False,
+               default: Any = 3) -> Sampler:
+    """The sampler for a clip argument under a time-sampling policy.
 
     Args:
-        source: a path (video, DICOM, ``.npy``), an array/tensor of frames, or a :class:`Video`.
-        clips: ``k`` (k evenly spaced test starts), ``"all"``, ``"every"`` (see :func:`test_starts`),
-            ``"train"`` (one random start drawn with ``rng``), or explicit starts.
-        frames: clip length.
-        stride: step between clip frames.
-        rng: randomness for ``"train"`` (a numpy Generator or a seed).
-        transform: applied once to the decoded frames ``[N, H, W, 3] -> [N, h, w, 3]`` before the clips are
-            assembled, e.g. ``functools.partial(prepare_frames, size=112)``.
-        target_fps: resample in time (nearest frame) to this rate first; needs a known fps.
-        backend: decoder for video files (see :func:`coreecho.video.open_video`).
-        limits: reader size limits (:class:`coreecho.video.Limits`).
-
-    Returns:
-        ``(clips, starts)``: ``uint8`` ``[K, frames, h, w, 3]`` and the K starts used (in the resampled time
-        base when ``target_fps`` is set).
-
-    Raises:
-        InputError: fewer than 2 frames, bad starts or policy, unknown fps with ``target_fps``.
-        VideoReadError: the file cannot be read.
+        clips: a :class:`Sampler`; ``None`` (``default`` at test time, one random clip in training); an int ``k``
+            (k evenly spaced clips); ``"all"``; ``"every"``; ``"train"`` / ``"random"`` (one random clip);
+            ``"random:k"`` (k random clips); or explicit starts (a sequence of ints).
+        sampling: ``"clips"`` or ``"sequence"`` (the model's ``PreprocessConfig.sampling``). Sequence models
+            read one clip per video, the whole sequence: counts and policies map to it, explicit starts are
+            refused.
+        temporal: interpolation of ``"sequence"``.
+        train: training mode (``None`` means one random clip).
+        default: the test-time policy used for ``None`` (a model's ``test_clips``).
 
     Example:
-        >>> clips, starts = read_clips("a4c.avi", 3)  # doctest: +SKIP
-        >>> clips.shape, starts  # doctest: +SKIP
-        ((3, 36, 112, 112, 3), [0, 16, 32])
+        >>> as_sampler(3), as_sampler("all"), as_sampler([0, 5])
+        (EvenClips(k=3), AllClips(), FixedStarts(values=array([0, 5])))
+        >>> as_sampler(3, sampling="sequence")
+        WholeSequence(temporal='linear')
     """
-    from coreecho.video import open_video  # noqa: PLC0415
-    from coreecho.video.pipeline import gather_clips, timeline  # noqa: PLC0415
-    from coreecho.video.samplers import as_sampler  # noqa: PLC0415
+    if isinstance(clips, Sampler):
+        if clips.policy != sampling:
+            raise InputError(repr(clips), f"samples {clips.policy!r} but the model reads {sampling!r}")
+        return clips
+    if sampling == "sequence":
+        if clips is not None and not isinstance(clips, (str, int, np.integer)):
+            raise InputError(f"starts={clips!r}", "this model reads each video as one whole sequence resampled "
+                                                 "in time (sampling='sequence'); clip starts do not apply")
+        if isinstance(clips, str) and clips not in ("all", "every", "train", "random") \
+                and not clips.startswith("random:"):
+            raise InputError(f"clips={clips!r}", "expected a positive integer, 'all', 'every' or 'random[:k]'")
+        if isinstance(clips, (int, np.integer)):
+            _positive_int(clips, "clips")
+        return WholeSequence(temporal)
+    if sampling != "clips":
+        raise InputError(f"sampling={sampling!r}", "expected 'clips' or 'sequence'")
+    if clips is None:
+        return RandomClips(1) if train else as_sampler(default, sampling=sampling)
+    if isinstance(clips, str):
+        if clips == "all":
+            return AllClips()
+        if clips == "every":
+            return EveryStart()
+        if clips in ("train", "random"):
+            return RandomClips(1)
+        if clips.startswith("random:"):
+            try:
+                k = int(clips.split(":", 1)[1])
+            except ValueError:
+                raise InputError(f"clips={clips!r}", "expected 'random:K' with an integer K") from None
+            return RandomClips(k)
+        raise InputError(f"clips={clips!r}", "expected a positive integer, 'all', 'every', 'random[:k]' or starts")
+    if isinstance(clips, (bool, float)):
+        raise InputError(f"clips={clips!r}", "expected a positive integer, 'all', 'every' or explicit starts")
+    if isinstance(clips, (int, np.integer)):
+        return EvenClips(int(clips))
+    return FixedStarts(clips)
 
-    _check_clip_args(frames, stride)
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    sampler = as_sampler(clips)
 
-    def checked(decoded: np.ndarray) -> np.ndarray:
-        out = as_frames(transform(decoded), "transform output")  # type: ignore[misc]
-        if len(out) != len(decoded):
-            raise InputError("transform", f"returned {len(out)} frames for {len(decoded)} inputs; it must keep "
-                                          "the number of frames")
-        return out
-
-    with open_video(source, backend=backend, limits=limits) as reader:
-        time_map = timeline(reader.info, target_fps=target_fps)
-        plan = sampler.plan(len(time_map), frames=frames, stride=stride, rng=gen)
-        out = gather_clips(reader, plan, time_map, checked if transform is not None else None)
-    return out, plan.starts
+# Moved to coreecho.video.clips (uint8 clips outside the model's pipeline).
+__getattr__ = deprecated_aliases(__name__, {"extract_clips": "coreecho.video.clips",
+                                            "read_clips": "coreecho.video.clips"})

@@ -25,6 +25,7 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported lazily, inside the functions that need it
     import torch
 
+from coreecho.constants import ECHONET_MEAN, ECHONET_STD  # re-exported: defined in coreecho.constants
 from coreecho.errors import InputError
 
 __all__ = [
@@ -40,11 +41,6 @@ __all__ = [
     "resample_indices",
     "resample_fps",
 ]
-
-#: Per-channel mean of EchoNet-Dynamic in 0..255 pixel units (the official CoReEcho values).
-ECHONET_MEAN: tuple[float, float, float] = tuple(v * 255.0 for v in (0.12741163, 0.1279413, 0.12912785))  # type: ignore[assignment]
-#: Per-channel standard deviation of EchoNet-Dynamic in 0..255 pixel units.
-ECHONET_STD: tuple[float, float, float] = tuple(v * 255.0 for v in (0.19557191, 0.19562256, 0.1965878))  # type: ignore[assignment]
 
 
 def _check_frames(frames: Any, name: str = "frames") -> np.ndarray:

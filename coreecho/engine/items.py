@@ -1,0 +1,180 @@
+"""What the engine runs: :class:`Item` (one video's clips, or its error), made from videos (:class:`VideoItems`) or
+from an evaluation-mode dataset (:class:`DatasetItems`), and :class:`EncoderHead`, an encoder and a head seen as
+one model.
+
+Example:
+    >>> import numpy as np
+    >>> from coreecho.models.config import PreprocessConfig
+    >>> from coreecho.video.pipeline import ClipPipeline
+    >>> items = VideoItems([np.zeros((40, 32, 32), np.uint8)], ClipPipeline(PreprocessConfig(frames=4, size=32)), clips=2)
+    >>> items[0].x.shape, items[0].source
+    (torch.Size([2, 3, 4, 32, 32]), 'item 0')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from coreecho.errors import CoReEchoError, DatasetError, InputError
+
+__all__ = ["Item", "VideoItems", "DatasetItems", "EncoderHead", "dataset_settings", "source_name"]
+
+
+@dataclass
+class Item:
+    """One item of an inference stream: its clips (or the error that prevented them) and what is known of it.
+
+    Attributes:
+        index: position in the input.
+        source: the path, or the name of in-memory input.
+        x: float32 clips ``[K, 3, T, S, S]``, or ``None`` when ``error`` is set.
+        starts: clip starts.
+        n_frames: frames in the video.
+        fps: its frame rate, or ``None``.
+        notes: warnings for the user (issued by the caller's process).
+        error: the exception that made the item fail.
+        extra: anything the item source wants to carry (e.g. a label).
+    """
+
+    index: int
+    source: str
+    x: torch.Tensor | None = None
+    starts: list[int] = field(default_factory=list)
+    n_frames: int = 0
+    fps: float | None = None
+    notes: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def source_name(item: Any, index: int) -> str:
+    """How an input is named in results: its path, or ``"item i"`` for in-memory input."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"item {index}"
+
+
+class VideoItems(torch.utils.data.Dataset):
+    """Videos → :class:`Item` through a :class:`~coreecho.video.pipeline.ClipPipeline` (runs in loader workers).
+
+    Args:
+        videos: paths and/or arrays.
+        pipeline: the model's test-time pipeline.
+        clips: clip policy for every video.
+        starts: ``None``, one list of starts for every video, or one list per video.
+        resample_fps: see :class:`~coreecho.video.pipeline.ClipPipeline`.
+        fps: frame rate of in-memory arrays.
+    """
+
+    def __init__(self, videos: Sequence[Any], pipeline: Any, *, clips: Any = None, starts: Any = None,
+                 resample_fps: bool = False, fps: float | None = None):
+        self.videos = list(videos)
+        self.pipeline = pipeline
+        self.clips = clips
+        self.per_video = starts is not None and len(starts) > 0 and not np.isscalar(starts[0])
+        if self.per_video and len(starts) != len(self.videos):
+            raise InputError("starts", f"got {len(starts)} start lists for {len(self.videos)} videos")
+        self.starts = starts
+        self.resample_fps, self.fps = resample_fps, fps
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def preprocess(self) -> Any:
+        """The pipeline's :class:`~coreecho.models.config.PreprocessConfig` (sizes the engine's passes)."""
+        return self.pipeline.config
+
+    def __getitem__(self, index: int) -> Item:
+        video = self.videos[index]
+        name = source_name(video, index)
+        starts = self.starts[index] if self.per_video else self.starts
+        policy = list(starts) if starts is not None else self.clips
+        try:
+            batch = self.pipeline(video, policy, fps=self.fps, name=name, resample_fps=self.resample_fps)
+        except CoReEchoError as err:
+            return Item(index, name, error=err)
+        return Item(index, name, batch.x, [int(s) for s in batch.starts], batch.n_frames, batch.fps,
+                    list(batch.warnings))
+
+
+class DatasetItems(torch.utils.data.Dataset):
+    """Items of an evaluation-mode dataset as :class:`Item`; the label goes to ``extra["label"]``.
+
+    The items follow the dataset item contract (:class:`coreecho.data.contract.EvalItem`: ``"video"``
+    ``[K, 3, T, S, S]``, ``"label"``, ``"name"``, ``"starts"``); a training-mode item (a 4-D video) is a
+    :class:`~coreecho.errors.DatasetError`.
+
+    Args:
+        dataset: e.g. :class:`~coreecho.data.echonet.EchoNetDynamic` with ``clips=k`` or fixed starts, or
+            :class:`~coreecho.data.camus.CAMUS` with ``clips=1``.
+        indices: the items to run (default: all).
+    """
+
+    def __init__(self, dataset: Any, indices: Sequence[int] | None = None):
+        self.dataset = dataset
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def preprocess(self) -> Any:
+        """The dataset's :class:`~coreecho.models.config.PreprocessConfig` (sizes the engine's passes)."""
+        return getattr(self.dataset, "preprocess", None)
+
+    def __getitem__(self, position: int) -> Item:
+        index = self.indices[position]
+        try:
+            it = self.dataset[index]
+            if it["video"].dim() != 5:
+                raise DatasetError(f"item {it['name']!r}: the engine runs evaluation-mode items (video [K, 3, T, S, "
+                                   f"S], coreecho.data.contract), got a video of shape {tuple(it['video'].shape)}; "
+                                   "give the dataset clips=k or fixed starts")
+        except CoReEchoError as err:
+            return Item(index, str(self.dataset.records[index].name), error=err)
+        x = it["video"]
+        return Item(index, str(it["name"]), x, [int(s) for s in it["starts"]], extra={"label": float(it["label"])})
+
+
+@contextlib.contextmanager
+def dataset_settings(dataset: Any, **settings: Any) -> Iterator[Any]:
+    """Give ``dataset`` the settings it has among ``settings`` while the block runs, then restore them.
+
+    How a caller puts a dataset in evaluation mode for :class:`DatasetItems` (``clips=k``, ``augment=False``:
+    :class:`coreecho.data.contract.EvalDataset`) without keeping a modified dataset. Attributes the dataset
+    lacks are skipped (e.g. ``clip_policy`` on a sequence dataset).
+
+    Example:
+        >>> class D: clips = None
+        >>> d = D()
+        >>> with dataset_settings(d, clips=1, clip_policy="even"):
+        ...     d.clips, hasattr(d, "clip_policy")
+        (1, False)
+        >>> d.clips is None
+        True
+    """
+    saved = {k: getattr(dataset, k) for k in settings if hasattr(dataset, k)}
+    for k in saved:
+        setattr(dataset, k, settings[k])
+    try:
+        yield dataset
+    finally:
+        for k, v in saved.items():
+            setattr(dataset, k, v)
+
+
+class EncoderHead(torch.nn.Module):
+    """An encoder and a head seen as one model by :func:`stream` (shares their parameters; copies nothing).
+
+    Used for a compiled encoder (``torch.compile`` wraps it without touching the caller's model) and for
+    training-time validation, where the encoder and head are separate modules.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, head: torch.nn.Module, config: Any = None):
+        super().__init__()
+        self.encoder, self.head, self.config = encoder, head, config

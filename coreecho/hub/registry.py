@@ -1,0 +1,159 @@
+"""The model registry: names that :func:`coreecho.load_model` accepts besides paths and Hub repo ids.
+
+Three kinds of entries: ``"bundled"`` models shipped inside the package (``coreecho/weights/<name>``, found by
+looking), ``"manual"`` models that the user downloads and installs with ``coreecho convert --install`` (the
+official CoReEcho weights), and ``"hub-checkpoint"`` files on the Hugging Face Hub (encoder initialisations),
+fetched and verified by :func:`fetch_weights_file`.
+
+Example:
+    >>> "coreecho-echonet" in list_models() and "phantom-tiny" in list_models()
+    True
+    >>> model_info("uniformer-small-k400").role
+    'encoder'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from coreecho.errors import ModelNotFoundError
+from coreecho.hub.fetch import cache_dir, hub_download, trust_on_first_use, verify_hub_file
+from coreecho.hub.folder import CONFIG_NAME, WEIGHTS_NAME, read_config
+
+__all__ = ["ModelSource", "REGISTRY", "BUNDLED_DIR", "registry", "bundled_models", "list_models", "model_info",
+           "is_cached", "installed_dir", "not_installed_message", "fetch_weights_file"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a registered model comes from.
+
+    Attributes:
+        name: registry name (``coreecho models`` lists them).
+        description: one line for humans.
+        kind: ``"hub-checkpoint"`` (an official ``.pth`` on the Hub), ``"manual"`` (the user downloads a
+            file and runs ``coreecho convert --install``), or ``"bundled"`` (shipped inside the package).
+        license: licence of the weights.
+        role: ``"model"`` (encoder and EF head) or ``"encoder"`` (encoder initialisation only).
+        repo_id, filename, revision: Hub location for ``hub-checkpoint``.
+        sha256: pinned checksum of the file, when known.
+        url: where a ``manual`` file is published.
+    """
+
+    name: str
+    description: str
+    kind: str
+    license: str
+    role: str = "model"
+    repo_id: str | None = None
+    filename: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    url: str | None = None
+
+
+REGISTRY: dict[str, ModelSource] = {
+    "coreecho-echonet": ModelSource(
+        name="coreecho-echonet",
+        description="Official CoReEcho UniFormer-S trained on EchoNet-Dynamic (MAE 3.90, RMSE 5.13, R2 0.8244)",
+        kind="manual",
+        license="CC-BY-NC-4.0",
+        url="https://drive.google.com/file/d/1ZNF4lMTLEnaZyhVHHTUW_MctB7kDGP6o",
+        filename="best.pth",
+    ),
+    "uniformer-small-k400": ModelSource(
+        name="uniformer-small-k400",
+        description="UniFormer-S video encoder pretrained on Kinetics-400 (16x8); stage-1 initialisation",
+        kind="hub-checkpoint",
+        license="see Sense-X/uniformer_video",
+        role="encoder",
+        repo_id="Sense-X/uniformer_video",
+        filename="uniformer_small_k400_16x8.pth",
+    ),
+}
+
+#: Folder of the models shipped inside the package (one sub-folder per model).
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def bundled_models() -> dict[str, ModelSource]:
+    """The models shipped in :data:`BUNDLED_DIR` (a folder with ``config.json`` and ``model.safetensors``)."""
+    found = {}
+    if BUNDLED_DIR.is_dir():
+        for folder in sorted(BUNDLED_DIR.iterdir()):
+            if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+                cfg, _ = read_config(folder / CONFIG_NAME)
+                found[folder.name] = ModelSource(
+                    name=folder.name, kind="bundled", license=cfg.license,
+                    description=str(cfg.metadata.get("description", "bundled model")))
+    return found
+
+
+def registry() -> dict[str, ModelSource]:
+    """Every registered name: :data:`REGISTRY` and the bundled models."""
+    return {**REGISTRY, **bundled_models()}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`~coreecho.hub.resolve.load_model` besides paths and Hub repo ids.
+
+    Example:
+        >>> "coreecho-echonet" in list_models()
+        True
+    """
+    return sorted(registry())
+
+
+def model_info(name: str) -> ModelSource:
+    """The :class:`ModelSource` of a registered name (``ModelNotFoundError`` lists valid names)."""
+    reg = registry()
+    if name not in reg:
+        raise ModelNotFoundError(f"unknown model {name!r}; registered models: {', '.join(sorted(reg))}. "
+                                 "Pass a local folder, a .pth checkpoint or a Hub repo id 'owner/name' instead.")
+    return reg[name]
+
+
+def installed_dir(name: str) -> Path:
+    """Where ``coreecho convert --install NAME`` puts a ``manual`` model."""
+    return cache_dir() / "models" / name
+
+
+def not_installed_message(name: str, src: ModelSource, installed: Path) -> str:
+    """What to do when a ``manual`` model (e.g. the default, ``coreecho-echonet``) is not installed: how to get
+    it, and the bundled model that runs right now."""
+    return (f"{name!r} is not installed. Its authors publish it only at {src.url} (file {src.filename}, "
+            f"licence {src.license}). Download it in a browser, then run `coreecho convert {src.filename} "
+            f"--install {name}` (installs into {installed}). To try coreecho now, offline, use the bundled "
+            "'phantom-tiny' model: `--model phantom-tiny` on the command line, "
+            "`coreecho.load_model(\"phantom-tiny\")` in Python (trained on synthetic phantoms: it shows the "
+            "pipeline, not clinical accuracy).")
+
+
+def is_cached(name: str, cache: str | Path | None = None) -> bool:
+    """Whether a registered model can be loaded without network."""
+    src = model_info(name)
+    if src.kind == "bundled":
+        return True
+    if src.kind == "manual":
+        return (installed_dir(name) / WEIGHTS_NAME).is_file()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(src.repo_id, src.filename, cache_dir=cache, revision=src.revision)
+    except Exception:  # noqa: BLE001 - any cache inspection failure means "not usable offline"
+        return False
+    return isinstance(hit, str)
+
+
+def fetch_weights_file(name: str, *, cache_dir_: str | Path | None = None,
+                       local_files_only: bool | None = None) -> Path:
+    """Local path of a registered ``hub-checkpoint`` file, downloading it if allowed; verified."""
+    src = model_info(name)
+    if src.kind != "hub-checkpoint":
+        raise ModelNotFoundError(f"{name!r} is a {src.kind} model, not a downloadable checkpoint")
+    path = hub_download(src.repo_id, src.filename, revision=src.revision, cache=cache_dir_,
+                        local_files_only=local_files_only)
+    verify_hub_file(path, src.sha256)
+    trust_on_first_use(name, path)
+    return path
