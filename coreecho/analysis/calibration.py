@@ -40,11 +40,12 @@ import numpy as np
 
 from coreecho.analysis.conformal import (DIFFICULTIES, FILE_NAME, FORMAT_NAME, FORMAT_VERSION, Calibration,
                                          ConformalInterval, conformal_rank, state_fingerprint)
+from coreecho.analysis.shift import ShiftDetector
 from coreecho.errors import DatasetError, InputError
 from coreecho.data.camus import CAMUS
 from coreecho.data.echonet import ClipDataset, EchoNetDynamic, VideoRegressionDataset
 from coreecho.engine import DatasetItems, dataset_settings, stream
-from coreecho.inference import inference_view, run
+from coreecho.inference import get_model, inference_view, run
 
 # ConformalInterval, Calibration and the file format live in coreecho.analysis.conformal (the weights layer reads
 # and writes them without importing inference); they stay importable from here.
@@ -165,9 +166,6 @@ def calibrate(model: Any, data: Any = None, *, split: str = "val", labels: Seque
         >>> cal.interval.n_calibration  # doctest: +SKIP
         640
     """
-    from coreecho.analysis.shift import ShiftDetector  # noqa: PLC0415
-    from coreecho.inference import get_model  # noqa: PLC0415
-
     model = get_model(model)
     got = collected if collected is not None else collect(model, data, split=split, labels=labels, clips=clips,
                                                           batch_size=batch_size, limit=limit, progress=progress)
