@@ -152,7 +152,7 @@ def inference_modes(model: CoReEcho, x: torch.Tensor, with_compile: bool = True,
 
 
 def official_step(encoder: torch.nn.Module, head: torch.nn.Module, views: tuple[torch.Tensor, torch.Tensor],
-                  labels: torch.Tensor, opt_encoder: torch.optim.Optimizer, opt_head: torch.optim.Optimizer) -> float:
+                  labels: torch.Tensor, opt_encoder: torch.optim.Optimizer, opt_head: torch.optim.Optimizer) -> Any:
     """One stage-1 step in the research code's order of operations (see the module docstring)."""
     b = labels.shape[0]
     images = torch.cat(list(views), dim=0)

@@ -51,6 +51,7 @@ def _check_page(png, page, ef_text):
     return text
 
 
+@pytest.mark.filterwarnings("ignore:.*fps is far from:UserWarning")  # the cine is 30 fps, phantom-tiny's 50
 def test_report_command_on_avi_npy_and_dicom(tmp_path, capsys, one_thread):
     import coreecho
 

@@ -37,6 +37,9 @@ Example:
     >>> bool(det.is_shifted(np.full(8, 6.0))), det.n_reference, det.n_calibration
     (True, 140, 60)
     >>> score, flagged = det.assess(rng.normal(size=8))
+
+Length: one class (fit, calibrate, score, persist) and :func:`attach`; about 200 of its 550 lines are docstrings
+with runnable examples, the code is about 350 lines.
 """
 
 from __future__ import annotations
