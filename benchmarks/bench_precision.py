@@ -1,7 +1,7 @@
 """EF deviation of bf16/fp16 autocast from fp32, per video, on phantoms (and the time of each mode).
 
 Baseline, measured in the same run: the fp32 forward. For each model, each phantom video goes through the model's
-own pipeline (``model.pipeline()(video).x``, the default test clips) and :func:`coreecho.precision.mixed_forward`
+own pipeline (``model.pipeline()(video).x``, the default test clips) and :func:`coreecho.engine.mixed_forward`
 (the encoder under autocast, the head in fp32: the recommended way); rows ``bf16-all``/``fp16-all`` run the whole
 ``model(x)`` under :func:`coreecho.precision.autocast_context` for contrast (the head's output is then rounded to
 bf16, whose spacing is 0.25 between 32 and 64). A video's EF is the mean over its clips, as in ``predict_ef``.
@@ -31,7 +31,8 @@ import torch
 import coreecho
 from coreecho import CoReEcho
 from coreecho.data.phantom import make_phantom
-from coreecho.precision import autocast_context, cpu_supports_bf16, cpu_supports_fp16, mixed_forward
+from coreecho.engine import mixed_forward
+from coreecho.precision import autocast_context, cpu_supports_bf16, cpu_supports_fp16
 
 
 def build(name: str, seed: int) -> CoReEcho | None:

@@ -126,11 +126,13 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def install(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
+def install(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_previous: str | os.PathLike | None = None
+            ) -> Path:
     """Finish an atomic write: give ``tmp`` the target's mode, flush it, rename it over ``target``, flush the folder.
 
     For writers that create the temporary file themselves (``np.savez``, ``safetensors.save_file``) at a
-    :func:`temporary_name`. ``tmp`` is removed when this fails.
+    :func:`temporary_name`. ``tmp`` is removed when this fails. With ``keep_previous``, the file being replaced
+    is kept there first (a hard link, so ``target`` exists at every moment; a rename where links are not allowed).
 
     Raises:
         OutputError: ``target`` is not a regular file (anymore), or the flush or rename failed (typed: disk full...).
@@ -144,6 +146,8 @@ def install(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if keep_previous is not None and os.path.isfile(t) and not os.path.islink(t):
+            _keep(t, Path(keep_previous))
         os.replace(tmp, t)
     except BaseException as err:
         _discard(tmp)
@@ -155,8 +159,23 @@ def install(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
     return t
 
 
+def _keep(target: Path, previous: Path) -> None:
+    check_output_target(previous)
+    link = temporary_name(previous)
+    try:
+        os.link(target, link)
+    except OSError:  # no hard links here (some network or FAT file systems): move it (a moment without target)
+        os.replace(target, previous)
+        return
+    try:
+        os.replace(link, previous)
+    except BaseException:
+        _discard(link)
+        raise
+
+
 def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *, binary: bool = False,
-                       path: bool = False) -> Path:
+                       path: bool = False, keep_previous: str | os.PathLike | None = None) -> Path:
     """Call ``write`` on a temporary file next to ``target``, then rename it over ``target`` (see the module doc).
 
     Args:
@@ -165,6 +184,7 @@ def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *
             path when ``path`` is true (for writers that open the file themselves; they must write exactly there).
         binary: open the temporary file in binary mode.
         path: pass the temporary file's path instead of an open file.
+        keep_previous: keep the file being replaced at this path (see :func:`install`).
 
     Returns:
         ``target`` as a :class:`~pathlib.Path`.
@@ -177,6 +197,7 @@ def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *
     t = Path(target)
     check_output_target(t)
     tmp = temporary_name(t)
+    recorder: _Recorder | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as err:
@@ -191,15 +212,41 @@ def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *
         else:
             fh: IO[Any]
             with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8")) as fh:
-                write(fh)
+                recorder = _Recorder(fh)
+                write(recorder)
                 fh.flush()
     except BaseException as err:
         _discard(tmp)
-        typed = as_output_error(err, t)
+        cause = recorder.error if recorder is not None and recorder.error is not None else err
+        typed = as_output_error(cause, t)
         if typed is not None:
             raise typed from err
         raise
-    return install(tmp, t)
+    return install(tmp, t, keep_previous=keep_previous)
+
+
+class _Recorder:
+    """A file whose failed writes are remembered: torch's writer hides the :class:`OSError` behind its own error."""
+
+    def __init__(self, fh: IO[Any]):
+        self._fh, self.error = fh, None
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._fh.flush()
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
 
 
 def _discard(tmp: Path) -> None:

@@ -24,13 +24,36 @@ __all__ = [
     "VideoReadError",
     "DatasetError",
     "OutputError",
+    "DiskFullError",
+    "NotWritableError",
+    "BusyError",
     "MissingDependencyError",
     "DeviceError",
 ]
 
 
+def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict) -> "CoReEchoError":
+    err = cls(*args, **kwargs)
+    err.__dict__.update(state)
+    return err
+
+
 class CoReEchoError(Exception):
-    """Base class of every error raised by coreecho."""
+    """Base class of every error raised by coreecho.
+
+    Every subclass survives pickling (errors come back from loader worker processes), whatever its constructor's
+    arguments: the arguments it was built with are kept and given to it again.
+    """
+
+    def __new__(cls, *args: object, **kwargs: object) -> "CoReEchoError":
+        err = super().__new__(cls, *args)
+        err._init_args = (args, kwargs)
+        return err
+
+    def __reduce__(self) -> tuple:
+        args, kwargs = self.__dict__.get("_init_args", (self.args, {}))
+        state = {k: v for k, v in self.__dict__.items() if k != "_init_args"}
+        return (_rebuild, (type(self), tuple(args), dict(kwargs), state))
 
 
 class WeightsError(CoReEchoError):
@@ -75,7 +98,22 @@ class DeviceError(CoReEchoError, RuntimeError):
 
 
 class OutputError(CoReEchoError):
-    """A model produced an unusable output (NaN or inf) for an input; the message names the input."""
+    """An output cannot be produced or written: a model's unusable result (NaN or inf) for an input, or an output
+    file that cannot be written (a link, folder, device or FIFO at its path; a failed write). The message names the
+    input or the file."""
+
+
+class DiskFullError(OutputError):
+    """A file cannot be written: the disk is full, a quota or the file-size limit is reached (the message names it)."""
+
+
+class NotWritableError(OutputError):
+    """A file cannot be written: permission denied or a read-only file system (the message names it)."""
+
+
+class BusyError(OutputError):
+    """Another coreecho run holds the output (its lock): the message names the output and that run (pid, command,
+    start time). Wait for it to finish, or choose another output."""
 
 
 class DatasetError(CoReEchoError):

@@ -2,12 +2,17 @@
 
 The rules (``coreecho predict`` and ``coreecho embed``):
 
-- **Never an input.** An output path that is (or links to) one of the inputs, or a folder, is refused before any
-  work (:func:`check_output`). Missing parent folders are created.
+- **Never an input, never anything but a file.** An output path that is (or links to) one of the inputs, a folder,
+  a symbolic link, a device (``/dev/null``), a FIFO or a socket is refused before any work (:func:`check_output`,
+  which uses :func:`coreecho._atomic.check_output_target`). Missing parent folders are created.
+- **One run per output.** ``predict``/``embed`` hold a lock on the output for the whole run
+  (:func:`coreecho._lock.output_lock`, a ``.OUT.lock`` file next to it): a second run on the same output refuses at
+  once, naming the run that holds it, so neither loses rows.
 - **Rows survive a kill.** Each finished row is appended to a *journal* next to the output (``OUT.partial``, or
   ``OUT.partial-RANK`` under torchrun) and flushed at once (:class:`Journal`); a killed run keeps every finished
   row there. The output itself is written only at the end, to a temporary file renamed over ``OUT``
-  (:func:`replace_atomically`), so a rerun never empties an earlier result before it has a better one.
+  (:func:`replace_atomically`: a new file follows the umask, a replaced one keeps its mode), so a rerun never empties
+  an earlier result before it has a better one; temporaries of an interrupted run are removed by the next one.
 - **Resume.** ``--resume`` reads ``OUT`` and its journals (:func:`read_rows`), computes only the inputs that are
   missing or failed there, and writes one output in input order.
 
@@ -28,15 +33,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
-from coreecho._atomic import replace_atomically
+from coreecho._atomic import check_output_target, replace_atomically, temporary_name
 from coreecho.cli._common import UsageError
+from coreecho.errors import OutputError
 
 __all__ = ["row_format", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
            "write_rows", "replace_atomically", "same_file"]
@@ -91,6 +97,11 @@ def check_output(output: str, inputs: Sequence[Any], *, option: str = "--output"
             for item in paths:
                 if os.path.realpath(t) == os.path.realpath(item):
                     raise UsageError(f"{option} {target} is also an input ({item}); choose another output name")
+        for path in (t, partial_path(t)):
+            try:
+                check_output_target(path)  # a link, device, FIFO or socket is never replaced
+            except OutputError as err:
+                raise UsageError(f"{option} {err}") from None
         if t.exists() and not os.access(t, os.W_OK):
             raise UsageError(f"{option} {target} is read-only; make it writable or choose another output name")
     parent = Path(output).absolute().parent
@@ -236,8 +247,8 @@ def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[d
     text = raw[: raw.rfind(b"\n") + 1].decode("utf-8", errors="replace") if fmt != "json" else \
         raw.decode("utf-8", errors="replace")
     rows: list[dict[str, Any]]
-    if fmt == "csv":
-        reader = csv.DictReader(text.splitlines())
+    if fmt == "csv":  # a real CSV parser: a file name with a newline, U+2028 or quotes is one cell
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         if reader.fieldnames is None and not text.strip():
             return []
         if not reader.fieldnames or key not in reader.fieldnames:
@@ -254,7 +265,7 @@ def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[d
         rows = data
     else:
         rows = []
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(text.split("\n"), 1):  # JSON escapes newlines: only "\n" ends a row
             if not line.strip():
                 continue
             try:
@@ -283,9 +294,6 @@ def write_rows(fh: TextIO, fmt: str, rows: Iterable[dict[str, Any]], fields: Seq
 
 
 def temporary_stem(target: str | os.PathLike) -> Path:
-    """A fresh temporary name next to ``target`` (for writers that add their own suffix)."""
-    t = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{t.stem}.", suffix=".tmp", dir=t.absolute().parent)
-    os.close(fd)
-    os.unlink(tmp)
-    return Path(tmp)
+    """A fresh temporary name next to ``target`` (for writers that add their own suffix); finish with
+    :func:`coreecho._atomic.install`."""
+    return temporary_name(target)

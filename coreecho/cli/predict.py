@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import math
 import os
@@ -218,6 +219,11 @@ class _Batch:
         self.fmt = "jsonl" if self.embed else row_format(self.output)
         self.dim: int | None = None
         self.meta: dict[str, Any] = {}
+        self.hold = contextlib.ExitStack()  # the output's lock (rank 0), released by close()
+
+    def close(self) -> None:
+        """Release the output's lock."""
+        self.hold.close()
 
     # ---------------------------------------------------------------- setup (same on every rank)
     def targets(self) -> list[str]:
@@ -245,6 +251,13 @@ class _Batch:
             return
         for target in self.targets():
             check_output(target, self.inputs)
+        if world.main:  # one run per output: a second one refuses here, before reading or computing anything
+            from coreecho._atomic import clean_stale_temporaries
+            from coreecho._lock import output_lock
+
+            self.hold.enter_context(output_lock(self.output, command=f"coreecho {self.command}"))
+            for target in {Path(self.output), *map(Path, self.targets())}:
+                clean_stale_temporaries(target.absolute().parent, target.name)
         partials = find_partials(self.output)
         if partials and not self.args.resume:
             raise UsageError(f"{partials[0]} holds the rows of an interrupted run; add --resume to finish it, or "
@@ -420,9 +433,11 @@ class _Batch:
                                   model=str(model))
         stem = target.with_suffix("") if target.suffix.lower() in (".npz", ".parquet") else target
         out = []
+        from coreecho._atomic import install
+
         for f in written:
             final = Path(str(stem) + Path(f).suffix)
-            os.replace(f, final)
+            install(f, final)  # the target's mode (a new file: the umask), flushed, renamed
             out.append(str(final))
         return out
 
@@ -466,6 +481,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
         codes = world.gather(code)
         return max(codes)
     finally:
+        batch.close()
         world.close()
 
 

@@ -19,6 +19,10 @@ Outputs in ``cfg.out``: ``checkpoint_last.pt``, ``metrics.csv`` (one row per epo
 ``best_model/`` (best validation MAE so far, a :func:`coreecho.load_model` folder), ``last_model/`` and, for
 stage 2, ``model/`` (the final export); ``tensorboard/`` when TensorBoard is installed.
 
+Training steps run their own forward and backward pass, by design (gradients, training-mode layers); validation
+predicts through the inference engine (:func:`~coreecho.train.evaluation.predict_dataset`, which runs
+:func:`coreecho.engine.stream`), like every other forward pass over data.
+
 Example:
     >>> derive_seed(0, 1, 2) == derive_seed(0, 1, 2) != derive_seed(0, 1, 3)
     True
@@ -43,7 +47,7 @@ from coreecho.errors import CoReEchoError, DatasetError, WeightsError
 from coreecho.models.config import PreprocessConfig
 from coreecho.models.coreecho import CoReEcho
 from coreecho.seeding import derive_seed  # re-exported: the one seed helper lives in coreecho.seeding
-from coreecho.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from coreecho.train.checkpoint import load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, unwrap
 from coreecho.train.evaluation import predict_dataset
@@ -143,11 +147,12 @@ def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | 
     path = Path(cfg.out) / CHECKPOINT_NAME
     if not cfg.resume:
         return None
-    if not path.is_file():
+    found = load_latest_checkpoint(path)  # checked against its digest; the previous one if the last is damaged
+    if found is None:
         if env.main:
             print(f"{stage}: no checkpoint at {path}; starting from the beginning", flush=True)
         return None
-    ckpt = load_checkpoint(path)
+    ckpt, path = found
     if ckpt.get("stage") != stage:
         raise WeightsError(f"{path}: is a {ckpt.get('stage')} checkpoint; cannot resume {stage} from it "
                            "(use another --out folder)")
