@@ -29,6 +29,8 @@ __all__ = [
     "BusyError",
     "MissingDependencyError",
     "DeviceError",
+    "DecoderMissingError",
+    "NoSignalError",
 ]
 
 
@@ -131,3 +133,27 @@ class MissingDependencyError(CoReEchoError, ImportError):
             f"`pip install \"coreecho[{extra}]\"` (in a clone: `pip install -e \".[{extra}]\"`), "
             f"or `pip install {package}`."
         )
+
+
+class DecoderMissingError(VideoReadError, MissingDependencyError):
+    """One file needs a decoder that is not installed (a DICOM transfer syntax without its pydicom plugin).
+
+    It is both a :class:`VideoReadError` (that file fails, a batch goes on) and a :class:`MissingDependencyError`
+    (the message names the package and the extra that installs it, e.g. ``pip install "coreecho[dicom]"``).
+
+    Args:
+        source: the file.
+        problem: what is missing and how to install it.
+        package: the package that would decode it.
+        extra: the coreecho extra that installs it.
+    """
+
+    def __init__(self, source: object, problem: str | None = None, *, package: str = "", extra: str = "dicom"):
+        self.source, self.problem, self.package, self.extra = str(source), problem, package, extra
+        ImportError.__init__(self, f"{source}: {problem}" if problem is not None else str(source))
+
+
+class NoSignalError(VideoReadError):
+    """A video has no usable signal (constant, all black, all white, or grey levels below the contrast floor
+    :data:`coreecho.video.base.MIN_CONTRAST`); an EF computed from it would mean nothing. The message names the
+    reason."""

@@ -275,7 +275,8 @@ def test_os_errors_are_typed():
     wrapped = RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
     assert isinstance(as_output_error(wrapped, "a"), DiskFullError)
     torch_err = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
-    assert type(as_output_error(torch_err, "m.pt")) is OutputError and "m.pt" in str(as_output_error(torch_err, "m"))
+    typed = as_output_error(torch_err, "m.pt")
+    assert type(typed) is OutputError and str(typed).startswith("m.pt: cannot be written") and "full" in str(typed)
     assert as_output_error(ValueError("not a file problem"), "a") is None
     assert as_output_error(KeyboardInterrupt(), "a") is None
 
@@ -325,7 +326,7 @@ def test_a_checkpoint_without_digest_loads_with_one_warning(tmp_path):
 
 
 def test_resume_falls_back_to_the_previous_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
-    from coreecho.data.phantom import write_echonet_layout
+    from coreecho.data.layouts import write_echonet_layout
     from coreecho.train import TrainConfig, TrainingInterrupted, train_stage1
 
     data = tmp_path / "data"

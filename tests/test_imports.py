@@ -25,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coreecho"
 #: (layer, module prefixes), bottom first. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("coreecho._version", "coreecho.errors", "coreecho.constants", "coreecho._lazy", "coreecho._warnings",
-              "coreecho._atomic", "coreecho._deprecation", "coreecho.seeding")),
+              "coreecho._atomic", "coreecho._oserrors", "coreecho._lock", "coreecho._deprecation",
+              "coreecho.seeding")),
     ("video", ("coreecho.video",)),
     ("models", ("coreecho.models", "coreecho.losses")),
     ("engine", ("coreecho.engine", "coreecho.precision", "coreecho.allocator")),

@@ -37,12 +37,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 import warnings
 from typing import Any, Callable, Sequence
 
 from coreecho._version import __version__
-from coreecho.cli._common import UsageError, add_debug
+from coreecho.cli._common import UsageError, add_debug, quiet_stdout, say
 from coreecho.errors import CoReEchoError, DeviceError
 
 __all__ = ["main", "build_parser", "COMMANDS", "UsageError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
@@ -98,19 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _rank_prefix() -> str:
-    world = os.environ.get("WORLD_SIZE")
-    return f"[rank {os.environ.get('RANK', '0')}] " if world and world != "1" else ""
-
-
-def _say(command: str, kind: str, message: str) -> None:
-    text = " ".join(str(message).split("\n"))
-    try:
-        print(f"coreecho {command}: {kind}: {_rank_prefix()}{text}", file=sys.stderr, flush=True)
-    except (BrokenPipeError, ValueError):  # stderr gone: nothing left to tell
-        pass
-
-
 def describe_os_error(err: OSError) -> str:
     """An :class:`OSError` as one line that names the file and says what to do."""
     import errno
@@ -130,7 +116,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COREECHO_DEBUG") == "1"
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        _say(command, "warning", str(message))
+        say(command, "warning", str(message))
 
     try:
         with warnings.catch_warnings():
@@ -140,7 +126,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
         if isinstance(err, SystemExit):
             raise
         if isinstance(err, KeyboardInterrupt):
-            _say(command, "interrupted", "stopped by the user; rows already written are kept (rerun with --resume "
+            say(command, "interrupted", "stopped by the user; rows already written are kept (rerun with --resume "
                  "where the command has it)")
             return EXIT_INTERRUPTED
         if debug:
@@ -148,33 +134,23 @@ def _run(command: str, args: argparse.Namespace) -> int:
 
             traceback.print_exc()
         if isinstance(err, (UsageError, DeviceError)):
-            _say(command, "error", str(err))
+            say(command, "error", str(err))
             return EXIT_USAGE
         if isinstance(err, CoReEchoError):
-            _say(command, "error", str(err))
+            say(command, "error", str(err))
             return EXIT_FAILED
         if isinstance(err, BrokenPipeError):
-            _quiet_stdout()
+            quiet_stdout()
             return EXIT_OK
         if isinstance(err, OSError):
-            _say(command, "error", describe_os_error(err))
+            say(command, "error", describe_os_error(err))
             return EXIT_FAILED
         if isinstance(err, MemoryError):
-            _say(command, "error", "out of memory; use fewer --clips, a smaller --batch-size, or fewer --workers")
+            say(command, "error", "out of memory; use fewer --clips, a smaller --batch-size, or fewer --workers")
             return EXIT_FAILED
-        _say(command, "error", f"unexpected {type(err).__name__}: {err}. This is a bug in coreecho; rerun with "
+        say(command, "error", f"unexpected {type(err).__name__}: {err}. This is a bug in coreecho; rerun with "
              "--debug for the traceback and report it")
         return EXIT_FAILED
-
-
-def _quiet_stdout() -> None:
-    """After a reader closed our stdout (``| head``): point it at devnull, so the flush at exit cannot fail."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,13 +16,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from typing import Callable
 
 from coreecho.errors import CoReEchoError
 from coreecho.video.limits import MAX_CLIPS
 
-__all__ = ["UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
+__all__ = ["say", "quiet_stdout", "print_lines", "rank_prefix", "UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
            "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
            "LIMITS"]
 
@@ -155,3 +157,37 @@ def option_error(option: str, problem: str) -> UsageError:
     return UsageError(f"{option}: {problem}")
 
 
+def rank_prefix() -> str:
+    """``"[rank R] "`` under a multi-process launch (``WORLD_SIZE`` > 1), else ``""``."""
+    world = os.environ.get("WORLD_SIZE")
+    return f"[rank {os.environ.get('RANK', '0')}] " if world and world != "1" else ""
+
+
+def say(command: str, kind: str, message: str) -> None:
+    """One line on stderr: ``coreecho COMMAND: KIND: message`` (newlines folded; a closed stderr is ignored)."""
+    text = " ".join(str(message).split("\n"))
+    try:
+        print(f"coreecho {command}: {kind}: {rank_prefix()}{text}", file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # stderr gone: nothing left to tell
+        pass
+
+
+def quiet_stdout() -> None:
+    """After a reader closed our stdout (``| head``): point it at devnull, so the flush at exit cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def print_lines(lines: list[str]) -> int:
+    """Print to stdout; a reader that stops early (``| head``) ends the command quietly. Returns exit code 0."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+    return 0

@@ -199,7 +199,7 @@ def run_env(args: argparse.Namespace) -> int:
     """Run ``coreecho env``."""
     import json  # noqa: PLC0415
 
-    from coreecho.cli.models import print_lines  # noqa: PLC0415
+    from coreecho.cli._common import print_lines  # noqa: PLC0415
 
     env = collect_environment()
     return print_lines([json.dumps(env, indent=2)] if args.json else format_environment(env))

@@ -8,12 +8,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from coreecho.cli._common import UsageError
+from coreecho.cli._common import UsageError, print_lines
 
-__all__ = ["add_models", "run_models", "add_convert", "run_convert", "print_lines"]
+__all__ = ["add_models", "run_models", "add_convert", "run_convert"]
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -46,19 +45,6 @@ def run_models(args: argparse.Namespace) -> int:
                      "Hub repo ids work too. phantom-tiny runs offline now (synthetic training data, not for "
                      "clinical use).")
     return print_lines(lines)
-
-
-def print_lines(lines: list[str]) -> int:
-    """Print to stdout; a reader that stops early (``| head``) ends the command quietly."""
-    from coreecho.cli import _quiet_stdout
-
-    try:
-        for line in lines:
-            print(line)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _quiet_stdout()
-    return 0
 
 
 def add_convert(p: argparse.ArgumentParser) -> None:

@@ -330,9 +330,9 @@ class _Batch:
 
         notes = check_result(pred, task, embedding=self.embed)  # run() applied it already; this returns its notes
         for note in notes:
-            from coreecho.cli import _say
+            from coreecho.cli._common import say
 
-            _say(self.command, "warning", f"{pred.source}: {note}")
+            say(self.command, "warning", f"{pred.source}: {note}")
         if self.embed:
             return {"path": pred.source, "ef": None if not pred.ok else _num(pred.ef, False), "error": pred.error,
                     "embedding": None if not pred.ok else [float(v) for v in np.asarray(pred.embedding).reshape(-1)]}
@@ -375,9 +375,9 @@ class _Batch:
                     count += 1
                     failed += _failed(row)
                     if self.embed and row["error"]:
-                        from coreecho.cli import _say
+                        from coreecho.cli._common import say
 
-                        _say(self.command, "error", row["error"] if row["error"].startswith(pred.source)
+                        say(self.command, "error", row["error"] if row["error"].startswith(pred.source)
                              else f"{pred.source}: {row['error']}")
         finally:
             sink.close()
@@ -443,7 +443,7 @@ class _Batch:
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
-    from coreecho.cli import _say
+    from coreecho.cli._common import say
 
     batch = _Batch(args, command)
     world, device = _start(args)
@@ -468,7 +468,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
         if batch.output is None:
             code = 1 if failed_now else 0
             if failed_now:
-                _say(command, "error", f"{failed_now} of {computed} inputs failed (see their 'error' column)")
+                say(command, "error", f"{failed_now} of {computed} inputs failed (see their 'error' column)")
         elif world.main:
             total_computed = sum(c for c, _ in counts)
             n, failed, files = batch.merge(total_computed)

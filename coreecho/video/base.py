@@ -14,12 +14,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from coreecho.errors import InputError, MissingDependencyError
+from coreecho.errors import InputError, MissingDependencyError, NoSignalError
 from coreecho.video.limits import (  # the extension lists are defined (once) in limits, beside the other bounds
     DEFAULT_LIMITS, DICOM_EXTENSIONS, VIDEO_EXTENSIONS, Limits, check_read_bytes)
 
 __all__ = ["Video", "VideoInfo", "VideoReader", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SIDE", "VIDEO_EXTENSIONS",
-           "DICOM_EXTENSIONS"]
+           "DICOM_EXTENSIONS", "MIN_CONTRAST", "signal_problem", "check_signal"]
 
 #: Largest decoded size (bytes of uint8 RGB output, or of raw DICOM pixels) one read accepts by default.
 DEFAULT_MAX_BYTES: int = DEFAULT_LIMITS.max_bytes
@@ -204,3 +204,66 @@ def _validate_indices(source: str, indices: Iterable[int] | None, n_frames: int)
 def _gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     wanted, inverse = np.unique(idx, return_inverse=True)
     return wanted, inverse.reshape(-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# usable signal
+
+#: The contrast floor: a video whose grey levels, between the 1st and the 99th percentile of the frames looked at,
+#: span fewer than this many levels (of 0..255) has no usable signal. An echo cine spans well over 100 levels (dark
+#: blood pools and background, bright myocardium); a blank, black, white or washed-out video spans a handful.
+MIN_CONTRAST: float = 8.0
+
+
+def signal_problem(frames: np.ndarray, floor: float = MIN_CONTRAST) -> str | None:
+    """Why ``frames`` (uint8 ``[N, H, W]`` or ``[N, H, W, C]``) hold no usable signal, or ``None`` when they do.
+
+    Looks at up to 16 frames spread over ``frames``, each subsampled to at most about 128x128 pixels (cheap on any
+    video). The reasons: constant (every pixel has one value, e.g. all black or all white), or a contrast (99th minus
+    1st percentile of the grey levels) below ``floor``.
+
+    Example:
+        >>> import numpy as np
+        >>> signal_problem(np.zeros((4, 8, 8, 3), np.uint8))
+        'every pixel of every frame looked at is 0 (all black)'
+        >>> signal_problem(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (2, 64, 1))) is None
+        True
+    """
+    arr = np.asarray(frames)
+    if arr.size == 0:
+        return "there are no pixels"
+    if arr.ndim >= 3:
+        pick = np.unique(np.linspace(0, arr.shape[0] - 1, min(arr.shape[0], 16)).astype(np.int64))
+        step_h = max(1, arr.shape[1] // 128) if arr.ndim >= 3 else 1
+        step_w = max(1, arr.shape[2] // 128) if arr.ndim >= 3 else 1
+        arr = arr[pick, ::step_h, ::step_w]
+    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].max(axis=-1)  # brightness of any channel: colour Doppler on black stays a signal
+    lo_v, hi_v = arr.min(), arr.max()
+    if lo_v == hi_v:
+        v = int(lo_v) if np.issubdtype(arr.dtype, np.integer) else float(lo_v)
+        name = " (all black)" if v == 0 else " (all white)" if v == 255 else ""
+        return f"every pixel of every frame looked at is {v}{name}"
+    lo, hi = np.percentile(arr, [1.0, 99.0])
+    if hi - lo < floor:
+        return (f"its grey levels span only {hi - lo:.3g} levels between the 1st and 99th percentile, below the "
+                f"contrast floor of {floor:g} (coreecho.video.base.MIN_CONTRAST)")
+    return None
+
+
+def check_signal(source: str, frames: np.ndarray, floor: float = MIN_CONTRAST) -> None:
+    """Raise :class:`~coreecho.errors.NoSignalError` naming ``source`` and the reason when ``frames`` have no usable
+    signal (see :func:`signal_problem`); an EF or embedding computed from them would mean nothing.
+
+    Example:
+        >>> import numpy as np
+        >>> check_signal("blank.avi", np.full((3, 8, 8), 255, np.uint8))
+        Traceback (most recent call last):
+        ...
+        coreecho.errors.NoSignalError: blank.avi: has no usable signal: every pixel of every frame looked at is 255 \
+(all white); check the export (a blank, black or white video gives no EF)
+    """
+    problem = signal_problem(frames, floor)
+    if problem is not None:
+        raise NoSignalError(source, f"has no usable signal: {problem}; check the export (a blank, black or white "
+                                    "video gives no EF)")
