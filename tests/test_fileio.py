@@ -385,3 +385,20 @@ def test_every_error_class_survives_pickling():
         assert {k: v for k, v in vars(back).items() if not k.startswith("_")} == public, cls
     dep = pickle.loads(pickle.dumps(errors_module.MissingDependencyError("av", "video", "Reading MP4")))
     assert (dep.package, dep.extra) == ("av", "video") and "coreecho[video]" in str(dep)
+
+
+# ------------------------------------------------------------------------------------------ journals
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_any_file_name_round_trips_through_a_journal(tmp_path, fmt):
+    from coreecho.cli.output import Journal, read_rows, write_rows
+
+    names = ["a\nb.avi", "line\u2028sep.avi", 'quo"te,comma.avi', "para\u2029graph\r.avi", "plain.avi"]
+    journal = Journal(tmp_path / "ef.csv.partial", fmt, ["path", "ef"])
+    for i, name in enumerate(names):
+        journal.write({"path": name, "ef": 40.0 + i})
+    journal.close()
+    rows = read_rows(tmp_path / "ef.csv.partial", fmt)
+    assert [r["path"] for r in rows] == names
+    assert [float(r["ef"]) for r in rows] == [40.0 + i for i in range(len(names))]
+    replace_atomically(tmp_path / "ef.out", lambda fh: write_rows(fh, fmt, rows, ["path", "ef"]))
+    assert [r["path"] for r in read_rows(tmp_path / "ef.out", fmt)] == names

@@ -22,7 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "coreecho"
 
-#: (layer, module prefixes), bottom first. A module belongs to the layer of its longest matching prefix.
+#: (layer, module prefixes), bottom first. A module belongs to the layer of its longest matching prefix; the bare
+#: package root "coreecho" matches only itself, so a new top-level module must be placed here explicitly.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("coreecho._version", "coreecho.errors", "coreecho.constants", "coreecho._lazy", "coreecho._warnings",
               "coreecho._atomic", "coreecho._oserrors", "coreecho._lock", "coreecho._deprecation",
@@ -97,7 +98,8 @@ def _layer(module: str) -> int:
     best, rank = -1, None
     for i, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            inside = module == prefix or (prefix != "coreecho" and module.startswith(prefix + "."))
+            if inside and len(prefix) > best:
                 best, rank = len(prefix), i
     assert rank is not None, f"{module} is in no layer of tests/test_imports.py: add it to LAYERS"
     return rank
@@ -218,6 +220,8 @@ def test_the_checker_sees_function_level_typing_and_string_imports(tmp_path):
               "coreecho.d": {"coreecho.a": 4}}
     assert _cycles(cyclic) == [(["coreecho.a", "coreecho.b", "coreecho.c"],
                                 ["coreecho.a", "coreecho.b", "coreecho.c", "coreecho.a"])]
+    with pytest.raises(AssertionError, match="in no layer"):
+        _layer("coreecho.some_new_module")
     assert _layer("coreecho.video.pipeline") < _layer("coreecho.models.coreecho") < _layer("coreecho.engine") \
         < _layer("coreecho.hub.folder") < _layer("coreecho.train.stage1") < _layer("coreecho.cli.predict")
 

@@ -45,7 +45,7 @@ from coreecho.cli._common import UsageError
 from coreecho.errors import OutputError
 
 __all__ = ["row_format", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
-           "write_rows", "replace_atomically", "same_file"]
+           "write_rows", "replace_atomically", "same_file", "CsvRows"]
 
 _TEXT_FORMATS = ("csv", "json", "jsonl")
 
@@ -59,6 +59,28 @@ def row_format(output: str | None) -> str:
 def journal_format(fmt: str) -> str:
     """The journal of a CSV output is CSV; of JSON and JSON Lines, JSON Lines."""
     return "csv" if fmt == "csv" else "jsonl"
+
+
+class CsvRows:
+    """CSV rows ending in ``\n``, where every value reads back as written (any file name: newlines, a lone
+    carriage return, U+2028, quotes, commas): a row holding a carriage return is written with every field quoted,
+    since Python's writer quotes only the characters of its line terminator."""
+
+    def __init__(self, fh: TextIO, fields: Sequence[str]):
+        self.plain = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+        self.quoted = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n",
+                                     quoting=csv.QUOTE_ALL)
+
+    def writeheader(self) -> None:
+        self.plain.writeheader()
+
+    def writerow(self, row: dict[str, Any]) -> None:
+        cr = any(isinstance(v, str) and "\r" in v for v in row.values())
+        (self.quoted if cr else self.plain).writerow(row)
+
+    def writerows(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -159,7 +181,7 @@ class Journal:
             with open(self.path, "r+b") as fh:
                 fh.truncate(keep)
         self.fh: TextIO = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
-        self.csv = csv.DictWriter(self.fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n") \
+        self.csv = CsvRows(self.fh, fields) \
             if fmt == "csv" else None
         if self.csv is not None and self.fh.tell() == 0:
             self.csv.writeheader()
@@ -208,7 +230,7 @@ class StreamWriter:
 
     def __init__(self, fmt: str, fields: Sequence[str], fh: TextIO | None = None):
         self.format, self.fh, self.count = fmt, fh or sys.stdout, 0
-        self.csv = csv.DictWriter(self.fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n") \
+        self.csv = CsvRows(self.fh, fields) \
             if fmt == "csv" else None
         if self.csv is not None:
             self.csv.writeheader()
@@ -282,7 +304,7 @@ def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[d
 def write_rows(fh: TextIO, fmt: str, rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
     """All rows at once (the final output)."""
     if fmt == "csv":
-        w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+        w = CsvRows(fh, fields)
         w.writeheader()
         w.writerows(rows)
     elif fmt == "json":

@@ -6,15 +6,9 @@ stretch of items; training steps and Grad-CAM run their own forward (they need g
 encoder on data.
 
 Example:
-    >>> import torch
-    >>> from coreecho import CoReEcho
-    >>> from coreecho.models.config import ModelConfig
-    >>> model = CoReEcho(ModelConfig(architecture="uniformer_custom", encoder_args={
-    ...     "depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 64], "head_dim": 8})).eval()
-    >>> with torch.inference_mode():
-    ...     emb, ef = mixed_forward(model, torch.zeros(2, 3, 8, 64, 64), "fp32")
-    >>> emb.dtype, ef.shape
-    (torch.float32, torch.Size([2]))
+    >>> from coreecho.engine import stream
+    >>> sorted(__all__)
+    ['apply_head', 'encode', 'mixed_forward']
 """
 
 from __future__ import annotations

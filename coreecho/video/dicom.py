@@ -1,5 +1,10 @@
 """DICOM cines through pydicom (:class:`DicomReader`): header checks, decoder checks, colour conversion to
-8-bit RGB, fps."""
+8-bit RGB, fps.
+
+Every transfer syntax an echo system writes is read with the ``dicom`` extra: uncompressed (implicit, explicit,
+big-endian), deflated, RLE, JPEG Baseline/Extended/Lossless, JPEG-LS, JPEG 2000, HTJ2K (pydicom and its plugins, see
+:mod:`coreecho.video.dicom_codecs`) and encapsulated MPEG-2 / H.264 / HEVC cines (PyAV decodes the elementary
+stream). Grey-level attributes are checked before use (:mod:`coreecho.video.dicom_grey`)."""
 
 from __future__ import annotations
 
@@ -11,29 +16,15 @@ from typing import Any
 import numpy as np
 
 from coreecho.errors import MissingDependencyError, VideoReadError
-from coreecho.video.base import VideoInfo, VideoReader, _missing
+from coreecho.video.base import VideoInfo, VideoReader
+from coreecho.video.dicom_codecs import check_decoder, decode_video_stream, video_format, video_info
+from coreecho.video.dicom_grey import check_grey_attributes, monochrome_to_grey, palette_bits
 from coreecho.video.limits import Limits, check_frame_count, check_frame_size
 
 __all__ = ["DicomReader"]
 
 # ----------------------------------------------------------------------------------------------------------
 # DICOM (pydicom, the ``dicom`` extra)
-
-# transfer syntax UID -> the package that decodes it (pydicom's own pure-numpy decoders cover RLE)
-_DICOM_DECODERS: dict[str, str] = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",  # JPEG Baseline (pillow also works)
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",  # JPEG Extended
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",  # JPEG Lossless
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg",  # JPEG-LS Lossless (pyjpegls also works)
-    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 Lossless (pillow also works)
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",  # HTJ2K Lossless
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",  # HTJ2K Lossless RPCL
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",  # HTJ2K
-}
-
 
 @dataclass
 class _DicomHeader:
@@ -127,34 +118,6 @@ def _dicom_header(p: Path):
     return ds, hdr
 
 
-def _dicom_check_decoder(p: Path, hdr: _DicomHeader) -> None:
-    """Raise a clear error when the transfer syntax needs a decoder that is not installed."""
-    try:
-        from pydicom.pixels import get_decoder  # noqa: PLC0415  (pydicom >= 3)
-    except ImportError:  # pragma: no cover - pydicom 2.x reports missing handlers when decoding
-        return
-    from pydicom.uid import UID  # noqa: PLC0415
-
-    uid = UID(hdr.transfer_syntax)
-    if not uid.is_compressed:
-        return
-    try:
-        decoder = get_decoder(uid)
-    except NotImplementedError as exc:
-        raise VideoReadError(
-            str(p),
-            f"stores its pixels as {hdr.transfer_syntax_name}, which coreecho cannot decode (pydicom has no decoder "
-            "for it); export the cine as uncompressed or JPEG DICOM, or as an MP4/AVI video",
-        ) from exc
-    if not decoder.is_available:
-        package = _DICOM_DECODERS.get(hdr.transfer_syntax, "pylibjpeg-libjpeg")
-        options = "; ".join(decoder.missing_dependencies)
-        raise _missing(
-            package, "dicom", f"Decoding {p} ({hdr.transfer_syntax_name})",
-            f"Install it with `pip install pylibjpeg {package}` (any one of these pydicom plugins works: {options}).",
-        )
-
-
 def _pixel_element(ds):
     """The PixelData element as read from the header (still deferred when large)."""
     try:
@@ -225,6 +188,10 @@ def _dicom_check_pixel_data(p: Path, ds, hdr: _DicomHeader) -> None:
                 bot, fragments = _count_fragments(fh, start, p.stat().st_size, hdr.n_frames)
     except (OSError, AttributeError, TypeError, struct.error) as exc:
         raise VideoReadError(src, f"its encapsulated PixelData cannot be parsed ({exc})") from exc
+    if video_format(hdr.transfer_syntax) is not None:  # one video stream, in any number of fragments
+        if fragments < 1:
+            raise VideoReadError(src, f"is truncated: its encapsulated PixelData holds no video stream; {fix}")
+        return
     if bot is not None and bot != hdr.n_frames and hdr.n_frames > 1:
         raise VideoReadError(src, f"NumberOfFrames = {hdr.n_frames} but the PixelData basic offset table lists "
                                   f"{bot} frames; {fix}")
@@ -277,25 +244,7 @@ def _dicom_to_rgb(p: Path, ds, arr: np.ndarray, hdr: _DicomHeader) -> tuple[np.n
     if pi in ("MONOCHROME1", "MONOCHROME2"):
         if arr.ndim == 4:
             arr = arr[..., 0]
-        if arr.dtype == np.uint8:
-            grey = arr
-            info["grey_mapping"] = "as stored (8-bit)"
-        else:
-            x = arr.astype(np.float32)
-            slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-            if slope is not None or intercept is not None:
-                x = x * float(slope if slope is not None else 1.0) + float(intercept or 0.0)
-            wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
-            if wc is not None and ww is not None:
-                c = float(wc[0] if hasattr(wc, "__len__") and not isinstance(wc, str) else wc)
-                w = float(ww[0] if hasattr(ww, "__len__") and not isinstance(ww, str) else ww)
-                lo, hi = c - w / 2.0, c + w / 2.0
-                info["grey_mapping"] = f"window {c:g}/{w:g}"
-            else:
-                lo, hi = float(x.min()), float(x.max())
-                info["grey_mapping"] = f"min-max {lo:g}..{hi:g} of the decoded frames"
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            grey = np.clip(np.rint((x - lo) * scale), 0, 255).astype(np.uint8)
+        grey, info["grey_mapping"] = monochrome_to_grey(p, ds, arr)
         if pi == "MONOCHROME1":
             grey = 255 - grey
         return np.repeat(grey[..., None], 3, axis=-1), info
@@ -310,8 +259,7 @@ def _dicom_to_rgb(p: Path, ds, arr: np.ndarray, hdr: _DicomHeader) -> tuple[np.n
             rgb = apply_color_lut(arr, ds)
         except Exception as exc:  # noqa: BLE001
             raise VideoReadError(str(p), f"its palette colour lookup table cannot be applied ({exc})") from exc
-        desc = ds.get("RedPaletteColorLookupTableDescriptor")
-        lut_bits = int(desc[2]) if desc is not None and len(desc) == 3 else (16 if rgb.dtype != np.uint8 else 8)
+        lut_bits = palette_bits(p, ds, rgb)
         info["palette_bits"] = lut_bits
         return _to_uint8(rgb, lut_bits), info
     if hdr.samples == 3 and pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
@@ -336,8 +284,9 @@ class DicomReader(VideoReader):
         src = str(path)
         check_frame_size(src, hdr.rows, hdr.columns, limits, field="Rows x Columns", error=VideoReadError)
         check_frame_count(src, hdr.n_frames, limits, field="NumberOfFrames", error=VideoReadError)
-        _dicom_check_decoder(path, hdr)
+        check_decoder(path, hdr.transfer_syntax, hdr.transfer_syntax_name)
         _dicom_check_pixel_data(path, ds, hdr)
+        check_grey_attributes(path, ds, hdr.photometric)
         self._path, self._ds, self._hdr = path, ds, hdr
         self.info = VideoInfo(src, hdr.n_frames, hdr.fps, hdr.rows, hdr.columns, "dicom", hdr.transfer_syntax_name,
                               "pydicom")
@@ -349,6 +298,11 @@ class DicomReader(VideoReader):
 
     def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
         hdr, src = self._hdr, self.source
+        fmt = video_format(hdr.transfer_syntax)
+        if fmt is not None:  # MPEG-2 / H.264 / HEVC: decode the elementary stream up to the last frame wanted
+            self.metadata.update(video_info(fmt))
+            return decode_video_stream(self._path, self._ds.PixelData, fmt, wanted, hdr.n_frames, hdr.rows,
+                                       hdr.columns)
         partial = not np.array_equal(wanted, np.arange(hdr.n_frames))
         arr = _dicom_decode(self._path, self._ds, wanted if partial else None, hdr)
         if arr.shape[0] != len(wanted) or arr.shape[1:3] != (hdr.rows, hdr.columns):
