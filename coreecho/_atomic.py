@@ -151,10 +151,7 @@ def install(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_previous:
         os.replace(tmp, t)
     except BaseException as err:
         _discard(tmp)
-        typed = as_output_error(err, t)
-        if typed is not None:
-            raise typed from err
-        raise
+        _raise_typed(err, err, t)
     _fsync_folder(t.absolute().parent)
     return t
 
@@ -201,10 +198,7 @@ def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as err:
-        typed = as_output_error(err, t)
-        if typed is not None:
-            raise typed from err
-        raise
+        _raise_typed(err, err, t)
     try:
         if path:
             os.close(fd)
@@ -217,12 +211,17 @@ def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *
                 fh.flush()
     except BaseException as err:
         _discard(tmp)
-        cause = recorder.error if recorder is not None and recorder.error is not None else err
-        typed = as_output_error(cause, t)
-        if typed is not None:
-            raise typed from err
-        raise
+        failed = recorder.error if recorder is not None and recorder.error is not None else err
+        _raise_typed(err, failed if isinstance(err, Exception) else err, t)
     return install(tmp, t, keep_previous=keep_previous)
+
+
+def _raise_typed(err: BaseException, cause: BaseException, target: Path) -> None:
+    """Raise ``err`` as the typed :class:`OutputError` of ``cause`` (a file-system failure), else unchanged."""
+    typed = as_output_error(cause, target)
+    if typed is None or typed is err:
+        raise err
+    raise typed from err
 
 
 class _Recorder:
@@ -257,8 +256,8 @@ def _discard(tmp: Path) -> None:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+    if pid == os.getpid() or os.name != "posix":
+        return True  # (on Windows, os.kill would end the process: only age decides there)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

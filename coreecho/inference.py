@@ -27,11 +27,12 @@ import torch
 
 from coreecho._warnings import warn_user
 from coreecho.engine import EncoderHead, VideoItems, stream
-from coreecho.errors import InputError, OutputError
+from coreecho.errors import InputError, NoSignalError, OutputError
 from coreecho.hub.resolve import load_model
 from coreecho.models.coreecho import CoReEcho
 from coreecho.precision import maybe_compile, set_threads
 from coreecho.video.pipeline import FPS_TOLERANCE  # re-exported: the pipeline owns the fps policy
+from coreecho.video.base import NO_SIGNAL_NOTE
 
 __all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "check_result", "DEFAULT_MODEL",
            "FPS_TOLERANCE"]
@@ -148,6 +149,12 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
     def finish(item: Any, emb: torch.Tensor | None, out: np.ndarray | None) -> Prediction:
         if item.error is not None:
             return Prediction(source=item.source, error=str(item.error))
+        blank = next((n for n in item.notes if n.startswith(NO_SIGNAL_NOTE)), None)
+        if blank is not None and not want_embeddings:  # never a silent EF of a blank video
+            err = NoSignalError(item.source, f"has {blank}; no EF is given for it (check the export)")
+            if errors == "raise":
+                raise err
+            return Prediction(source=item.source, error=str(err))
         for note in item.notes:
             warn_user(f"{item.source}: {note}")
         pred = Prediction(source=item.source, fps=item.fps, n_frames=item.n_frames, starts=item.starts,

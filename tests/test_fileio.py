@@ -111,6 +111,8 @@ def test_cli_refuses_special_outputs_before_compute(tmp_path, tiny_model, monkey
         if kind == "a folder":
             continue  # "is a folder" has its own message (tests/test_cli_hostile.py)
         assert main(["predict", str(video), "--model", str(model_dir), "-o", str(target), "--quiet"]) == 2
+    os.mkfifo(tmp_path / "o.csv.partial")  # a FIFO where the journal goes would block the run forever
+    assert main(["predict", str(video), "--model", str(model_dir), "-o", str(tmp_path / "o.csv"), "--quiet"]) == 2
     assert loaded == []  # refused before the model was even loaded
     assert (tmp_path / "real.csv").read_text() == "precious\n" and (tmp_path / "link.csv").is_symlink()
 

@@ -67,3 +67,43 @@ def test_config_json_roundtrip_and_validation(tmp_path):
         ModelConfig(test_clips=0)
     with pytest.raises(ConfigError, match="std"):
         PreprocessConfig(std=(1, 0, 1))
+
+
+def test_calibration_and_shift_detector_are_declared_and_travel_with_the_weights(tmp_path):
+    """Declared on the class (None on a fresh model, not tensors of the state dict); a save writes them, a load
+    sets them, and a detector set on its own replaces the calibration's in what is saved."""
+    import numpy as np
+
+    from coreecho.analysis.calibration import Calibration, ConformalInterval
+    from coreecho.analysis.shift import ShiftDetector, attach
+    from coreecho.hub import load_model
+
+    torch.manual_seed(0)
+    model = CoReEcho(tiny_config()).eval()
+    assert model.calibration is None and model.shift_detector is None
+    assert "calibration" in CoReEcho.__annotations__ and "shift_detector" in CoReEcho.__annotations__
+    rng = np.random.default_rng(0)
+    pred, true = rng.uniform(20, 70, 60), rng.uniform(20, 70, 60)
+    emb = rng.normal(size=(60, model.embed_dim))
+    model.calibration = Calibration(ConformalInterval().fit(pred, true, difficulty="constant"), None)
+    detector = ShiftDetector().fit(emb, k=3)
+    attach(model, detector)
+    assert not any(k.startswith(("calibration", "shift")) for k in model.state_dict())
+    back = load_model(model.save_pretrained(tmp_path / "m"), device="cpu")
+    assert back.shift_detector.threshold == detector.threshold
+    assert back.calibration.detector is back.shift_detector
+    np.testing.assert_array_equal(back.calibration.interval.scores, model.calibration.interval.scores)
+    np.testing.assert_array_equal(back.shift_detector.score(emb), detector.score(emb))
+    attach(back, None)
+    assert back.shift_detector is None and CoReEcho(tiny_config()).shift_detector is None
+
+
+def test_one_constructor_validates_once_and_names_the_source():
+    from coreecho.models.build import build_model
+
+    bad = {**tiny_config().to_dict(), "head_args": {"out_dim": 0}}
+    with pytest.raises(ConfigError, match=r"^models/x/config.json: head_args.out_dim"):
+        build_model(bad, source="models/x/config.json")
+    with pytest.raises(ConfigError, match=r"^config: head_args.out_dim"):
+        CoReEcho(ModelConfig.from_dict(bad))
+    assert type(build_model(tiny_config())) is CoReEcho

@@ -331,3 +331,161 @@ def test_read_memory_follows_frames_read(tmp_path):
                          timeout=120, check=True).stdout.split()
     assert out[:4] == ["(2,", "512,", "512,", "3)"] and int(out[-1]) < 400
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DICOM grey-level attributes (issue 19.3): each bad value is a VideoReadError naming the file and the attribute,
+# at open (probe) and at read, never a blank or saturated video with an EF
+
+
+def _grey_dicom(root: Path, name: str, raw: dict[int, tuple[str, bytes]] | None = None, **attrs) -> Path:
+    """A 16-bit MONOCHROME2 ramp cine (so the grey mapping is used) with raw (unvalidated) attribute bytes."""
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from coreecho.data.layouts import write_dicom
+
+    ramp = (np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8) * 16)
+    p = write_dicom(root / name, ramp, **attrs)
+    if raw:
+        ds = pydicom.dcmread(p)
+        for tag, (vr, value) in raw.items():
+            ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+        ds.save_as(p)
+    return p
+
+
+_SLOPE, _INTERCEPT, _CENTER, _WIDTH = 0x00281053, 0x00281052, 0x00281050, 0x00281051
+GREY_CASES = {
+    "slope-nan": ({_SLOPE: ("DS", b"nan ")}, "RescaleSlope = nan is not a finite number"),
+    "slope-1e400": ({_SLOPE: ("DS", b"1e400 ")}, "RescaleSlope = .* is not a finite number"),
+    "slope-inf": ({_SLOPE: ("DS", b"-inf")}, "RescaleSlope = .* is not a finite number"),
+    "slope-multi": ({_SLOPE: ("DS", b"1\\2 ")}, "RescaleSlope holds 2 values"),
+    "slope-text": ({_SLOPE: ("DS", b"abc ")}, "RescaleSlope = 'abc' is not a number"),
+    "slope-zero": ({_SLOPE: ("DS", b"0 ")}, "RescaleSlope = 0"),
+    "slope-huge": ({_SLOPE: ("DS", b"1e300 ")}, "outside the finite range"),
+    "intercept-nan": ({_INTERCEPT: ("DS", b"NaN ")}, "RescaleIntercept = .* is not a finite number"),
+    "intercept-multi": ({_INTERCEPT: ("DS", b"0\\1\\2 ")}, "RescaleIntercept holds 3 values"),
+    "center-text": ({_CENTER: ("DS", b"mid "), _WIDTH: ("DS", b"100 ")}, "WindowCenter = 'mid' is not a number"),
+    "center-nan": ({_CENTER: ("DS", b"nan "), _WIDTH: ("DS", b"100 ")}, "WindowCenter = nan"),
+    "width-zero": ({_CENTER: ("DS", b"50"), _WIDTH: ("DS", b"0 ")}, "WindowWidth = 0 is invalid"),
+    "width-negative": ({_CENTER: ("DS", b"50"), _WIDTH: ("DS", b"-10 ")}, "WindowWidth = -10 is invalid"),
+    "width-inf": ({_CENTER: ("DS", b"50"), _WIDTH: ("DS", b"inf ")}, "WindowWidth = .* is not a finite number"),
+    "window-unpaired": ({_CENTER: ("DS", b"50\\60 "), _WIDTH: ("DS", b"100 ")}, "WindowCenter holds 2 values but"),
+}
+
+
+@pytest.mark.parametrize("case", list(GREY_CASES))
+def test_dicom_grey_attributes(case, tmp_path):
+    pytest.importorskip("pydicom")
+    import warnings
+
+    from coreecho.video import probe_video, read_video
+
+    raw, match = GREY_CASES[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values it is asked to read
+        path = _grey_dicom(tmp_path, f"{case}.dcm", raw)
+        calls = (read_video,) if case == "slope-huge" else (read_video, probe_video)  # overflow shows at decode
+        for call in calls:
+            with pytest.raises(VideoReadError, match=match) as err:
+                call(path)
+            assert f"{case}.dcm" in str(err.value)
+
+
+def test_dicom_grey_attributes_that_are_valid(tmp_path):
+    pytest.importorskip("pydicom")
+    from coreecho.video import read_video
+
+    plain = read_video(_grey_dicom(tmp_path, "plain.dcm")).frames[..., 0]
+    assert plain.min() == 0 and plain.max() == 255  # min-max of the decoded frames
+    pair = read_video(_grey_dicom(tmp_path, "pair.dcm", {_CENTER: ("DS", b"512\\100 "), _WIDTH: ("DS", b"1024\\4 ")}))
+    assert pair.frames[0, 0, 0, 0] == 0 and pair.metadata["grey_mapping"] == "window 512/1024"  # the first pair
+    neg = read_video(_grey_dicom(tmp_path, "neg.dcm", {_SLOPE: ("DS", b"-1 "), _INTERCEPT: ("DS", b"4095")}))
+    assert np.array_equal(neg.frames[..., 0], 255 - plain)  # an inverting rescale is a real mapping
+
+
+def test_dicom_lut_descriptors(tmp_path):
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from coreecho.video import probe_video, read_video
+
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 8]
+    item.LUTData = np.arange(100, dtype=np.uint16).tobytes()  # fewer entries than the descriptor declares
+    p = _grey_dicom(tmp_path, "mlut.dcm", ModalityLUTSequence=Sequence([item]))
+    with pytest.raises(VideoReadError, match=r"ModalityLUTSequence\[0\].LUTData holds 100 entries") as err:
+        probe_video(p)
+    assert "mlut.dcm" in str(err.value)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0]
+    item.LUTData = np.zeros(4096, np.uint16).tobytes()
+    with pytest.raises(VideoReadError, match="LUTDescriptor must hold three integers"):
+        read_video(_grey_dicom(tmp_path, "voi.dcm", VOILUTSequence=Sequence([item])))
+    ok = Dataset()
+    ok.LUTDescriptor = [4096, 0, 8]
+    ok.LUTData = np.minimum(255, np.arange(4096) // 4).astype(np.uint16).tobytes()
+    v = read_video(_grey_dicom(tmp_path, "voi_ok.dcm", VOILUTSequence=Sequence([ok])))
+    assert v.metadata["grey_mapping"] == "VOI LUT (8 bits)" and v.frames[0, 0, 1, 0] == 4  # 16 // 4 = 4 of 255
+    from coreecho.data.layouts import write_dicom
+
+    idx = np.zeros((2, 4, 4), np.uint8)
+    pal = write_dicom(tmp_path / "pal.dcm", idx, photometric="PALETTE COLOR",
+                      RedPaletteColorLookupTableDescriptor=[256, 0, 12],
+                      GreenPaletteColorLookupTableDescriptor=[256, 0, 12],
+                      BluePaletteColorLookupTableDescriptor=[256, 0, 12],
+                      RedPaletteColorLookupTableData=b"\0" * 512, GreenPaletteColorLookupTableData=b"\0" * 512,
+                      BluePaletteColorLookupTableData=b"\0" * 512)
+    with pytest.raises(VideoReadError, match="palette LUT descriptors declare \\[12\\] bits") as err:
+        probe_video(pal)
+    assert "pal.dcm" in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# videos without usable signal (issue 19.3): never a silent EF
+
+
+def test_signal_problem_reasons():
+    from coreecho.video.base import MIN_CONTRAST, check_signal, signal_problem
+
+    rng = np.random.default_rng(0)
+    assert "(all black)" in signal_problem(np.zeros((5, 32, 32, 3), np.uint8))
+    assert "(all white)" in signal_problem(np.full((5, 32, 32), 255, np.uint8))
+    assert "is 77" in signal_problem(np.full((5, 32, 32, 3), 77, np.uint8))
+    faint = (120 + rng.integers(-2, 3, (5, 32, 32))).astype(np.uint8)
+    assert "below the contrast floor" in signal_problem(faint)
+    assert signal_problem(faint, floor=1.0) is None  # the floor is a documented, overridable number
+    assert MIN_CONTRAST == 8.0
+    from coreecho.data.phantom import make_phantom
+
+    frames, _ = make_phantom(seed=0, n_frames=30, size=32, gain=0.5, heart_rate=120)
+    assert signal_problem(frames) is None
+    with pytest.raises(VideoReadError, match="blank.avi: has no usable signal"):
+        check_signal("blank.avi", np.zeros((2, 8, 8), np.uint8))
+
+
+def test_blank_videos_are_error_rows_not_efs(tiny_model, tmp_path):
+    pytest.importorskip("pydicom")
+    from coreecho.data.layouts import write_dicom
+    from coreecho.data.phantom import make_phantom
+    from coreecho.errors import NoSignalError
+
+    frames, _ = make_phantom(seed=1, n_frames=30, size=32, heart_rate=120)
+    grey = frames[..., 0]
+    black = write_dicom(tmp_path / "black.dcm", np.zeros_like(grey), fps=50)
+    white = write_dicom(tmp_path / "white.dcm", np.full_like(grey, 255), fps=50)
+    rng = np.random.default_rng(0)
+    faint = write_dicom(tmp_path / "faint.dcm", (100 + rng.integers(0, 4, grey.shape)).astype(np.uint8), fps=50)
+    inputs = [frames, black, white, faint, np.zeros_like(frames), frames]
+    preds = tiny_model.predict_ef(inputs, errors="nan", return_details=True)
+    assert [p.ok for p in preds] == [True, False, False, False, False, True]
+    for p, why in zip(preds[1:5], ("all black", "all white", "contrast floor", "all black")):
+        assert "no usable signal" in p.error and why in p.error and np.isnan(p.ef)
+    assert "black.dcm" in preds[1].error
+    with pytest.raises(NoSignalError, match="white.dcm: has no usable signal"):
+        tiny_model.predict_ef(white)
+    with pytest.warns(UserWarning, match="no usable signal"):  # embeddings are returned, with the flag as a warning
+        assert tiny_model.embed(black).shape == (tiny_model.embed_dim,)

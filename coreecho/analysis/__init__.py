@@ -48,8 +48,8 @@ __all__ = [
 _LAZY = {
     "ShiftDetector": "coreecho.analysis.shift",
     "attach": "coreecho.analysis.shift",
-    "Calibration": "coreecho.analysis.calibration",
-    "ConformalInterval": "coreecho.analysis.calibration",
+    "Calibration": "coreecho.analysis.conformal",
+    "ConformalInterval": "coreecho.analysis.conformal",
     "calibrate": "coreecho.analysis.calibration",
     "GradCAM": "coreecho.analysis.gradcam",
     "Explanation": "coreecho.analysis.gradcam",
@@ -64,7 +64,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coreecho.analysis.calibration import Calibration, ConformalInterval, calibrate
+    from coreecho.analysis.calibration import calibrate
+    from coreecho.analysis.conformal import Calibration, ConformalInterval
     from coreecho.analysis.gradcam import Explanation, GradCAM, explain, explain_clip
     from coreecho.analysis.rendering import overlay, save_montage, save_overlay
     from coreecho.analysis.plots import (

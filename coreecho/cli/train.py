@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 from typing import Any
 
@@ -22,19 +21,62 @@ from coreecho.errors import ConfigError, CoReEchoError
 
 __all__ = ["add_train_arguments", "run_train", "add_evaluate_arguments", "run_evaluate", "config_from_args"]
 
+def _setting(name: str) -> Any:
+    """The argparse type of a training setting: its range is :mod:`coreecho.train.limits`'s (one table for the
+    options and ``TrainConfig``)."""
+    from coreecho.train.limits import FLOAT_RANGES, INT_RANGES, describe_range, in_range
+
+    if name in INT_RANGES:
+        low, high = INT_RANGES[name]
+        return common.bounded_int(low, high)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not in_range(value, name):
+            raise argparse.ArgumentTypeError(f"expected {describe_range(name)}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    assert name in FLOAT_RANGES
+    return parse
+
+
+def _choice(*names: str) -> Any:
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {text!r}")
+        return text
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def _decay_epoch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a 0-based pass (an integer >= 0), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a 0-based pass (an integer >= 0), got {value}")
+    return value
+
+
 # option, TrainConfig field, type, help. Defaults come from TrainConfig (shown in the help).
 _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--init", "init", str, "stage 1: uniformer-small-k400 | PATH | none | auto; stage 2: the stage-1 --out folder, "
                             "a model folder or an official best.pth"),
     ("--preset", "preset", str, "encoder preset: small, base, tiny, micro (tiny/micro for CPU runs)"),
     ("--architecture", "architecture", str, "encoder architecture without a preset"),
-    ("--frames", "frames", int, "frames per clip"),
-    ("--stride", "stride", int, "step between clip frames"),
-    ("--size", "size", int, "input side in pixels"),
-    ("--pad", "pad", int, "training augmentation: zero padding in pixels, read as --pad-style says; with the "
+    ("--frames", "frames", common.bounded_int(1, 1024), "frames per clip"),
+    ("--stride", "stride", common.bounded_int(1, 1024), "step between clip frames"),
+    ("--size", "size", common.bounded_int(8, 4096), "input side in pixels"),
+    ("--pad", "pad", common.bounded_int(0, 4096), "training augmentation: zero padding in pixels, read as --pad-style says; with the "
                           "default style, frames are padded to size + PAD and cropped back at a random position "
                           "(12: every clip moves by -6..+6 px per axis, as the official code); 0: no augmentation"),
-    ("--pad-style", "pad_style", str, "what --pad means: coreecho (PAD pixels per axis in total, PAD + 1 crop "
+    ("--pad-style", "pad_style", _choice("coreecho", "echonet-dynamic"), "what --pad means: coreecho (PAD pixels per axis in total, PAD + 1 crop "
                                       "positions; the official CoReEcho augmentation) or echonet-dynamic (PAD pixels "
                                       "on each side, 2 x PAD positions: -11..+12 px for --pad 12)"),
     ("--val-clips", "val_clips", common.bounded_int(1, common.LIMITS["clips"]),
@@ -43,22 +85,22 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
      "passes over the training set (default: 26 for stage1, 5 for stage2, the passes the official scripts make "
      "with their README's --epochs 25 and --epochs 4, since they run passes 0..epochs inclusive; so the official "
      "--epochs N is coreecho's --epochs N+1)"),
-    ("--batch-size", "batch_size", common.bounded_int(1, common.LIMITS["batch_size"]), "videos per step per process"),
-    ("--lr", "lr", float, "encoder learning rate (stage 1)"),
-    ("--weight-decay", "weight_decay", float, "encoder weight decay"),
-    ("--head-lr", "head_lr", float, "head learning rate"),
-    ("--head-weight-decay", "head_weight_decay", float, "head weight decay"),
-    ("--lr-decay", "lr_decay", float, "learning-rate factor at each decay epoch"),
-    ("--temperature", "temperature", float, "Rank-N-Contrast temperature"),
-    ("--loss-chunk-size", "loss_chunk_size", int, "anchors per chunk of the loss (memory)"),
-    ("--micro-batch", "micro_batch", int, "clips per encoder call with --cached-batch"),
-    ("--seed", "seed", int, "seed of every random choice"),
+    ("--batch-size", "batch_size", _setting("batch_size"), "videos per step per process"),
+    ("--lr", "lr", _setting("lr"), "encoder learning rate (stage 1)"),
+    ("--weight-decay", "weight_decay", _setting("weight_decay"), "encoder weight decay"),
+    ("--head-lr", "head_lr", _setting("head_lr"), "head learning rate"),
+    ("--head-weight-decay", "head_weight_decay", _setting("head_weight_decay"), "head weight decay"),
+    ("--lr-decay", "lr_decay", _setting("lr_decay"), "learning-rate factor at each decay epoch"),
+    ("--temperature", "temperature", _setting("temperature"), "Rank-N-Contrast temperature"),
+    ("--loss-chunk-size", "loss_chunk_size", _setting("loss_chunk_size"), "anchors per chunk of the loss (memory)"),
+    ("--micro-batch", "micro_batch", _setting("micro_batch"), "clips per encoder call with --cached-batch"),
+    ("--seed", "seed", _setting("seed"), "seed of every random choice"),
     ("--workers", "num_workers", common.bounded_int(0, common.LIMITS["workers"]), "DataLoader workers"),
     ("--device", "device", common.device_value, "cpu, cuda, cuda:1 (default: CUDA when available)"),
-    ("--precision", "precision", str, "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"),
-    ("--save-every-steps", "save_every_steps", int, "also checkpoint every N steps"),
-    ("--limit-train", "limit_train", int, "use only the first N training videos"),
-    ("--limit-val", "limit_val", int, "use only the first N validation videos"),
+    ("--precision", "precision", _choice("auto", "fp32", "bf16", "fp16"), "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"),
+    ("--save-every-steps", "save_every_steps", _setting("save_every_steps"), "also checkpoint every N steps"),
+    ("--limit-train", "limit_train", _setting("limit_train"), "use only the first N training videos"),
+    ("--limit-val", "limit_val", _setting("limit_val"), "use only the first N validation videos"),
 ]
 _FLAGS: list[tuple[str, str, str]] = [
     ("--reinit-head", "reinit_head", "stage 2: train a fresh head instead of continuing the stage-1 head"),
@@ -66,7 +108,23 @@ _FLAGS: list[tuple[str, str, str]] = [
     ("--grad-checkpointing", "grad_checkpointing", "recompute encoder activations in backward"),
     ("--sync-bn", "sync_bn", "SyncBatchNorm under multi-GPU DDP"),
     ("--resume", "resume", "continue from OUT/checkpoint_last.pt if present"),
+    ("--overwrite", "overwrite", "start a new run in an --out folder that holds another run's files (their "
+                                 "checkpoints, metrics and models are removed first); without it such a folder is "
+                                 "refused unless --resume"),
 ]
+
+#: Options a stage does not use, and why: giving one is refused rather than silently ignored.
+IGNORED_BY_STAGE: dict[str, dict[str, str]] = {
+    "stage1": {"reinit_head": "stage 1 always trains a fresh head with the encoder"},
+    "stage2": {
+        **{name: "stage 2 takes the encoder and its input recipe (frames, stride, size, mean/std) from the "
+                 "--init model" for name in ("frames", "stride", "size", "preset", "architecture", "encoder_args")},
+        **{name: "stage 2 freezes the encoder and trains only the head (set --head-lr / --head-weight-decay)"
+           for name in ("lr", "weight_decay", "cached_batch", "micro_batch", "grad_checkpointing", "sync_bn")},
+        **{name: "stage 2 trains with the L1 loss only (the Rank-N-Contrast loss is stage 1's)"
+           for name in ("temperature", "loss_chunk_size")},
+    },
+}
 
 
 def _json_dict(text: str) -> dict[str, Any]:
@@ -95,7 +153,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder-args", dest="encoder_args", type=_json_dict, default=None,
                    help='encoder keyword arguments as JSON, e.g. \'{"depth": [1,1,1,1], "drop_rate": 0.0}\'')
     p.add_argument("--head-args", dest="head_args", type=_json_dict, default=None, help="head keyword arguments (JSON)")
-    p.add_argument("--lr-decay-epochs", dest="lr_decay_epochs", type=int, nargs="*", default=None,
+    p.add_argument("--lr-decay-epochs", dest="lr_decay_epochs", type=_decay_epoch, nargs="*", default=None,
                    help=f"0-based epochs from which the lr is multiplied by --lr-decay (default: "
                         f"{list(defaults.lr_decay_epochs)})")
     for opt, name, text in _FLAGS:
@@ -159,10 +217,41 @@ def _is_state_error(err: BaseException) -> bool:
                                    "set_state", "setstate")) or isinstance(err, KeyError)
 
 
+def _option_of(name: str) -> str:
+    for opt, field_name, *_ in _OPTIONS + _FLAGS:  # type: ignore[operator]
+        if field_name == name:
+            return opt
+    return "--" + name.replace("_", "-")
+
+
+def check_stage_options(args: argparse.Namespace) -> None:
+    """Refuse options given on the command line that ``args.stage`` does not use (:data:`IGNORED_BY_STAGE`).
+
+    Raises:
+        UsageError: naming the option and why the stage does not use it.
+    """
+    ignored = dict(IGNORED_BY_STAGE[args.stage])
+    if args.stage == "stage2" and not getattr(args, "reinit_head", None):
+        ignored["head_args"] = "stage 2 continues the stage-1 head unless --reinit-head is given"
+    for name, why in ignored.items():
+        if getattr(args, name, None) not in (None, False):
+            raise common.UsageError(f"{_option_of(name)}: not used by {args.stage}: {why}. Remove it")
+    from coreecho.train.distributed import distributed_env
+
+    if args.stage == "stage1" and args.batch_size == 1 and distributed_env()[0] < 2:
+        raise common.UsageError("--batch-size 1: stage 1 needs at least 2 videos per step: the Rank-N-Contrast "
+                                "loss compares each video with the others of its batch (with one video it is 0 "
+                                "and nothing is learned)")
+    if args.stage == "stage2" and args.batch_size == 1:
+        raise common.UsageError("--batch-size 1: stage 2 needs at least 2 videos per step (the head's BatchNorm "
+                                "layers cannot train on one)")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``coreecho train``."""
     from coreecho.train.distributed import is_main
 
+    check_stage_options(args)
     cfg = config_from_args(args)
     try:
         if args.stage == "stage1":
@@ -221,7 +310,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         check_output(args.output, [args.data, args.starts or ""])
     # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
-    env = init_distributed(args.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    from coreecho.train.distributed import distributed_env
+
+    env = init_distributed(args.device) if distributed_env()[0] > 1 else None
     try:
         result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
                           clip_policy=args.clip_policy, batch_size=args.batch_size,

@@ -6,7 +6,8 @@ Example:
     >>> import numpy as np
     >>> from coreecho.models.config import PreprocessConfig
     >>> from coreecho.video.pipeline import ClipPipeline
-    >>> items = VideoItems([np.zeros((40, 32, 32), np.uint8)], ClipPipeline(PreprocessConfig(frames=4, size=32)), clips=2)
+    >>> pipe = ClipPipeline(PreprocessConfig(frames=4, size=32))
+    >>> items = VideoItems([np.zeros((40, 32, 32), np.uint8)], pipe, clips=2)
     >>> items[0].x.shape, items[0].source
     (torch.Size([2, 3, 4, 32, 32]), 'item 0')
 """

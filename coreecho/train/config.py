@@ -33,6 +33,7 @@ from typing import Any
 from coreecho.errors import ConfigError
 from coreecho.models.build import ENCODER_PRESETS, resolve_encoder  # re-exported: they moved to coreecho.models
 from coreecho.models.config import PreprocessConfig, preprocessing_from_saved
+from coreecho.train.limits import check_types, check_values
 
 __all__ = ["TrainConfig", "ENCODER_PRESETS", "resolve_encoder", "RESUMABLE_FIELDS", "OFFICIAL_PASSES",
            "PREPROCESS_FIELDS", "TRAIN_FORMAT_VERSION"]
@@ -50,8 +51,8 @@ TRAIN_FORMAT_VERSION = 2
 #: Settings that may change when a run is resumed (``--resume``): how long it runs and how it runs on this machine.
 #: Every other field is the run's recipe; a resume with a different value is refused
 #: (:func:`coreecho.train.recipe.resume_diff`).
-RESUMABLE_FIELDS = ("epochs", "data", "out", "resume", "command", "num_workers", "pin_memory", "device", "precision",
-                    "progress", "tensorboard", "save_every_steps", "stop_after_steps", "loss_chunk_size",
+RESUMABLE_FIELDS = ("epochs", "data", "out", "resume", "overwrite", "command", "num_workers", "pin_memory", "device",
+                    "precision", "progress", "tensorboard", "save_every_steps", "stop_after_steps", "loss_chunk_size",
                     "cached_batch", "micro_batch", "grad_checkpointing", "sync_bn")
 
 
@@ -95,6 +96,8 @@ class TrainConfig:
             ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         save_every_steps: also checkpoint every N steps within an epoch (``0``: only at epoch ends).
         resume: continue from ``out/checkpoint_last.pt`` if it exists.
+        overwrite: start a new run in an ``out`` folder that holds another run's files (they are removed first);
+            without it (and without ``resume``) such a folder is refused.
         limit_train, limit_val: use only the first N videos of a split (quick experiments).
         stop_after_steps: testing hook: raise :class:`~coreecho.train.engine.TrainingInterrupted` after this many
             global steps (simulates a killed run).
@@ -134,6 +137,7 @@ class TrainConfig:
     precision: str = "auto"
     save_every_steps: int = 0
     resume: bool = False
+    overwrite: bool = False
     limit_train: int | None = None
     limit_val: int | None = None
     stop_after_steps: int | None = None
@@ -147,21 +151,13 @@ class TrainConfig:
         elif not isinstance(self.preprocessing, PreprocessConfig):
             raise ConfigError(f"invalid training config: preprocessing must be a PreprocessConfig or a dict, found "
                               f"{self.preprocessing!r}")
+        problems = check_types(self)  # before any value is used: a --config with "lr": "0.1" names the field
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
         self.lr_decay_epochs = tuple(int(v) for v in self.lr_decay_epochs)
         self.encoder_args = dict(self.encoder_args)
         self.head_args = dict(self.head_args)
-        problems = []
-        for name in ("batch_size", "val_clips", "micro_batch") + (("epochs",) if self.epochs is not None else ()):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
-        if self.num_workers < 0 or self.save_every_steps < 0:
-            problems.append("num_workers and save_every_steps must be >= 0")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            problems.append(f"precision must be auto, fp32, bf16 or fp16 (got {self.precision!r})")
-        if self.temperature <= 0 or self.lr <= 0 or self.head_lr <= 0:
-            problems.append("temperature, lr and head_lr must be > 0")
-        if self.preset is not None and self.preset not in ENCODER_PRESETS:
-            problems.append(f"preset must be one of {', '.join(ENCODER_PRESETS)} (got {self.preset!r})")
+        problems = check_values(self)
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 

@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -28,7 +30,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["DistEnv", "init_distributed", "cleanup_distributed", "wrap_ddp", "ResumableSampler", "is_main",
+from coreecho.errors import ConfigError
+
+__all__ = ["DistEnv", "DistributedSetupError", "distributed_env", "rendezvous_timeout", "init_distributed", "cleanup_distributed", "wrap_ddp", "ResumableSampler", "is_main",
            "barrier", "all_gather_objects", "print0", "unwrap"]
 
 
@@ -61,6 +65,101 @@ class DistEnv:
         return self.rank == 0
 
 
+class DistributedSetupError(ConfigError):
+    """The multi-process environment cannot be used: a ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` that is not a
+    number or out of range, a missing ``MASTER_ADDR``/``MASTER_PORT``, or a rendezvous that did not complete
+    within :func:`rendezvous_timeout` (another process never joined). The message names the variable or the
+    address, and what to do."""
+
+
+#: Seconds a process waits for the others to join (``COREECHO_DIST_TIMEOUT`` overrides it).
+DEFAULT_RENDEZVOUS_TIMEOUT_S = 60.0
+
+
+def rendezvous_timeout() -> float:
+    """Seconds to wait for every process to join: ``COREECHO_DIST_TIMEOUT`` or :data:`DEFAULT_RENDEZVOUS_TIMEOUT_S`.
+
+    Raises:
+        DistributedSetupError: ``COREECHO_DIST_TIMEOUT`` is not a positive number.
+    """
+    text = os.environ.get("COREECHO_DIST_TIMEOUT")
+    if text is None or text == "":
+        return DEFAULT_RENDEZVOUS_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e7:
+        raise DistributedSetupError(f"COREECHO_DIST_TIMEOUT={text!r}: expected a positive number of seconds")
+    return value
+
+
+def _env_int(name: str, default: int, low: int, high: int | None = None) -> int:
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise DistributedSetupError(f"environment variable {name}={text!r}: expected an integer in {span}; it is "
+                                    "set by torchrun (unset it to run one process, or launch with torchrun)")
+    return value
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(world_size, rank, local_rank)`` from torchrun's environment variables, checked.
+
+    Raises:
+        DistributedSetupError: a variable is not an integer, or ``RANK``/``LOCAL_RANK`` is not below
+            ``WORLD_SIZE``.
+
+    Example:
+        >>> import os
+        >>> os.environ.pop("WORLD_SIZE", None) and None
+        >>> distributed_env()[0] >= 1
+        True
+    """
+    world = _env_int("WORLD_SIZE", 1, 1, 1 << 20)
+    rank = _env_int("RANK", 0, 0, world - 1)
+    local = _env_int("LOCAL_RANK", 0, 0, world - 1)
+    return world, rank, local
+
+
+def _rendezvous(backend: str, world: int, rank: int) -> None:
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing:
+        raise DistributedSetupError(f"WORLD_SIZE={world} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                                    "not set: launch with torchrun (which sets them), or unset WORLD_SIZE to run one "
+                                    "process")
+    port = _env_int("MASTER_PORT", 0, 1, 65535)
+    where = f"{os.environ['MASTER_ADDR']}:{port}"
+    timeout = rendezvous_timeout()
+    if rank == 0:
+        print(f"{_rank_tag(rank, world)}waiting up to {timeout:g} s for {world} processes at {where} "
+              "(COREECHO_DIST_TIMEOUT changes it)", file=sys.stderr, flush=True)
+    try:
+        dist.init_process_group(backend=backend, init_method="env://", world_size=world, rank=rank,
+                                timeout=datetime.timedelta(seconds=timeout))
+    except Exception as err:  # noqa: BLE001 - torch raises DistStoreError, RuntimeError, ValueError...
+        if dist.is_initialized():
+            try:
+                dist.destroy_process_group()
+            except Exception:  # noqa: BLE001 - tearing down a failed group
+                pass
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise DistributedSetupError(f"rank {rank} of {world}: the process group at {where} did not form within "
+                                    f"{timeout:g} s ({type(err).__name__}: {first}); start every process (torchrun "
+                                    "--nproc-per-node N), check MASTER_ADDR/MASTER_PORT, or raise "
+                                    "COREECHO_DIST_TIMEOUT") from None
+
+
+def _rank_tag(rank: int, world: int) -> str:
+    return f"[rank {rank}] " if world > 1 else ""
+
+
 def init_distributed(device: str | None = None) -> DistEnv:
     """Start (or join) the process group described by torchrun's environment, and choose the device.
 
@@ -68,26 +167,30 @@ def init_distributed(device: str | None = None) -> DistEnv:
         device: ``None`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; an explicit device is used
             as given (``"cuda"`` becomes ``cuda:LOCAL_RANK`` under torchrun).
 
+    Raises:
+        DistributedSetupError: bad ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/``MASTER_*`` variables, or the other
+            processes did not join within :func:`rendezvous_timeout` seconds.
+        DeviceError: CUDA is asked for and this machine or torch build has none (or not that index).
+
     Example:
         >>> env = init_distributed("cpu")
         >>> env.world_size, env.device.type
         (1, 'cpu')
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    from coreecho.precision import resolve_device
+
+    world, rank, local = distributed_env()
     if device is None:
         dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     else:
-        dev = torch.device(device)
+        dev = resolve_device(device)  # DeviceError when CUDA (or that GPU) is absent
         if dev.type == "cuda" and dev.index is None:
-            dev = torch.device(f"cuda:{local}")
+            dev = resolve_device(f"cuda:{local}")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     started = False
     if world > 1 and dist.is_available() and not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://")
+        _rendezvous("nccl" if dev.type == "cuda" else "gloo", world, rank)
         started = True
     if dist.is_available() and dist.is_initialized():
         world, rank = dist.get_world_size(), dist.get_rank()

@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,20 +43,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from coreecho._atomic import replace_atomically
 from coreecho.data.echonet import EchoNetDynamic
-from coreecho.errors import CoReEchoError, DatasetError, WeightsError
+from coreecho.data.echonet_audit import EchoNetAudit, audit_echonet, listing_digest
+from coreecho.errors import ConfigError, CoReEchoError, DatasetError, WeightsError
 from coreecho.models.config import PreprocessConfig
 from coreecho.models.coreecho import CoReEcho
 from coreecho.seeding import derive_seed  # re-exported: the one seed helper lives in coreecho.seeding
 from coreecho.train.checkpoint import load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from coreecho.train.config import TrainConfig
-from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, unwrap
+from coreecho.train.divergence import TrainingDiverged, find_divergence, validation_divergence, weights_divergence
+from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, is_main, unwrap
 from coreecho.train.evaluation import predict_dataset
 from coreecho.train.metrics import regression_metrics
 from coreecho.train.recipe import check_resume
 
-__all__ = ["TrainingInterrupted", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
-           "CHECKPOINT_NAME"]
+__all__ = ["TrainingInterrupted", "TrainingDiverged", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
+           "CHECKPOINT_NAME", "check_listing"]
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
 _STAGE_IDS = {"stage1": 1, "stage2": 2}
@@ -127,6 +131,7 @@ def build_datasets(cfg: TrainConfig, views: int, preprocess: PreprocessConfig | 
             training augmentation (none when 0); validation is never augmented.
     """
     pre = preprocess if preprocess is not None else cfg.preprocess()
+    audit = check_listing(cfg.data)
     train = EchoNetDynamic(cfg.data, "train", preprocess=pre, views=views, augment=pre.pad > 0, seed=cfg.seed)
     val = EchoNetDynamic(cfg.data, "val", preprocess=pre, clips=cfg.val_clips, clip_policy="random",
                          seed=derive_seed(cfg.seed, 0x7A1))
@@ -134,7 +139,22 @@ def build_datasets(cfg: TrainConfig, views: int, preprocess: PreprocessConfig | 
         train.records = train.records[: cfg.limit_train]
     if cfg.limit_val is not None:
         val.records = val.records[: cfg.limit_val]
+    used = {"train": audit.used.get("train", []), "val": audit.used.get("val", [])}
+    train.listing = {"sha256": listing_digest(used), "train": len(used["train"]), "val": len(used["val"])}
     return train, val
+
+
+def check_listing(data: str) -> EchoNetAudit:
+    """Check the dataset's listing before anything is trained (:func:`~coreecho.data.echonet_audit.audit_echonet`):
+    errors raise a :class:`~coreecho.errors.DatasetError` with counts and example rows; warnings are issued; the
+    summary line (videos per split, and why others are left out) is printed by rank 0."""
+    audit = audit_echonet(data)
+    audit.raise_errors()
+    if is_main():
+        for line in audit.warnings:
+            warnings.warn(line, UserWarning, stacklevel=3)
+        print(audit.summary(), flush=True)
+    return audit
 
 
 def find_resume(cfg: TrainConfig, stage: str, env: DistEnv) -> dict[str, Any] | None:
@@ -182,10 +202,12 @@ class _Log:
         keys: list[str] = []
         for row in history:
             keys += [k for k in row if k not in keys]
-        with open(self.out / "metrics.csv", "w", newline="") as fh:
+        def write(fh: Any) -> None:
             w = csv.DictWriter(fh, fieldnames=keys, lineterminator="\n")
             w.writeheader()
             w.writerows(history)
+
+        replace_atomically(self.out / "metrics.csv", write)
         if self.writer is not None and history:
             row = history[-1]
             for k, v in row.items():
@@ -233,20 +255,54 @@ def _restore(resume: dict[str, Any], model: Any, stage: Stage, env: DistEnv, pat
     return (*counters, sums)
 
 
+def _agreed(why: str | None, env: DistEnv) -> str | None:
+    """A step's divergence as every rank sees it (one rank's NaN stops all ranks at the same step)."""
+    if not env.distributed:
+        return why
+    flag = torch.tensor([0.0 if why is None else 1.0], device=env.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return why if why is not None else ("another rank's training loss is NaN, infinite or exploded"
+                                        if flag.item() > 0 else None)
+
+
+def _check_same_listing(resume: dict[str, Any], listing: dict[str, Any] | None, cfg: TrainConfig,
+                        path: Path) -> None:
+    """Refuse to resume when the videos (names, labels, splits) differ from those the checkpoint trained on."""
+    saved = resume.get("data_listing")
+    if not isinstance(saved, dict) or listing is None or saved.get("sha256") == listing.get("sha256"):
+        return  # checkpoints of earlier versions carry no listing: nothing to compare
+    raise ConfigError(
+        f"{path}: cannot resume: the dataset listing of {cfg.data} changed since this checkpoint was written "
+        f"(train {saved.get('train')} -> {listing.get('train')} videos, val {saved.get('val')} -> "
+        f"{listing.get('val')}; names, labels or splits differ): FileList.csv or VolumeTracings.csv was edited. "
+        "Restore the listing the run started with, or start a new run (another --out, or --overwrite)")
+
+
 def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic, val_set: EchoNetDynamic,
         resume: dict[str, Any] | None = None) -> TrainResult:
     """Train ``stage`` for ``cfg.epochs`` epochs (from ``resume`` if given); see the module docstring."""
     out = Path(cfg.out)
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(cfg.to_json() + "\n")
+        replace_atomically(out / "train_config.json", lambda fh: fh.write(cfg.to_json() + "\n"))
     model, stage_id = stage.model, _STAGE_IDS.get(stage.name, 9)
     start_epoch, start_step, global_step = 0, 0, 0
     best_mae, best_epoch, history = math.inf, -1, []
     sums: dict[str, float] = {}
+    listing = getattr(train_set, "listing", None)
     if resume is not None:
+        _check_same_listing(resume, listing, cfg, Path(cfg.out) / CHECKPOINT_NAME)
         start_epoch, start_step, global_step, best_mae, best_epoch, history, sums = _restore(
             resume, model, stage, env, Path(cfg.out) / CHECKPOINT_NAME)
+
+    def diverged(epoch: int, step: int | None, why: str) -> TrainingDiverged:
+        where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else ", validation")
+        kept = (f"the best model so far is kept in {out / 'best_model'} (epoch {best_epoch + 1}, validation MAE "
+                f"{best_mae:.4g})" if best_epoch >= 0 else "no best model had been saved yet")
+        return TrainingDiverged(
+            f"{stage.name} diverged at {where} (global step {global_step}): {why}. Nothing of this step was saved: "
+            f"{kept}; {out / CHECKPOINT_NAME} is from before. Lower the learning rates (--lr, --head-lr) and start "
+            "a new run (another --out, or --overwrite)")
 
     sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                seed=cfg.seed)
@@ -258,6 +314,10 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
     log = _Log(out, env.main, cfg.tensorboard)
 
     def checkpoint(epoch: int, step_in_epoch: int) -> None:
+        why = weights_divergence(model)  # never checkpoint NaN weights (every rank holds the same weights)
+        if why is not None:
+            raise diverged(max(0, epoch - 1) if step_in_epoch == 0 else epoch,
+                           None if step_in_epoch == 0 else step_in_epoch - 1, why)
         all_sums = all_gather_objects(dict(sums))  # every rank's partial loss sums of the epoch
         if env.main:
             save_checkpoint(out / CHECKPOINT_NAME, {
@@ -266,7 +326,7 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
                 "scaler": stage.scaler.state_dict() if stage.scaler is not None else None,
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "best_val_mae": best_mae, "best_epoch": best_epoch, "history": history, "epoch_sums": all_sums,
-                "rng": rng_state(), "world_size": env.world_size,
+                "rng": rng_state(), "world_size": env.world_size, "data_listing": listing,
                 "sampler": {"seed": cfg.seed, "epoch": epoch, "skip": step_in_epoch * cfg.batch_size},
             })
         barrier()
@@ -297,6 +357,9 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             for k, batch in enumerate(loader, start=skip):
                 torch.manual_seed(derive_seed(cfg.seed, stage_id, epoch, k, env.rank))
                 scalars = stage.step(batch)
+                why = _agreed(find_divergence(scalars), env)
+                if why is not None:
+                    raise diverged(epoch, k, why)
                 for key, value in scalars.items():
                     sums[key] = sums.get(key, 0.0) + float(value)
                 sums["_steps"] = sums.get("_steps", 0.0) + 1
@@ -315,6 +378,10 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             rows = predict_dataset(unwrap(stage.encoder), unwrap(stage.head), val_set, batch_size=2 * cfg.batch_size,
                                    device=env.device, precision=cfg.precision, num_workers=cfg.num_workers,
                                    rank=env.rank, world_size=env.world_size)
+            why = validation_divergence([r["ef_true"] for r in rows], [r["ef_pred"] for r in rows],
+                                        [r.get("name", "") for r in rows])
+            if why is not None:  # every rank holds every row: all ranks stop together
+                raise diverged(epoch, None, why)
             val = regression_metrics([r["ef_true"] for r in rows], [r["ef_pred"] for r in rows], bootstrap=0)
             parts = all_gather_objects(dict(sums))  # training losses: mean over steps and ranks
             row: dict[str, Any] = {"epoch": epoch}
@@ -354,8 +421,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             final = _export(best, out / "model", {**stage.metadata, "epoch": best_epoch, "metrics": {
                 "val_mae": best_row.get("val_mae"), "val_rmse": best_row.get("val_rmse"),
                 "val_r2": best_row.get("val_r2")}, "history": history}, title="CoReEcho (trained with coreecho)")
-        (out / "result.json").write_text(json.dumps({"best_val_mae": best_mae, "best_epoch": best_epoch,
-                                                      "epochs": cfg.epochs, "history": history}, indent=2) + "\n")
+        result = {"best_val_mae": best_mae, "best_epoch": best_epoch, "epochs": cfg.epochs, "history": history}
+        replace_atomically(out / "result.json", lambda fh: fh.write(json.dumps(result, indent=2) + "\n"))
     elif stage.export_final:
         final = out / "model"
     barrier()

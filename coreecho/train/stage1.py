@@ -36,6 +36,7 @@ from coreecho.train import engine
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
+from coreecho.train.runfolder import claim_run_folder
 
 __all__ = ["train_stage1", "stage1_step", "build_stage1_model", "build_optimizers", "make_scaler"]
 
@@ -209,7 +210,12 @@ def train_stage1(cfg: TrainConfig) -> engine.TrainResult:
     """
     env = init_distributed(cfg.device)
     try:
-        return _run_stage1(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
+        if cfg.batch_size * env.world_size < 2:
+            raise ConfigError(f"batch_size {cfg.batch_size} with {env.world_size} process(es): stage 1 needs at "
+                              "least 2 videos per step; the Rank-N-Contrast loss compares each video with the others "
+                              "of its batch (with one video it is 0 and nothing is learned)")
+        with claim_run_folder(cfg, "stage1", env):
+            return _run_stage1(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
     finally:
         cleanup_distributed(env)
 

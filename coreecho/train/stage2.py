@@ -33,6 +33,7 @@ from coreecho.train import engine
 from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
+from coreecho.train.runfolder import claim_run_folder
 from coreecho.train.stage1 import _metadata, _model_from_checkpoint, build_optimizers, head_l1_step, make_scaler
 
 __all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
@@ -45,10 +46,15 @@ def load_stage1_model(init: str) -> CoReEcho:
                           "a model folder, or an official best.pth")
     from coreecho.hub import load_model
 
+    from coreecho.models.task import check_ef_regression
+
     path = Path(init).expanduser()
     if (path / "best_model").is_dir():
         path = path / "best_model"
-    return load_model(path if path.exists() else init, device="cpu")
+    model = load_model(path if path.exists() else init, device="cpu")
+    check_ef_regression(model.config, f"--init {init}", "stage 2 (it trains an EF regression head on this encoder; "
+                        "use --reinit-head to start a fresh one)")
+    return model
 
 
 def stage2_step(encoder: nn.Module, head: nn.Module, clips: torch.Tensor, ef: torch.Tensor, *,
@@ -89,7 +95,11 @@ def train_stage2(cfg: TrainConfig) -> engine.TrainResult:
     """
     env = init_distributed(cfg.device)
     try:
-        return _run_stage2(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
+        if cfg.batch_size < 2:
+            raise ConfigError(f"batch_size {cfg.batch_size}: stage 2 needs at least 2 videos per step and process "
+                              "(the head's BatchNorm layers cannot train on one)")
+        with claim_run_folder(cfg, "stage2", env):
+            return _run_stage2(cfg, env)  # returns before cleanup: no DDP wrapper outlives the group
     finally:
         cleanup_distributed(env)
 

@@ -19,7 +19,7 @@ from coreecho.video.limits import (  # the extension lists are defined (once) in
     DEFAULT_LIMITS, DICOM_EXTENSIONS, VIDEO_EXTENSIONS, Limits, check_read_bytes)
 
 __all__ = ["Video", "VideoInfo", "VideoReader", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_SIDE", "VIDEO_EXTENSIONS",
-           "DICOM_EXTENSIONS", "MIN_CONTRAST", "signal_problem", "check_signal"]
+           "DICOM_EXTENSIONS", "MIN_CONTRAST", "NO_SIGNAL_NOTE", "signal_problem", "check_signal"]
 
 #: Largest decoded size (bytes of uint8 RGB output, or of raw DICOM pixels) one read accepts by default.
 DEFAULT_MAX_BYTES: int = DEFAULT_LIMITS.max_bytes
@@ -213,6 +213,10 @@ def _gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: span fewer than this many levels (of 0..255) has no usable signal. An echo cine spans well over 100 levels (dark
 #: blood pools and background, bright myocardium); a blank, black, white or washed-out video spans a handful.
 MIN_CONTRAST: float = 8.0
+#: How a test-time :class:`~coreecho.video.pipeline.ClipPipeline` flags such a video in its notes (``ClipBatch.warnings``):
+#: ``predict_ef`` / ``coreecho predict`` turn a flagged video into an error row (:class:`~coreecho.errors.NoSignalError`),
+#: never an EF; ``embed`` returns the embedding with the note as a warning.
+NO_SIGNAL_NOTE: str = "no usable signal"
 
 
 def signal_problem(frames: np.ndarray, floor: float = MIN_CONTRAST) -> str | None:
@@ -265,5 +269,5 @@ def check_signal(source: str, frames: np.ndarray, floor: float = MIN_CONTRAST) -
     """
     problem = signal_problem(frames, floor)
     if problem is not None:
-        raise NoSignalError(source, f"has no usable signal: {problem}; check the export (a blank, black or white "
+        raise NoSignalError(source, f"has {NO_SIGNAL_NOTE}: {problem}; check the export (a blank, black or white "
                                     "video gives no EF)")

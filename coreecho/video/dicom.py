@@ -214,12 +214,15 @@ def _dicom_decode(p: Path, ds, idx_sorted: np.ndarray | None, hdr: _DicomHeader)
 
                 arr = convert_color_space(arr, hdr.photometric, "RGB", per_frame=True)
             return arr if idx_sorted is None else arr[idx_sorted]
+        # decode from the file (pixel data read frame by frame); a deflated file is inflated whole by dcmread, so
+        # its pixels are decoded from the dataset in memory (pydicom cannot seek into a deflated stream)
+        source = ds if hdr.transfer_syntax == "1.2.840.10008.1.2.1.99" else str(p)
         if idx_sorted is None:
-            arr = pixel_array(str(p))
+            arr = pixel_array(source)
             if hdr.n_frames == 1:
                 arr = arr[None]
         else:
-            arr = np.stack(list(iter_pixels(str(p), indices=[int(i) for i in idx_sorted])))
+            arr = np.stack(list(iter_pixels(source, indices=[int(i) for i in idx_sorted])))
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001

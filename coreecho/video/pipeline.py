@@ -38,7 +38,7 @@ from coreecho._warnings import warn_user
 from coreecho.errors import InputError
 from coreecho.video import transforms  # its functions are looked up at call time (tests spy on them)
 from coreecho.video.augment import pad_and_crop
-from coreecho.video.base import VideoInfo
+from coreecho.video.base import NO_SIGNAL_NOTE, VideoInfo, signal_problem
 from coreecho.video.limits import DEFAULT_LIMITS
 from coreecho.video.readers import open_video
 from coreecho.video.sampling import ClipPlan, Sampler, as_sampler
@@ -321,6 +321,9 @@ class ClipPipeline:
                     notes.append(f"{plan.n} frames is shorter than one clip ({span}); zero-padded as in training")
             transform, context = self._clip_transform(info)
             pixels = gather_clips(reader, plan, time_map, transform, context)
+            problem = None if self.train else signal_problem(pixels[plan.real])
+            if problem is not None:  # a blank/black/white video: flagged (predict_ef makes it an error row)
+                notes.append(f"{NO_SIGNAL_NOTE}: {problem}")
         finally:
             if reader is not video:
                 reader.close()

@@ -31,7 +31,8 @@ class TransferConfig:
     Attributes:
         mode: ``"linear"``, ``"mlp"`` or ``"full"``.
         epochs: training epochs (default: 100 for ``mlp``, 10 for ``full``; unused by ``linear``).
-        batch_size: videos (``full``) or embeddings (``mlp``) per step; default 16 / 32.
+        batch_size: videos (``full``) or embeddings (``mlp``) per training step; default 16 / 32 (the frozen
+            passes size their forward passes by the engine's batch policy instead).
         lr: encoder learning rate of ``full``.
         head_lr: head learning rate of ``mlp`` and ``full``.
         weight_decay: AdamW weight decay.

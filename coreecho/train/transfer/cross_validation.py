@@ -41,8 +41,9 @@ from coreecho.train.transfer.reports import (
 __all__ = ["cross_validate"]
 
 
-def cross_validate(model: CoReEcho, dataset: Any, *, mode: str | None = None, folds: int | Sequence[tuple[Any, Any]] | None
-                   = None, task: str | None = None, config: TransferConfig | None = None, dataset_name: str | None = None,
+def cross_validate(model: CoReEcho, dataset: Any, *, mode: str | None = None,
+                   folds: int | Sequence[tuple[Any, Any]] | None = None, task: str | None = None,
+                   config: TransferConfig | None = None, dataset_name: str | None = None,
                    log: Callable[[str], None] | None = None, **overrides: Any) -> TransferResult:
     """Run a transfer recipe over cross-validation folds and report the paper's metrics.
 
