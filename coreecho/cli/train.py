@@ -287,6 +287,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="for --clips N: evenly spaced (as predict_ef) or random (as the official validation)")
     p.add_argument("--starts", help="fixed starts per video (.pkl official file, .json or .csv); overrides --clips")
     common.add_output(p, text="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     common.add_batch_size(p)
     common.add_device(p)
     common.add_precision(p, "auto")
@@ -305,15 +306,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from coreecho.train.distributed import cleanup_distributed, init_distributed
 
-    if args.output:
-        from coreecho.cli.output import check_output
-
-        check_output(args.output, [args.data, args.starts or ""])
-    # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
     from coreecho.train.distributed import distributed_env
 
+    lock = contextlib.nullcontext()
+    if args.output:
+        from coreecho._lock import output_lock
+        from coreecho.cli._guards import check_result_file, dataset_inputs
+        from coreecho.cli.output import check_output
+
+        inputs = dataset_inputs(args.data) + [args.starts or ""]
+        check_output(args.output, inputs)
+        check_result_file(args.output, inputs, overwrite=args.overwrite, model=args.model)
+        if distributed_env()[1] == 0:  # rank 0 writes the output
+            lock = output_lock(args.output)
+    # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
     env = init_distributed(args.device) if distributed_env()[0] > 1 else None
-    try:
+    try, lock_held = None, None
         result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
                           clip_policy=args.clip_policy, batch_size=args.batch_size,
                           device=env.device if env else args.device, precision=args.precision,

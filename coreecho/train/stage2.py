@@ -39,8 +39,11 @@ from coreecho.train.stage1 import _metadata, _model_from_checkpoint, build_optim
 __all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
 
 
-def load_stage1_model(init: str) -> CoReEcho:
-    """The stage-1 model: a stage-1 output folder (its ``best_model/``), a model folder, or an official ``.pth``."""
+def load_stage1_model(init: str, *, check_task: bool = True) -> CoReEcho:
+    """The stage-1 model: a stage-1 output folder (its ``best_model/``), a model folder, or an official ``.pth``.
+
+    With ``check_task`` (stage 2 continues the model's head) a classification or multi-output model is refused
+    with a :class:`~coreecho.models.task.ModelTaskError`."""
     if init in ("", "auto", "none"):
         raise ConfigError("stage 2 needs the stage-1 model: pass --init RUN_DIR (the stage-1 --out folder), "
                           "a model folder, or an official best.pth")
@@ -52,8 +55,9 @@ def load_stage1_model(init: str) -> CoReEcho:
     if (path / "best_model").is_dir():
         path = path / "best_model"
     model = load_model(path if path.exists() else init, device="cpu")
-    check_ef_regression(model.config, f"--init {init}", "stage 2 (it trains an EF regression head on this encoder; "
-                        "use --reinit-head to start a fresh one)")
+    if check_task:
+        check_ef_regression(model.config, f"--init {init}", "stage 2 (it trains an EF regression head on this encoder; "
+                            "use --reinit-head to start a fresh one)")
     return model
 
 
@@ -108,7 +112,7 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
     autocast, precision = autocast_for(env.device, cfg.precision)
     resume = engine.find_resume(cfg, "stage2", env)
     if resume is None:
-        model = load_stage1_model(cfg.init)
+        model = load_stage1_model(cfg.init, check_task=not cfg.reinit_head)
         stage1_meta = dict(model.config.metadata)
         if cfg.reinit_head:
             torch.manual_seed(cfg.seed)
