@@ -112,6 +112,50 @@ def describe_os_error(err: OSError) -> str:
     return f"{where}: {what}" + (f"; {hint}" if hint else "")
 
 
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+_WORKER_KILLED = ("DataLoader worker", "exited unexpectedly", "is killed by signal")
+_DIST_FAILED = ("DistBackendError", "DistNetworkError", "DistStoreError", "Connection closed by peer",
+                "Connection reset by peer", "NCCL error", "Gloo")
+
+
+def worker_message(text: str) -> str | None:
+    """The original one-line message of an exception that a data loader worker raised (torch re-raises it with
+    the worker's whole traceback in its text), e.g. ``"VideoReadError: v.avi: cannot decode frame 3"``; ``None``
+    when ``text`` is not such a message."""
+    if _WORKER_TRACEBACK not in text:
+        return None
+    lines = [line.strip() for line in text.split(_WORKER_TRACEBACK, 1)[1].splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if not line.startswith(("File ", "^", "~"))), "")
+    name, sep, message = last.partition(": ")
+    if sep and " " not in name:  # "coreecho.errors.VideoReadError: v.avi: ..." -> "VideoReadError: v.avi: ..."
+        last = f"{name.rsplit('.', 1)[-1]}: {message}"
+    return f"a data loader worker failed: {last}" if last else None
+
+
+def describe_failure(err: BaseException) -> str | None:
+    """One readable line for a failure of another component (a killed or failing loader worker, a distributed
+    peer that died, a write that a library's error hides); ``None`` when it is none of those (a real bug)."""
+    text = str(err)
+    from_worker = worker_message(text)
+    if from_worker is not None:
+        return from_worker
+    if isinstance(err, RuntimeError) and all(m in text for m in _WORKER_KILLED[:1]) and any(
+            m in text for m in _WORKER_KILLED[1:]):
+        first = text.strip().splitlines()[0][:200]
+        return (f"a data loader worker process died ({first}); the machine may be out of memory or the worker was "
+                "killed: rerun with fewer --workers (or --workers 0 to see the failing video)")
+    if type(err).__name__ in _DIST_FAILED or (isinstance(err, RuntimeError) and any(m in text for m in _DIST_FAILED)):
+        first = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+        return (f"another training process failed or was killed ({type(err).__name__}: {first}); see the first "
+                "process's error above, fix it and rerun with --resume")
+    if type(err).__name__ == "OutOfMemoryError":
+        return "the GPU is out of memory; use a smaller --batch-size (or --cached-batch / --grad-checkpointing)"
+    from coreecho._oserrors import as_output_error
+
+    typed = as_output_error(err, getattr(err, "filename", None) or "an output file")
+    return str(typed) if typed is not None else None
+
+
 def _run(command: str, args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COREECHO_DEBUG") == "1"
 
@@ -137,7 +181,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
             say(command, "error", str(err))
             return EXIT_USAGE
         if isinstance(err, CoReEchoError):
-            say(command, "error", str(err))
+            say(command, "error", worker_message(str(err)) or str(err))
             return EXIT_FAILED
         if isinstance(err, BrokenPipeError):
             quiet_stdout()
@@ -147,6 +191,10 @@ def _run(command: str, args: argparse.Namespace) -> int:
             return EXIT_FAILED
         if isinstance(err, MemoryError):
             say(command, "error", "out of memory; use fewer --clips, a smaller --batch-size, or fewer --workers")
+            return EXIT_FAILED
+        described = describe_failure(err)
+        if described is not None:
+            say(command, "error", described)
             return EXIT_FAILED
         say(command, "error", f"unexpected {type(err).__name__}: {err}. This is a bug in coreecho; rerun with "
              "--debug for the traceback and report it")

@@ -26,7 +26,7 @@ from coreecho.video.limits import MAX_CLIPS
 
 __all__ = ["say", "quiet_stdout", "print_lines", "rank_prefix", "UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
            "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
-           "LIMITS"]
+           "add_quiet", "add_deprecated_alias", "LIMITS", "PRECISION_HELP", "WORKERS_HELP", "QUIET_HELP"]
 
 #: Upper bounds of numeric options (the clip limit is the library's :data:`coreecho.video.limits.MAX_CLIPS`; the batch
 #: limit is the engine's).
@@ -108,11 +108,20 @@ def add_device(p: argparse.ArgumentParser) -> None:
                         "cuda:LOCAL_RANK)")
 
 
-def add_precision(p: argparse.ArgumentParser, default: str = "fp32") -> None:
-    """``--precision``."""
-    p.add_argument("--precision", default=default, choices=("auto", "fp32", "bf16", "fp16"),
-                   help=f"arithmetic of the forward passes (default: {default}; auto: bf16/fp16 where it is "
-                        "documented as negligible, docs/benchmarks.md)")
+#: The help of ``--precision`` in every command (the rule of ``auto`` is written once, in docs/cli.md "Precision").
+PRECISION_HELP = ("arithmetic of the forward passes: auto, fp32, bf16 or fp16 (default: auto = bf16 on GPUs with "
+                  "bf16, else fp16; on a CPU bf16 only where the CPU has native bf16 and the model is large, else "
+                  "fp32; training: fp32 on every CPU. Rule and measurements: docs/cli.md, Precision)")
+#: The help of ``--workers`` in every command.
+WORKERS_HELP = "loader processes reading and decoding ahead of the model (0: none; default: the command's policy, " \
+               "docs/cli.md)"
+#: The help of ``--quiet`` in every command that runs long work.
+QUIET_HELP = "no progress bars or progress lines (default: progress bars when stderr is a terminal)"
+
+
+def add_precision(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--precision``: ``auto`` by default everywhere (``None`` only where a config file may supply it)."""
+    p.add_argument("--precision", default=default, choices=("auto", "fp32", "bf16", "fp16"), help=PRECISION_HELP)
 
 
 def add_clips(p: argparse.ArgumentParser, every: bool = True) -> None:
@@ -129,9 +138,40 @@ def add_threads(p: argparse.ArgumentParser) -> None:
 
 
 def add_workers(p: argparse.ArgumentParser, dest: str = "workers") -> None:
-    """``--workers``."""
-    p.add_argument("--workers", dest=dest, type=bounded_int(0, LIMITS["workers"]), default=None,
-                   help="loader processes decoding ahead (default: one per core, up to 4; 0: none)")
+    """``--workers`` (``None`` by default: the command's policy)."""
+    p.add_argument("--workers", dest=dest, type=bounded_int(0, LIMITS["workers"]), default=None, help=WORKERS_HELP)
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress bars (they are shown by default when stderr is a terminal)."""
+    p.add_argument("--quiet", action="store_true", default=False, help=QUIET_HELP)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option spelling: hidden from the help, does what the new one does, and says so on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", store: object = None,
+                 **kwargs: object) -> None:
+        self.new, self.store = new, store
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.store if self.nargs == 0 else values)
+        note = f"{option_string} is deprecated and will be removed in the next release; use {self.new}"
+        notes = list(getattr(namespace, "deprecated_options", None) or [])
+        setattr(namespace, "deprecated_options", notes + [note])
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, *, store: object = None,
+                         **kwargs: object) -> None:
+    """``old`` as a hidden, deprecated spelling of ``new`` (same ``dest``); using it prints a warning.
+
+    ``store``: for an old flag that takes no value, the value it sets (else pass ``type=`` like the new option).
+    """
+    nargs = 0 if store is not None else None
+    p.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, store=store, nargs=nargs,
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int | None = None) -> None:
@@ -159,13 +199,21 @@ def option_error(option: str, problem: str) -> UsageError:
 
 def rank_prefix() -> str:
     """``"[rank R] "`` under a multi-process launch (``WORLD_SIZE`` > 1), else ``""``."""
-    world = os.environ.get("WORLD_SIZE")
-    return f"[rank {os.environ.get('RANK', '0')}] " if world and world != "1" else ""
+    world = (os.environ.get("WORLD_SIZE") or "").strip()
+    return f"[rank {os.environ.get('RANK', '0')}] " if world.isdigit() and int(world) > 1 else ""
 
 
-def say(command: str, kind: str, message: str) -> None:
-    """One line on stderr: ``coreecho COMMAND: KIND: message`` (newlines folded; a closed stderr is ignored)."""
-    text = " ".join(str(message).split("\n"))
+def say(command: str, kind: str, message: str, details: list[str] | tuple[str, ...] = ()) -> None:
+    """One line on stderr: ``coreecho COMMAND: KIND: message`` (newlines folded; a closed stderr is ignored).
+
+    The library's Python argument names become the command's flags (:func:`coreecho.cli._vocabulary.cli_words`).
+    ``details``: further lines, each printed on its own indented line (a refusal that lists several settings).
+    """
+    from coreecho.cli._vocabulary import cli_words
+
+    text = " ".join(cli_words(str(message), command).split("\n"))
+    if details:
+        text += "".join("\n    " + " ".join(cli_words(str(line), command).split("\n")) for line in details)
     try:
         print(f"coreecho {command}: {kind}: {rank_prefix()}{text}", file=sys.stderr, flush=True)
     except (BrokenPipeError, ValueError):  # stderr gone: nothing left to tell

@@ -31,6 +31,8 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="pca", choices=("pca", "knn", "mahalanobis"),
                    help="shift score (default: pca, distance from the embeddings' principal subspace)")
     p.add_argument("--limit", type=common.bounded_int(1), default=None, help="use only the first N videos")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing --out folder (other "
+                   "than the model folder itself, which calibrate updates in place)")
     common.add_device(p)
     common.add_batch_size(p)
     p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=0, help="seed of the reference/calibration split")
@@ -48,6 +50,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise common.UsageError("MODEL is not a folder; give --out FOLDER for the calibrated copy")
     if Path(out).exists() and not Path(out).is_dir():
         raise common.UsageError(f"--out {out} is a file; give a folder")
+    from coreecho.cli._guards import check_result_folder, dataset_inputs
+
+    check_result_folder(out, dataset_inputs(args.data), overwrite=args.overwrite, model=args.model,
+                        same_as_model=True)
     from coreecho.precision import resolve_device
 
     device = resolve_device(args.device)
@@ -56,10 +62,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*carries no calibration.*")
         model = load_model(args.model, device=device)
+    from coreecho.models.task import check_ef_regression
+
+    check_ef_regression(model.config, args.model, "calibrate")  # the interval is in EF points
     cal = calibrate(model, args.data, split=args.split, coverage=args.coverage, false_alarm_rate=args.false_alarm_rate,
                     difficulty=args.difficulty, detector=args.detector, limit=args.limit, seed=args.seed,
                     batch_size=args.batch_size, progress=None)
-    model.save_pretrained(out)
+    from coreecho._lock import output_lock
+
+    Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):  # a second calibrate (or run) on this folder is refused while it is written
+        model.save_pretrained(out)
     info = cal.metadata
     q = {level: cal.interval.quantile(level) for level in (0.8, 0.9, 0.95)}
     print(f"calibrated on {info['n_videos']} videos ({info['n_reference']} reference, {info['n_calibration']} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from coreecho.cli import _common as common
 
@@ -39,6 +40,7 @@ def add_finetune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
     p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file or --save-model folder")
     g = p.add_argument_group("preprocessing (default: the model's config; camus and hmcqu resample whole sequences)")
     g.add_argument("--frames", type=common.bounded_int(1, 1024), default=None, help="frames per clip or per resampled sequence")
     g.add_argument("--stride", type=common.bounded_int(1, 1024), default=None, help="step between clip frames (sampling clips)")
@@ -84,8 +86,14 @@ def run_finetune(args: argparse.Namespace) -> int:
     from coreecho.cli.output import check_output  # noqa: PLC0415
     from coreecho.precision import resolve_device  # noqa: PLC0415
 
+    from coreecho.cli._guards import check_result_file, check_result_folder, dataset_inputs  # noqa: PLC0415
+
     if args.output:
         check_output(args.output, [args.data], option="--output")
+        check_result_file(args.output, dataset_inputs(args.data), overwrite=args.overwrite, model=args.model)
+    if args.save_model:
+        check_result_folder(args.save_model, dataset_inputs(args.data), overwrite=args.overwrite, model=args.model,
+                            option="--save-model")
     resolve_device(args.device)
     cfg = TransferConfig(mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
@@ -115,7 +123,11 @@ def run_finetune(args: argparse.Namespace) -> int:
         # the fine-tuned model is served as it was trained: whole sequences for CAMUS / HMC-QU, overrides included
         tuned.config.preprocessing = dataset.preprocess
         tuned.config.metadata["finetune"]["data"] = f"{args.dataset}:{args.data}"
-        out = tuned.save_pretrained(args.save_model, title=f"CoReEcho fine-tuned on {args.dataset}")
+        from coreecho._lock import output_lock  # noqa: PLC0415
+
+        Path(args.save_model).absolute().parent.mkdir(parents=True, exist_ok=True)
+        with output_lock(args.save_model):
+            out = tuned.save_pretrained(args.save_model, title=f"CoReEcho fine-tuned on {args.dataset}")
         print(f"saved the fine-tuned model to {out}", file=sys.stderr)
     return 0
 

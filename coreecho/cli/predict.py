@@ -455,6 +455,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
             from coreecho.inference import get_model
 
             model = get_model(args.model, device)
+            if command == "predict":  # an EF is one regression output; embeddings are any model's
+                from coreecho.models.task import check_ef_regression
+
+                check_ef_regression(model.config, str(args.model or "the model"), "predict (EF)")
         except Exception as err:  # noqa: BLE001 - agreed across ranks, then raised to the CLI boundary
             error = err
         world.agree(error)

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 from typing import Any
@@ -251,6 +252,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Run ``coreecho train``."""
     from coreecho.train.distributed import is_main
 
+    from coreecho.train.runfolder import RunFolderError
+
     check_stage_options(args)
     cfg = config_from_args(args)
     try:
@@ -262,6 +265,8 @@ def run_train(args: argparse.Namespace) -> int:
             from coreecho.train.stage2 import train_stage2
 
             result = train_stage2(cfg)
+    except RunFolderError as err:
+        raise common.UsageError(str(err)) from err
     except (RuntimeError, ValueError, KeyError) as err:
         if not cfg.resume or isinstance(err, CoReEchoError) or not _is_state_error(err):
             raise
@@ -302,11 +307,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``coreecho evaluate``."""
+    from coreecho.train.distributed import cleanup_distributed, distributed_env, init_distributed
     from coreecho.train.evaluation import evaluate
-
-    from coreecho.train.distributed import cleanup_distributed, init_distributed
-
-    from coreecho.train.distributed import distributed_env
 
     lock = contextlib.nullcontext()
     if args.output:
@@ -321,13 +323,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             lock = output_lock(args.output)
     # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
     env = init_distributed(args.device) if distributed_env()[0] > 1 else None
-    try, lock_held = None, None
-        result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
-                          clip_policy=args.clip_policy, batch_size=args.batch_size,
-                          device=env.device if env else args.device, precision=args.precision,
-                          num_workers=args.workers, threads=args.threads, seed=args.seed, bootstrap=args.bootstrap,
-                          output=args.output, limit=args.limit, progress=args.progress,
-                          rank=env.rank if env else 0, world_size=env.world_size if env else 1)
+    try:
+        with lock:
+            result = evaluate(args.model, args.data, args.split, clips=args.clips, starts=args.starts,
+                              clip_policy=args.clip_policy, batch_size=args.batch_size,
+                              device=env.device if env else args.device, precision=args.precision,
+                              num_workers=args.workers, threads=args.threads, seed=args.seed,
+                              bootstrap=args.bootstrap, output=args.output, limit=args.limit, progress=args.progress,
+                              rank=env.rank if env else 0, world_size=env.world_size if env else 1)
     finally:
         if env is not None:
             cleanup_distributed(env)

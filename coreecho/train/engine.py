@@ -57,6 +57,7 @@ from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_obj
 from coreecho.train.evaluation import predict_dataset
 from coreecho.train.metrics import regression_metrics
 from coreecho.train.recipe import check_resume
+from coreecho.train.runfolder import remove_previous_run
 
 __all__ = ["TrainingInterrupted", "TrainingDiverged", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
            "CHECKPOINT_NAME", "check_listing"]
@@ -283,6 +284,7 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
     """Train ``stage`` for ``cfg.epochs`` epochs (from ``resume`` if given); see the module docstring."""
     out = Path(cfg.out)
     if env.main:
+        remove_previous_run(cfg)  # --overwrite: only now, once data, model and resume state were all accepted
         out.mkdir(parents=True, exist_ok=True)
         replace_atomically(out / "train_config.json", lambda fh: fh.write(cfg.to_json() + "\n"))
     model, stage_id = stage.model, _STAGE_IDS.get(stage.name, 9)

@@ -52,14 +52,18 @@ class EvalResult:
         """Write the per-video table (clip values joined with ``;``)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "w", newline="") as fh:
+        from coreecho._atomic import replace_atomically
+        from coreecho._csvcells import escape_cell  # a name starting with '=' is text in a spreadsheet
+
+        def write(fh: Any) -> None:  # atomically: an interrupted write leaves the previous file as it was
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(["name", "ef_true", "ef_pred", "abs_error", "n_clips", "clip_starts", "clip_efs"])
             for r in self.rows:
-                w.writerow([r["name"], f"{r['ef_true']:.6f}", f"{r['ef_pred']:.6f}", f"{r['abs_error']:.6f}",
+                w.writerow([escape_cell(r["name"]), f"{r['ef_true']:.6f}", f"{r['ef_pred']:.6f}", f"{r['abs_error']:.6f}",
                             len(r["clip_efs"]), ";".join(str(s) for s in r["clip_starts"]),
                             ";".join(f"{v:.6f}" for v in r["clip_efs"])])
-        return p
+
+        return replace_atomically(p, write)
 
     def summary(self) -> str:
         """Human-readable metrics."""
@@ -152,10 +156,14 @@ def evaluate(model: Any, data: str | os.PathLike | ClipDataset, split: str = "te
     """
     from coreecho.models.coreecho import CoReEcho
 
+    from coreecho.models.task import check_ef_regression
+
+    source = str(model) if not isinstance(model, CoReEcho) else "the model"
     if not isinstance(model, CoReEcho):
         from coreecho.hub import load_model
 
         model = load_model(model, device=str(resolve_device(device)))
+    check_ef_regression(model.config, source, "evaluate")  # a classifier's logits are not EFs
     dev = resolve_device(device)
     from coreecho.inference import inference_view
 

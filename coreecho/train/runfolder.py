@@ -7,7 +7,8 @@
   and metrics with stage 2's).
 * **One run per folder.** A folder that holds a run's files (:data:`RUN_FILES`) is refused unless ``resume`` (the
   same run continues; the checkpoint's stage and recipe are checked by :func:`~coreecho.train.engine.find_resume`)
-  or ``overwrite`` (those files are removed first, then the new run starts).
+  or ``overwrite`` (those files are removed by :func:`remove_previous_run` once the new run has checked its data
+  and built its model, right before it writes its first file).
 * **Locked.** Rank 0 holds :func:`coreecho._lock.output_lock` on the folder for the whole run: a second run on the
   same ``out`` is refused at once with a :class:`~coreecho.errors.BusyError` naming the first.
 * **Clean.** Temporary files of an interrupted write of the run's files are removed
@@ -35,7 +36,7 @@ from coreecho._atomic import clean_stale_temporaries
 from coreecho._lock import output_lock
 from coreecho.errors import OutputError
 
-__all__ = ["RunFolderError", "RUN_FILES", "run_files", "claim_run_folder", "check_not_input"]
+__all__ = ["RunFolderError", "RUN_FILES", "run_files", "claim_run_folder", "check_not_input", "remove_previous_run"]
 
 #: What a training run writes in its ``out`` folder.
 RUN_FILES = ("checkpoint_last.pt", "checkpoint_prev.pt", "metrics.csv", "train_config.json", "result.json",
@@ -116,12 +117,22 @@ def claim_run_folder(cfg: Any, stage: str, env: Any = None) -> Iterator[Path]:
         return
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out, command=getattr(cfg, "command", None)):
-        if found and getattr(cfg, "overwrite", False) and not cfg.resume:
-            _remove(out, found)
         if out.is_dir():
             for name in _WRITTEN:
                 clean_stale_temporaries(out, name)
         yield out
+
+
+def remove_previous_run(cfg: Any) -> list[str]:
+    """With ``cfg.overwrite`` (and not ``cfg.resume``): remove the previous run's files from ``cfg.out``; returns
+    their names. Called by the training loop once everything is checked and built, right before the new run
+    writes its first file, so that a run refused earlier (bad data, bad model) leaves the previous run intact."""
+    if not getattr(cfg, "overwrite", False) or cfg.resume:
+        return []
+    out = Path(cfg.out)
+    found = run_files(out)
+    _remove(out, found)
+    return found
 
 
 def _remove(out: Path, names: list[str]) -> None:

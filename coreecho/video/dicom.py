@@ -262,7 +262,7 @@ def _dicom_to_rgb(p: Path, ds, arr: np.ndarray, hdr: _DicomHeader) -> tuple[np.n
             rgb = apply_color_lut(arr, ds)
         except Exception as exc:  # noqa: BLE001
             raise VideoReadError(str(p), f"its palette colour lookup table cannot be applied ({exc})") from exc
-        lut_bits = palette_bits(p, ds, rgb)
+        lut_bits = palette_bits(p, ds)
         info["palette_bits"] = lut_bits
         return _to_uint8(rgb, lut_bits), info
     if hdr.samples == 3 and pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):

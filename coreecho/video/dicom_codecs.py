@@ -35,7 +35,7 @@ import numpy as np
 from coreecho.errors import DecoderMissingError, VideoReadError
 
 __all__ = ["DECODER_PACKAGES", "VIDEO_SYNTAXES", "decoder_package", "video_format", "check_decoder",
-           "decode_video_stream"]
+           "decode_video_stream", "video_info"]
 
 #: transfer syntax UID -> the package of the ``dicom`` extra that decodes it
 DECODER_PACKAGES: dict[str, str] = {
@@ -91,10 +91,10 @@ def check_decoder(p: Path, uid: str, syntax_name: str) -> None:
 
     fmt = video_format(uid)
     if fmt is not None:
-        try:
-            import av  # noqa: F401, PLC0415
-        except ImportError:
-            raise _missing(p, syntax_name, "av", "; PyAV decodes MPEG-2/H.264/HEVC cines") from None
+        import importlib.util  # noqa: PLC0415
+
+        if importlib.util.find_spec("av") is None:
+            raise _missing(p, syntax_name, "av", "; PyAV decodes MPEG-2/H.264/HEVC cines")
         return
     if not UID(uid).is_compressed:
         return

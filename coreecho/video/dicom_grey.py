@@ -128,7 +128,7 @@ def check_grey_attributes(p: Path | str, ds: Any, photometric: str) -> None:
                                          "allows 8 or 16")
 
 
-def palette_bits(p: Path | str, ds: Any, rgb: np.ndarray) -> int:
+def palette_bits(p: Path | str, ds: Any) -> int:
     """Bits per entry of the (checked) palette LUTs."""
     return _descriptor(p, ds, "RedPaletteColorLookupTableDescriptor")[2]
 

@@ -194,10 +194,12 @@ class TransferResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as indented JSON."""
+        from coreecho._atomic import replace_atomically
+
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return p
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        return replace_atomically(p, lambda fh: fh.write(text))
 
     def headline(self, metric: str) -> float:
         """Mean over folds of a metric, on CAMUS's good+medium subset when the results have one."""
