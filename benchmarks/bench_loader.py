@@ -7,16 +7,20 @@ run. Every table interleaves its runs (each run once to warm up, then ``--repeat
 medians and the ratio to the baseline.
 
 1. **Stage-1 dataset, items/s per core**: :class:`coreecho.data.echonet.EchoNetDynamic` (``views=2,
-   augment=True``: two random clips of 36 frames, each padded and randomly cropped back to 112 px, normalised)
-   against the official-style ``EchoNetRNC`` item (two full reads of the video, whole-video decode to float32,
-   albumentations-style pad to 124 and random 112 crop frame by frame, normalisation on the CPU).
+   augment=True``: two random clips of 36 frames, each padded and randomly cropped back to 112 px) as the training
+   loop uses it, handing over uint8 clips and the crop offsets it drew (``handover="pixels"``; the step makes the
+   model input on the device), also with the CPU's share of the model input (``batch_clips`` on the CPU) and in 0.2's
+   format (``handover="tensor"``: float32, normalised in the worker), against the official-style ``EchoNetRNC`` item
+   (two full reads of the video, whole-video decode to float32, albumentations-style pad to 124 and random 112 crop
+   frame by frame, normalisation on the CPU). It checks that the uint8 items give the float items' tensors exactly.
 2. **Inference preparation, CPU ms per clip** (three evenly spaced clips per test video): the parts of coreecho's
    path timed through public calls — decode (``model.pipeline().open(path).read(frames)``: only the frames the
    clips need), transform (``pipeline.transform``: fan crop and resize, a pass-through for 112 px frames, plus
-   gathering the clips), normalise (``pipeline.normalize``), handover (moving the item's tensor into shared memory
-   as the DataLoader's pickler does, and reading every page once on the other side) — and the whole worker side
-   (``coreecho.engine.VideoItems(...)[i]``), against the official-style test item (whole decode to float32,
-   slice, normalise) and its own handover.
+   gathering the clips), handover (moving the item's uint8 clips into shared memory as the DataLoader's pickler
+   does, and reading every page once on the other side), model input (``to_model_input`` of the handed-over
+   uint8 into one preallocated float32 batch, as the engine does where the model runs) — and the whole worker side
+   (``coreecho.engine.VideoItems(...)[i]``), with 0.2's float64 normalisation and float32 handover in the same
+   rounds, against the official-style test item (whole decode to float32, slice, normalise) and its own handover.
 3. **End to end, clips/s on the CPU**: ``coreecho.predict_ef(paths, starts=..., precision=...)`` in fp32 and bf16
    (bf16 only where the CPU has native bf16), ``workers=0`` (one process), UniFormer-S with seeded random weights,
    against ``bench_predict.official_style`` (whole decode, one clip per pass, fp32, the research code's order of
@@ -46,7 +50,11 @@ import coreecho
 from coreecho.data.echonet import EchoNetDynamic
 from coreecho.data.layouts import write_echonet_layout
 from coreecho.engine import VideoItems
+from coreecho.data.pipelined import batch_clips
 from coreecho.video import test_starts
+from coreecho.video.model_input import to_model_input
+from coreecho.video.transforms import normalize_reference
+from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _official_loader import OfficialStage1Dataset, official_test_clips  # noqa: E402
@@ -72,17 +80,38 @@ def stage1_section(root: Path, repeats: int) -> None:
                                       stride=pre.stride, size=pre.size, padded=padded, mean=pre.mean, std=pre.std)
     n = len(ds)
 
-    def ours() -> Any:
-        return [tuple(ds[i]["video"].shape) for i in range(n)][0]
+    def ours(handover: str, on_cpu: bool = False) -> Callable[[], Any]:
+        def run() -> Any:
+            ds.handover = handover
+            items = [ds[i] for i in range(n)]
+            if on_cpu:  # the training step's model input, made on the CPU (what a CPU-only run costs in all)
+                return tuple(batch_clips(default_collate(items), "cpu").shape[1:])
+            return tuple(items[0]["video" if handover == "tensor" else "pixels"].shape)
+        return run
 
     def theirs() -> Any:
         return [tuple(np.stack([v["image"] for v in official[i]]).shape) for i in range(n)][0]
 
-    runs = {"official-style EchoNetRNC item (baseline)": theirs, "coreecho EchoNetDynamic(views=2, augment=True)": ours}
+    runs = {"official-style EchoNetRNC item (baseline)": theirs,
+            "coreecho 0.2 item: float32, normalised in the worker (handover='tensor')": ours("tensor"),
+            "coreecho training item: uint8 + crop offsets (handover='pixels')": ours("pixels"),
+            "coreecho uint8 item + model input made on the CPU (batch_clips)": ours("pixels", True)}
     medians, shapes = interleaved(runs, repeats)
     _table(f"1. Stage-1 dataset, {n} items of 2 views x {pre.frames} frames x {pre.size} px, one core", "items/s",
            medians, "official-style EchoNetRNC item (baseline)", per=n)
+    ds.handover = "tensor"
+    same = torch.equal(torch.stack([ds[i]["video"] for i in range(2)]),
+                       batch_clips(default_collate([_with(ds, "pixels", i) for i in range(2)]), "cpu"))
+    print(f"uint8 items give the float items' tensors bit for bit (torch.equal): {same}")
     print("item shapes: " + "; ".join(f"{k}: {v}" for k, v in shapes.items()))
+
+
+def _with(ds: EchoNetDynamic, handover: str, i: int) -> dict[str, Any]:
+    ds.handover = handover
+    try:
+        return ds[i]
+    finally:
+        ds.handover = "tensor"
 
 
 def handover(tensors: list[torch.Tensor]) -> int:
@@ -134,6 +163,17 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
     pixels = transform()
     same = all(np.array_equal(px, pipe(p, st).pixels) for px, p, st in zip(pixels, paths, starts))
     worker_items = [items[i] for i in range(len(items))]
+    floats = [normalize_reference(p, pre.mean, pre.std) for p in pixels]
+    batch = torch.empty((clips, 3, pre.frames, pre.size, pre.size))
+
+    def model_input() -> torch.Tensor:  # what the engine does with the uint8 items: one pass into its batch
+        row = 0
+        for it in worker_items:
+            to_model_input(it.x, *it.norm, out=batch[row:row + len(it.x)])
+            row += len(it.x)
+        return batch
+
+    exact = torch.equal(model_input(), torch.cat(floats))
 
     def official() -> list[np.ndarray]:
         return [official_test_clips(p, st, frames=pre.frames, stride=pre.stride, mean=pre.mean, std=pre.std)
@@ -143,22 +183,28 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
     runs: dict[str, Callable[[], Any]] = {
         "official-style: whole decode to float32, slice, normalise (baseline)": official,
         "official-style handover (float32 into shared memory)": lambda: handover(official_items),
+        "coreecho 0.2 normalise (float64 arithmetic in the worker)": lambda: [
+            normalize_reference(p, pre.mean, pre.std) for p in pixels],
+        "coreecho 0.2 handover (float32 clips into shared memory)": lambda: handover(floats),
         "coreecho decode (only the needed frames)": decode,
         "coreecho transform (fan crop/resize, gather clips)": transform,
-        "coreecho normalise": lambda: [pipe.normalize(p) for p in pixels],
-        "coreecho handover (the item's clips into shared memory)": lambda: handover([it.x for it in worker_items]),
+        "coreecho handover (the item's uint8 clips into shared memory)": lambda: handover(
+            [it.x for it in worker_items]),
+        "coreecho model input (uint8 -> normalised float32 batch, where the model runs)": model_input,
         "coreecho worker side, whole (VideoItems[i])": lambda: [items[i] for i in range(len(items))],
     }
     medians, results = interleaved(runs, repeats)
     base = "official-style: whole decode to float32, slice, normalise (baseline)"
     _table(f"2. Inference preparation, {len(paths)} videos x 3 clips of {pre.frames} frames, {pre.size} px, one "
            "core", "ms / clip", medians, base, per=clips)
-    parts = sum(medians[k] for k in runs if k.startswith("coreecho") and "whole" not in k)
-    print(f"coreecho parts together: {1000 * parts / clips:.2f} ms / clip (decode + transform + normalise + "
-          f"handover); baseline with its handover: "
+    parts = sum(medians[k] for k in runs if k.startswith("coreecho") and "whole" not in k and "0.2" not in k)
+    whole = sum(medians[k] for k in runs if "whole" in k or "uint8 clips" in k or "model input" in k)
+    print(f"coreecho parts together: {1000 * parts / clips:.2f} ms / clip (decode + transform + handover + model "
+          f"input); worker side + handover + model input: {1000 * whole / clips:.2f} ms / clip; "
+          f"model input bit-identical to the 0.2 float path: {exact}; baseline with its handover: "
           f"{1000 * (medians[base] + medians['official-style handover (float32 into shared memory)']) / clips:.2f}"
           " ms / clip")
-    ours_bytes = results["coreecho handover (the item's clips into shared memory)"] / clips
+    ours_bytes = results["coreecho handover (the item's uint8 clips into shared memory)"] / clips
     theirs_bytes = results["official-style handover (float32 into shared memory)"] / clips
     print(f"decode + transform reproduce the pipeline's uint8 clips: {same}")
     print(f"bytes handed over per clip: coreecho {ours_bytes / 2**20:.2f} MiB "

@@ -31,6 +31,7 @@ __all__ = [
     "DeviceError",
     "DecoderMissingError",
     "NoSignalError",
+    "MemoryBudgetError",
 ]
 
 
@@ -157,3 +158,22 @@ class NoSignalError(VideoReadError):
     """A video has no usable signal (constant, all black, all white, or grey levels below the contrast floor
     :data:`coreecho.video.base.MIN_CONTRAST`); an EF computed from it would mean nothing. The message names the
     reason."""
+
+
+class MemoryBudgetError(InputError):
+    """One input would need more memory than the budget allows (:class:`coreecho.video.limits.Limits` ``max_bytes``,
+    or the ``COREECHO_MAX_BYTES`` environment variable), counted before anything is allocated.
+
+    That input fails (a batch goes on); the message names it, the stage that needs the most and the numbers, and
+    says how to raise the budget or need less (fewer clips, a smaller batch).
+
+    Attributes:
+        stage: the stage that needs the most (e.g. ``"clip batch"``).
+        needed: bytes the whole path would hold for this input.
+        budget: the budget, in bytes.
+    """
+
+    def __init__(self, source: object, problem: str | None = None, *, stage: str = "", needed: int = 0,
+                 budget: int = 0):
+        super().__init__(source, problem)
+        self.stage, self.needed, self.budget = stage, int(needed), int(budget)

@@ -31,6 +31,7 @@ from coreecho.errors import InputError, NoSignalError, OutputError
 from coreecho.hub.resolve import load_model
 from coreecho.models.coreecho import CoReEcho
 from coreecho.precision import maybe_compile, set_threads
+from coreecho.validate import check_device, check_run_settings
 from coreecho.video.pipeline import FPS_TOLERANCE  # re-exported: the pipeline owns the fps policy
 from coreecho.video.base import NO_SIGNAL_NOTE
 
@@ -133,6 +134,9 @@ def run(videos: Sequence[Any], model: CoReEcho, *, clips: int | str | None = Non
         compile: run the encoder through ``torch.compile`` (see :func:`coreecho.precision.maybe_compile`; pays off
             for long runs of same-shaped batches, e.g. on a GPU).
     """
+    checked = check_run_settings(clips=clips, batch_size=batch_size, coverage=coverage, precision=precision,
+                                 threads=threads, workers=workers, fps=fps)  # as the CLI checks them, before any work
+    clips, coverage, fps = checked["clips"], checked["coverage"], checked["fps"]
     detector = model.shift_detector if calibrated else None
     interval = model.calibration.interval if calibrated and model.calibration is not None else None
     level = q = None
@@ -247,6 +251,7 @@ def _cached_model(name: str, device: str | None) -> CoReEcho:
 
 def get_model(model: CoReEcho | str | Path | None, device: str | torch.device | None = None) -> CoReEcho:
     """A model object, loading (once, cached) by name or path when given a string."""
+    check_device(device)
     if isinstance(model, CoReEcho):
         return model if device is None else model.to(device)
     name = DEFAULT_MODEL if model is None else str(model)

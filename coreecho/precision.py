@@ -107,6 +107,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from coreecho.validate import check_device  # noqa: PLC0415 - "meta" and other data-less devices are refused
+
+    check_device(device)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -228,8 +231,9 @@ def set_threads(threads: int | None) -> int:
     before = torch.get_num_threads()
     if threads is None:
         return before
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError("threads", f"expected a positive integer, got {threads!r}")
+    from coreecho.validate import check_threads  # noqa: PLC0415 - 1..1024: torch crashes on absurd counts
+
+    threads = check_threads(threads)
     torch.set_num_threads(threads)
     return before
 

@@ -143,8 +143,8 @@ CASES = [
     ("predict-stale-partial-needs-resume", "stale_partial", 2, "add --resume"),
     ("predict-resume-needs-output", lambda e, t: ["predict", e.npy, "--model", e.model, "--resume"], 2,
      "--resume needs --output"),
-    ("predict-resume-foreign-output", "foreign_output", 2, "no 'path' column"),
-    ("predict-resume-bad-json", "bad_json_output", 2, "not valid JSON"),
+    ("predict-resume-foreign-output", "foreign_output", 2, "not an output of coreecho"),
+    ("predict-resume-bad-json", "bad_json_output", 2, "not an output of coreecho"),
     # ---- predict: options
     ("predict-clips-huge", lambda e, t: ["predict", e.npy, "--clips", "100000000"], 2, "--clips"),
     ("predict-clips-zero", lambda e, t: ["predict", e.npy, "--clips", "0"], 2, "--clips"),
@@ -187,7 +187,7 @@ CASES = [
     ("embed-output-missing-folder", lambda e, t: ["embed", e.npy, "--model", e.model, "-o", t / "new/dir/e.npz",
                                                   "--quiet"], 0, "1 embeddings"),
     ("embed-nan-model-is-error-row", "embed_nan", 1, "1 failed"),
-    ("embed-resume-other-model-dim", "embed_dim_mismatch", 2, "another model"),
+    ("embed-resume-foreign-npz", "embed_dim_mismatch", 2, "not an output of coreecho"),
     ("embed-clips-huge", lambda e, t: ["embed", e.npy, "-o", t / "e.npz", "--clips", "100000000"], 2, "--clips"),
     # ---- evaluate
     ("evaluate-clips-huge", lambda e, t: ["evaluate", "--data", t, "--model", e.model, "--clips", "99999999"], 2,

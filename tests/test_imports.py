@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "coreecho.seeding")),
     ("video", ("coreecho.video",)),
     ("models", ("coreecho.models", "coreecho.losses")),
-    ("engine", ("coreecho.engine", "coreecho.precision", "coreecho.allocator")),
+    ("engine", ("coreecho.engine", "coreecho.precision", "coreecho.allocator", "coreecho.validate")),
     ("weights/analysis/data", ("coreecho.hub", "coreecho.inference", "coreecho.analysis", "coreecho.data")),
     ("train", ("coreecho.train",)),
     ("cli", ("coreecho.cli", "coreecho.__main__", "coreecho")),

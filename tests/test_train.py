@@ -274,7 +274,7 @@ def test_phantom_example_script_runs(tmp_path):
 def test_cli_help_lists_train_and_evaluate(capsys):
     from coreecho.cli import main
 
-    for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["train", "stage1", "--help"], ["evaluate", "--help"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0

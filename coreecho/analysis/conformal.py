@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from coreecho._atomic import replace_atomically
 from coreecho._version import __version__
 from coreecho.analysis.shift import ShiftDetector
 from coreecho.errors import ChecksumError, InputError, WeightsError
@@ -263,10 +264,10 @@ class Calibration:
         from safetensors.numpy import save_file  # noqa: PLC0415
 
         folder = Path(folder)
-        tmp = folder / (FILE_NAME + ".tmp")
-        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME})  # one key: Rust orders a map at random
-        os.replace(tmp, folder / FILE_NAME)
-        os.chmod(folder / FILE_NAME, 0o644)  # readable like the weights, wherever the package is installed
+        arrays = self.arrays()
+        # atomic (a kill leaves the previous file); one metadata key: Rust orders a map at random
+        replace_atomically(folder / FILE_NAME, lambda tmp: save_file(arrays, str(tmp), metadata={
+            "format": FORMAT_NAME}), path=True)
         entry: dict[str, Any] = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "coreecho_version": __version__,
             "file": FILE_NAME, "sha256": hashlib.sha256((folder / FILE_NAME).read_bytes()).hexdigest(),

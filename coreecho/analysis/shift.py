@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from coreecho._atomic import replace_atomically
 from coreecho._version import __version__
 from coreecho.errors import CoReEchoError, ConfigError, InputError
 
@@ -452,13 +453,13 @@ class ShiftDetector:
 
         json_path, arrays_path = _paths(path)
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = arrays_path.with_name(arrays_path.name + ".tmp")
-        save_file(self.arrays(), str(tmp), metadata={"format": FORMAT_NAME})
-        os.replace(tmp, arrays_path)
+        arrays = self.arrays()
+        replace_atomically(arrays_path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": FORMAT_NAME}),
+                           path=True)  # atomic: a kill leaves the previous files
         data = self.to_dict()
         data["arrays_file"] = arrays_path.name
         data["arrays_sha256"] = hashlib.sha256(arrays_path.read_bytes()).hexdigest()
-        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        replace_atomically(json_path, lambda fh: fh.write(json.dumps(data, indent=2) + "\n"))
         return json_path
 
     @classmethod

@@ -85,14 +85,19 @@ def _function(command: str, which: int) -> Callable[..., Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command of :data:`COMMANDS`."""
+    from coreecho.cli._vocabulary import example_lines
+
     parser = argparse.ArgumentParser(prog="coreecho", description="Ejection fraction and embeddings from "
-                                     "echocardiogram videos (CoReEcho).")
+                                     "echocardiogram videos (CoReEcho).", epilog=example_lines("coreecho"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"coreecho {__version__}")
     add_debug(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, _add, _run, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _function(name, 0)(p)
+        p.epilog = example_lines(name)  # one table of examples: coreecho.cli._vocabulary.EXAMPLES
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
         add_debug(p)
     return parser
 
@@ -156,12 +161,25 @@ def describe_failure(err: BaseException) -> str | None:
     return str(typed) if typed is not None else None
 
 
+def _phrased(err: CoReEchoError, command: str) -> tuple[str, list[str]]:
+    """The headline and the detail lines of an error, in the command's words (flags, not Python arguments)."""
+    from coreecho.cli._vocabulary import cli_words
+
+    text = str(err)
+    details = [str(line) for line in getattr(err, "details", None) or ()]
+    if details:  # a refusal written as a headline and lines (a resume whose settings differ)
+        text = text.split("\n", 1)[0]
+    return cli_words(text, command, getattr(err, "source", None)), details  # an InputError's source: the argument
+
+
 def _run(command: str, args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COREECHO_DEBUG") == "1"
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
         say(command, "warning", str(message))
 
+    for note in getattr(args, "deprecated_options", None) or []:
+        say(command, "warning", note)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
@@ -178,10 +196,11 @@ def _run(command: str, args: argparse.Namespace) -> int:
 
             traceback.print_exc()
         if isinstance(err, (UsageError, DeviceError)):
-            say(command, "error", str(err))
+            say(command, "error", *_phrased(err, command))
             return EXIT_USAGE
         if isinstance(err, CoReEchoError):
-            say(command, "error", worker_message(str(err)) or str(err))
+            from_worker = worker_message(str(err))
+            say(command, "error", *((from_worker, []) if from_worker else _phrased(err, command)))
             return EXIT_FAILED
         if isinstance(err, BrokenPipeError):
             quiet_stdout()

@@ -21,16 +21,33 @@ import re
 import sys
 from typing import Callable
 
-from coreecho.errors import CoReEchoError
-from coreecho.video.limits import MAX_CLIPS
+from coreecho.errors import CoReEchoError, InputError
+from coreecho.validate import LIMITS, check_batch_size, check_clips, check_device, check_threads, check_workers
 
 __all__ = ["say", "quiet_stdout", "print_lines", "rank_prefix", "UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
            "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
-           "add_quiet", "add_deprecated_alias", "LIMITS", "PRECISION_HELP", "WORKERS_HELP", "QUIET_HELP"]
+           "add_quiet", "add_deprecated_alias", "workers_value", "LIMITS", "PRECISIONS", "DEVICE_HELP", "MODEL_MEANING", "precision_help", "workers_help",
+           "PRECISION_MEANING", "WORKERS_MEANING", "QUIET_HELP"]
 
-#: Upper bounds of numeric options (the clip limit is the library's :data:`coreecho.video.limits.MAX_CLIPS`; the batch
-#: limit is the engine's).
-LIMITS = {"clips": MAX_CLIPS, "batch_size": 4096, "threads": 1024, "workers": 64, "scale": 16, "frames": 64}
+# LIMITS (upper bounds of numeric options) and the checks of the run settings are the library's
+# (coreecho.validate): the Python API checks the same values the same way.
+
+
+def library_check(check: Callable[[int], object]) -> Callable[[str], object]:
+    """An argparse ``type`` for an integer option checked by one of :mod:`coreecho.validate`'s functions."""
+
+    def parse(text: str) -> object:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        try:
+            return check(value)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err.problem)) from None
+
+    parse.__name__ = "integer"
+    return parse
 
 
 class UsageError(CoReEchoError):
@@ -78,68 +95,89 @@ def clips_value(text: str) -> int | str:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, 'all' or 'every', got {text!r}") from None
-    if not 1 <= value <= LIMITS["clips"]:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{LIMITS['clips']} (or 'all'), got {value}")
-    return value
-
-
-_DEVICE = re.compile(r"(cpu|cuda(:\d{1,3})?|mps|auto)")
+    try:
+        return check_clips(value)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..{LIMITS['clips']} (or 'all'), got {value}") from None
 
 
 def device_value(text: str) -> str:
     """``--device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (whether it exists is checked later)."""
-    if not _DEVICE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
-    return text
+    try:
+        return check_device(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}") from None
+
+
+#: What ``--model`` means, the start of its help in every command.
+MODEL_MEANING = "registered name (coreecho models), model folder, official .pth or Hub repo id"
 
 
 def add_model(p: argparse.ArgumentParser, default: str | None = None, required: bool = False,
               text: str | None = None) -> None:
     """``--model``: a registered name, a folder, an official .pth or a Hub repo id."""
-    shown = default or "coreecho-echonet"
-    p.add_argument("--model", default=default, required=required,
-                   help=text or f"registered name, folder, .pth or Hub repo id (default: {shown})")
+    shown = "none: required" if required else (default or "coreecho-echonet")
+    p.add_argument("--model", default=default, required=required, help=text or f"{MODEL_MEANING} (default: {shown})")
+
+
+#: The help of ``--device`` in every command.
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (default: cuda when available; under torchrun cuda:LOCAL_RANK)"
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
     """``--device``."""
-    p.add_argument("--device", type=device_value, default=None,
-                   help="cpu, cuda, cuda:N, mps or auto (default: cuda when available; under torchrun "
-                        "cuda:LOCAL_RANK)")
+    p.add_argument("--device", type=device_value, default=None, help=DEVICE_HELP)
 
 
-#: The help of ``--precision`` in every command (the rule of ``auto`` is written once, in docs/cli.md "Precision").
-PRECISION_HELP = ("arithmetic of the forward passes: auto, fp32, bf16 or fp16 (default: auto = bf16 on GPUs with "
-                  "bf16, else fp16; on a CPU bf16 only where the CPU has native bf16 and the model is large, else "
-                  "fp32; training: fp32 on every CPU. Rule and measurements: docs/cli.md, Precision)")
-#: The help of ``--workers`` in every command.
-WORKERS_HELP = "loader processes reading and decoding ahead of the model (0: none; default: the command's policy, " \
-               "docs/cli.md)"
+#: Values of ``--precision`` (as :data:`coreecho.precision.PRECISIONS`, repeated so that ``--help`` needs no torch).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What ``--precision`` means, the start of its help in every command (the rule of ``auto``: docs/cli.md).
+PRECISION_MEANING = "arithmetic of the forward passes: auto, fp32, bf16 or fp16"
+#: What ``--workers`` means, the start of its help in every command.
+WORKERS_MEANING = "loader processes reading and decoding videos ahead of the model, 0: none"
 #: The help of ``--quiet`` in every command that runs long work.
-QUIET_HELP = "no progress bars or progress lines (default: progress bars when stderr is a terminal)"
+QUIET_HELP = "no progress bars or progress lines (default: shown; bars only when stderr is a terminal)"
 
 
-def add_precision(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+def precision_help(training: bool = False) -> str:
+    """The help of ``--precision``: :data:`PRECISION_MEANING` and what ``auto`` picks (for inference or training)."""
+    cpu = "fp32 on a CPU (training recipes were validated in fp32)" if training else \
+        "on a CPU bf16 where it is native (AVX512-BF16/AMX) and the model is large, else fp32"
+    return f"{PRECISION_MEANING} (default: auto = bf16 on a GPU with bf16, else fp16; {cpu}; docs/cli.md, Precision)"
+
+
+def workers_help(default: str = "one per core up to 4; fewer for a large model on a CPU") -> str:
+    """The help of ``--workers``: :data:`WORKERS_MEANING` and the command's default."""
+    return f"{WORKERS_MEANING} (default: {default})"
+
+
+def add_precision(p: argparse.ArgumentParser, default: str | None = "auto", training: bool = False) -> None:
     """``--precision``: ``auto`` by default everywhere (``None`` only where a config file may supply it)."""
-    p.add_argument("--precision", default=default, choices=("auto", "fp32", "bf16", "fp16"), help=PRECISION_HELP)
+    p.add_argument("--precision", default=default, choices=PRECISIONS, help=precision_help(training))
 
 
 def add_clips(p: argparse.ArgumentParser, every: bool = True) -> None:
     """``--clips``: one parser for every command."""
     p.add_argument("--clips", type=clips_value, default=None, metavar="N|all" + ("|every" if every else ""),
                    help=f"clips per video: an integer 1..{LIMITS['clips']} (evenly spaced), 'all' (non-overlapping)"
-                        + (" or 'every' (every start)" if every else "") + " (default: the model's test_clips)")
+                        + (" or 'every' (every start)" if every else "") + " (default: the model's number of test clips)")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
     """``--threads``."""
-    p.add_argument("--threads", type=bounded_int(1, LIMITS["threads"]), default=None,
+    p.add_argument("--threads", type=library_check(check_threads), default=None,
                    help="torch CPU threads (default: torch's)")
 
 
-def add_workers(p: argparse.ArgumentParser, dest: str = "workers") -> None:
-    """``--workers`` (``None`` by default: the command's policy)."""
-    p.add_argument("--workers", dest=dest, type=bounded_int(0, LIMITS["workers"]), default=None, help=WORKERS_HELP)
+def workers_value(text: str) -> int:
+    """``--workers``: an integer in ``0..LIMITS['workers']``."""
+    return library_check(check_workers)(text)  # type: ignore[return-value]
+
+
+def add_workers(p: argparse.ArgumentParser, dest: str = "workers", default: str | None = None) -> None:
+    """``--workers`` (``None`` by default: the command's policy, ``default`` says which)."""
+    p.add_argument("--workers", dest=dest, type=workers_value, default=None,
+                   help=workers_help(default) if default else workers_help())
 
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
@@ -176,7 +214,7 @@ def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: s
 
 def add_batch_size(p: argparse.ArgumentParser, default: int | None = None) -> None:
     """``--batch-size`` (clips per forward pass)."""
-    p.add_argument("--batch-size", type=bounded_int(1, LIMITS["batch_size"]), default=default,
+    p.add_argument("--batch-size", type=library_check(check_batch_size), default=default,
                    help="clips per forward pass (default: " + (str(default) if default else
                                                                "by activation size or free GPU memory") + ")")
 
@@ -213,7 +251,7 @@ def say(command: str, kind: str, message: str, details: list[str] | tuple[str, .
 
     text = " ".join(cli_words(str(message), command).split("\n"))
     if details:
-        text += "".join("\n    " + " ".join(cli_words(str(line), command).split("\n")) for line in details)
+        text += "".join("\n  " + " ".join(cli_words(str(line), command).split("\n")) for line in details)
     try:
         print(f"coreecho {command}: {kind}: {rank_prefix()}{text}", file=sys.stderr, flush=True)
     except (BrokenPipeError, ValueError):  # stderr gone: nothing left to tell

@@ -77,7 +77,8 @@ def _check_inside(target: Path, option: str, out: str, model_dir: Path | None, i
 def check_result_file(output: str, inputs: Sequence[str], *, overwrite: bool, model: str | None = None,
                       option: str = "--output") -> None:
     """Refuse an output file that is an input, is inside the model folder or the videos, or exists already
-    (without ``overwrite``); see the module docstring.
+    (without ``overwrite``); see the module docstring. Temporary files that an interrupted earlier write of it left
+    are removed (:func:`coreecho._atomic.clean_stale_temporaries`).
 
     Raises:
         UsageError: naming the option and the reason.
@@ -87,6 +88,9 @@ def check_result_file(output: str, inputs: Sequence[str], *, overwrite: bool, mo
     if Path(output).is_file() and not overwrite:
         raise UsageError(f"{option} {output}: exists (an earlier result?); give --overwrite to replace it, or "
                          "choose another name")
+    from coreecho._atomic import clean_stale_temporaries
+
+    clean_stale_temporaries(Path(output).absolute().parent, Path(output).name)  # of an interrupted earlier write
 
 
 def check_result_folder(out: str, inputs: Sequence[str], *, overwrite: bool, model: str | None = None,

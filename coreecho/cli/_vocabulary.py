@@ -11,7 +11,7 @@ command's own parser, so a new option is translated without touching this module
 Example:
     >>> cli_words("12 fps is far (pass resample_fps=True to resample in time)", "predict")
     '12 fps is far (add --resample-fps to resample in time)'
-    >>> cli_words("device 'cuda' is absent; use device='cpu'", "predict")
+    >>> cli_words("device 'cuda' is absent; use device='cpu' (--device cpu)", "predict")
     "device 'cuda' is absent; use --device cpu"
 """
 
@@ -28,9 +28,10 @@ __all__ = ["Option", "options_of", "cli_words", "EXAMPLES", "LIBRARY_NAMES", "ex
 #: :func:`coreecho.train.evaluation.evaluate` and :class:`~coreecho.train.transfer.TransferConfig`).
 LIBRARY_NAMES = {"num_workers": "workers"}
 
-#: One or two runnable examples per command (``train`` has one list per stage). ``coreecho demo --output-dir demo``
+#: One or two runnable examples per command (``coreecho`` itself: the top-level help; ``train`` has one list per stage). ``coreecho demo --output-dir demo``
 #: writes ``demo/phantom_ef45_seed2024.avi``, the video the other examples read, so they run as written offline.
 EXAMPLES: dict[str, list[str]] = {
+    "coreecho": ["coreecho demo", "coreecho predict coreecho-demo/ --model phantom-tiny --output ef.csv"],
     "models": ["coreecho models", "coreecho models --json"],
     "convert": ["coreecho convert best.pth --install coreecho-echonet",
                 "coreecho convert best.pth coreecho-echonet-folder"],
@@ -112,6 +113,7 @@ def options_of(command: str) -> dict[str, Option]:
 
 _VALUE = r"(?:'[^']*'|\"[^\"]*\"|[^\s,;)\]]+)"
 _ASSIGN = re.compile(r"(?<![\w.\-])(?P<verb>pass )?(?P<name>[a-z][a-z0-9_]*)=(?P<value>" + _VALUE + ")")
+_BOTH = re.compile(r"(--[a-z][a-z0-9-]*(?: [^\s(),;]+)?) \(\1\)")
 _FIELD_LINE = re.compile(r"^(?P<indent>\s+)(?P<name>[a-z][a-z0-9_]*):(?= )", re.MULTILINE)
 
 
@@ -143,6 +145,7 @@ def cli_words(text: str, command: str, source: str | None = None) -> str:
     except Exception:  # noqa: BLE001 - phrasing must never hide the message it phrases
         return text
     text = _ASSIGN.sub(lambda m: _assignment(m, options), text)
+    text = _BOTH.sub(r"\1", text)  # a message written for both ("device='cpu' (--device cpu)"): said once
     text = _FIELD_LINE.sub(lambda m: m["indent"] + options[m["name"]].flag + ":" if m["name"] in options
                            else m[0], text)
     if source in options and text.startswith(f"{source}: "):

@@ -4,6 +4,7 @@ The calibration is written into the model folder (``calibration.safetensors`` + 
 ``config.json``), so that ``load_model`` and ``coreecho predict`` use it from then on.
 
 Example:
+    $ coreecho calibrate coreecho-echonet --data EchoNet-Dynamic --split val   # the official model, in place
     $ coreecho calibrate runs/stage2 --data EchoNet-Dynamic --split val
     $ coreecho calibrate phantom-tiny --data videos.csv --out my-calibrated-model
 """
@@ -19,7 +20,8 @@ __all__ = ["add_calibrate", "run_calibrate"]
 
 def add_calibrate(p: argparse.ArgumentParser) -> None:
     """Options of ``coreecho calibrate``."""
-    p.add_argument("model", help="model folder, registered name or Hub repo id")
+    p.add_argument("model", help="model folder, registered name or Hub repo id (coreecho-echonet is fetched if "
+                   "needed and calibrated in place in coreecho's cache)")
     p.add_argument("--data", required=True, help="EchoNet-Dynamic folder, CSV of videos (path,label) or CAMUS folder")
     p.add_argument("--split", default="val", help="split of an EchoNet-Dynamic folder (default: val)")
     p.add_argument("--out", default=None, help="folder to write the calibrated model (default: the model folder "
@@ -35,6 +37,7 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
                    "than the model folder itself, which calibrate updates in place)")
     common.add_device(p)
     common.add_batch_size(p)
+    common.add_quiet(p)
     p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=0, help="seed of the reference/calibration split")
 
 
@@ -45,15 +48,24 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from coreecho.analysis.calibration import calibrate
     from coreecho.hub import load_model
 
-    out = args.out or (args.model if Path(args.model).expanduser().is_dir() else None)
+    from coreecho.hub.registry import installed_dir, registry
+
+    # a published model (coreecho-echonet) is calibrated in place in coreecho's cache, where load_model finds it
+    # (it is fetched and installed first when needed); a bundled model is never modified: it needs --out
+    published = not Path(args.model).expanduser().exists() and \
+        getattr(registry().get(args.model), "kind", None) == "download"
+    in_place = args.out is None and published
+    out = args.out or (args.model if Path(args.model).expanduser().is_dir() else None) or \
+        (str(installed_dir(args.model)) if published else None)
     if out is None:
-        raise common.UsageError("MODEL is not a folder; give --out FOLDER for the calibrated copy")
+        raise common.UsageError(f"MODEL {args.model} is neither a model folder nor a published model (which is "
+                                "calibrated in place in coreecho's cache); give --out FOLDER for the calibrated copy")
     if Path(out).exists() and not Path(out).is_dir():
         raise common.UsageError(f"--out {out} is a file; give a folder")
     from coreecho.cli._guards import check_result_folder, dataset_inputs
 
-    check_result_folder(out, dataset_inputs(args.data), overwrite=args.overwrite, model=args.model,
-                        same_as_model=True)
+    check_result_folder(out, dataset_inputs(args.data), overwrite=args.overwrite,
+                        model=out if in_place else args.model, same_as_model=True)
     from coreecho.precision import resolve_device
 
     device = resolve_device(args.device)
@@ -67,7 +79,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     check_ef_regression(model.config, args.model, "calibrate")  # the interval is in EF points
     cal = calibrate(model, args.data, split=args.split, coverage=args.coverage, false_alarm_rate=args.false_alarm_rate,
                     difficulty=args.difficulty, detector=args.detector, limit=args.limit, seed=args.seed,
-                    batch_size=args.batch_size, progress=None)
+                    batch_size=args.batch_size, progress=False if args.quiet else None)
     from coreecho._lock import output_lock
 
     Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)

@@ -124,7 +124,7 @@ def add_demo(p: argparse.ArgumentParser) -> None:
                    help="true EF of the phantom (%%, 10-85; default 45)")
     p.add_argument("--seed", type=common.bounded_int(0, 2**32 - 1), default=2024, help="phantom seed (default 2024)")
     p.add_argument("--output-dir", default="coreecho-demo", help="where the AVI and PNG go (default ./coreecho-demo)")
-    common.add_model(p, default="phantom-tiny", text="model to use (default: the bundled phantom-tiny)")
+    common.add_model(p, default="phantom-tiny")
     common.add_clips(p, every=False)
     common.add_device(p)
     p.add_argument("--no-figure", action="store_true", help="skip the PNG figure")

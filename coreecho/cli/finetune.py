@@ -23,7 +23,7 @@ def add_finetune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (camus, hmcqu) or CSV file (csv)")
     p.add_argument("--mode", default="mlp", choices=("linear", "mlp", "full"),
                    help="linear probing, MLP probing (frozen encoder) or full fine-tuning (default: mlp)")
-    p.add_argument("--model", default="coreecho-echonet", help="model name, folder or .pth (default: coreecho-echonet)")
+    common.add_model(p)
     p.add_argument("--folds", type=common.bounded_int(0, 1000), default=None,
                    help="folds (default: camus 10, hmcqu 5, csv 5); 0 skips cross-validation (with --save-model)")
     p.add_argument("--epochs", type=common.bounded_int(1, 100_000), default=None, help="training epochs (default: mlp 100, full 10)")
@@ -35,11 +35,11 @@ def add_finetune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     common.add_device(p)
     common.add_precision(p)
-    p.add_argument("--num-workers", type=common.bounded_int(0, common.LIMITS["workers"]), default=0,
-                   help="loader worker processes (training batches and the frozen-encoder passes; default 0)")
-    p.add_argument("--output", metavar="JSON", help="write metrics, per-fold values and predictions here")
+    common.add_workers(p, default="0: the training batches and the frozen-encoder passes load in this process")
+    common.add_deprecated_alias(p, "--num-workers", "--workers", "workers", type=common.workers_value)
+    common.add_output(p, text="JSON file: metrics, per-fold values and predictions")
     p.add_argument("--save-model", metavar="DIR", help="also fit on every video and save the model (mlp, full)")
-    p.add_argument("--quiet", action="store_true", help="print only the results table")
+    common.add_quiet(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file or --save-model folder")
     g = p.add_argument_group("preprocessing (default: the model's config; camus and hmcqu resample whole sequences)")
     g.add_argument("--frames", type=common.bounded_int(1, 1024), default=None, help="frames per clip or per resampled sequence")
@@ -76,6 +76,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from coreecho.train.finetune_data import build_dataset  # noqa: PLC0415
     from coreecho.train.transfer import TransferConfig, cross_validate, finetune  # noqa: PLC0415
 
+    args.model = args.model or "coreecho-echonet"
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.folds == 0 and not args.save_model:
         raise common.UsageError("--folds 0 skips cross-validation; give --save-model DIR as well")
@@ -97,7 +98,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     cfg = TransferConfig(mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, weight_decay=args.weight_decay, augment=not args.no_augment,
-                         seed=args.seed, device=args.device, num_workers=args.num_workers, precision=args.precision)
+                         seed=args.seed, device=args.device, num_workers=args.workers or 0, precision=args.precision)
     model = load_model(args.model, device=args.device)
     try:
         dataset = build_dataset(

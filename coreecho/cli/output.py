@@ -41,19 +41,41 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from coreecho._atomic import check_output_target, replace_atomically, temporary_name
+from coreecho._csvcells import escape_row, unescape_row
 from coreecho.cli._common import UsageError
 from coreecho.errors import OutputError
 
-__all__ = ["row_format", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
-           "write_rows", "replace_atomically", "same_file", "CsvRows"]
+__all__ = ["row_format", "output_format", "FORMATS", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
+           "write_rows", "replace_atomically", "same_file", "CsvRows", "read_table", "RUN_MARK"]
 
 _TEXT_FORMATS = ("csv", "json", "jsonl")
+#: Row formats of ``coreecho predict`` by the output's extension.
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: First line of a CSV journal, followed by its run record as JSON (JSON Lines journals: ``{"coreecho_run": ...}``).
+RUN_MARK = "# coreecho run "
 
 
 def row_format(output: str | None) -> str:
     """``csv``, ``json`` or ``jsonl`` from the output's suffix (anything else, and stdout, is CSV)."""
     suffix = Path(output).suffix.lower() if output else ""
-    return {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "csv")
+    return FORMATS.get(suffix, "csv")
+
+
+def output_format(output: str | None, *, option: str = "--output") -> str:
+    """The row format of ``output`` from its extension (stdout: CSV).
+
+    Raises:
+        UsageError: any other extension (``out.npz``, ``out.xlsx``, no extension), before anything is computed.
+    """
+    if output is None:
+        return "csv"
+    suffix = Path(output).suffix.lower()
+    if suffix not in FORMATS:
+        hint = " (embeddings are written by 'coreecho embed')" if suffix in (".npz", ".parquet") else ""
+        raise UsageError(f"{option} {output}: the format comes from the extension, and "
+                         f"{suffix or 'a name without one'} is not a format of this command{hint}; use .csv, .json "
+                         "or .jsonl (.ndjson)")
+    return FORMATS[suffix]
 
 
 def journal_format(fmt: str) -> str:
@@ -64,7 +86,8 @@ def journal_format(fmt: str) -> str:
 class CsvRows:
     """CSV rows ending in ``\n``, where every value reads back as written (any file name: newlines, a lone
     carriage return, U+2028, quotes, commas): a row holding a carriage return is written with every field quoted,
-    since Python's writer quotes only the characters of its line terminator."""
+    since Python's writer quotes only the characters of its line terminator. Text cells starting with a
+    spreadsheet formula prefix get a leading ``'`` (:mod:`coreecho._csvcells`); :func:`read_table` removes it."""
 
     def __init__(self, fh: TextIO, fields: Sequence[str]):
         self.plain = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
@@ -76,7 +99,7 @@ class CsvRows:
 
     def writerow(self, row: dict[str, Any]) -> None:
         cr = any(isinstance(v, str) and "\r" in v for v in row.values())
-        (self.quoted if cr else self.plain).writerow(row)
+        (self.quoted if cr else self.plain).writerow(escape_row(row))
 
     def writerows(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
@@ -158,10 +181,10 @@ def find_partials(output: str | os.PathLike) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
-def _complete_lines(path: Path) -> int:
-    """Byte length of ``path`` up to its last newline (a row cut by a kill is dropped)."""
-    data = path.read_bytes()
-    return data.rfind(b"\n") + 1
+def _header_line(fmt: str, record: dict[str, Any]) -> str:
+    """The first line of a journal: its run record (see :mod:`coreecho.cli.runrecord`)."""
+    body = json.dumps(record, allow_nan=False, ensure_ascii=True)
+    return (RUN_MARK + body if fmt == "csv" else json.dumps({"coreecho_run": record}, ensure_ascii=True)) + "\n"
 
 
 class Journal:
@@ -171,20 +194,35 @@ class Journal:
         path: the journal file.
         fmt: ``"csv"`` or ``"jsonl"``.
         fields: CSV columns.
-        append: keep the rows already there (``--resume``); a last row cut by a kill is dropped first.
+        append: keep the rows already there (``--resume``); a last row cut by a kill (even inside a quoted file
+            name holding a newline) is dropped first: the complete rows, as a CSV parser reads them, are written
+            again (atomically) before new ones are appended.
+        record: the run record written as the journal's first line (``--resume`` compares it with its own).
     """
 
-    def __init__(self, path: str | os.PathLike, fmt: str, fields: Sequence[str], append: bool = False):
+    def __init__(self, path: str | os.PathLike, fmt: str, fields: Sequence[str], append: bool = False,
+                 record: dict[str, Any] | None = None):
         self.path, self.format, self.count = Path(path), fmt, 0
         if append and self.path.is_file():
-            keep = _complete_lines(self.path)
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
+            old, rows = read_table(self.path, fmt)
+            head = record if record is not None else old
+
+            def rewrite(fh: TextIO) -> None:
+                if head is not None:
+                    fh.write(_header_line(fmt, head))
+                write_rows(fh, fmt, rows, fields)
+
+            replace_atomically(self.path, rewrite)
+        else:
+            append = False
         self.fh: TextIO = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self.csv = CsvRows(self.fh, fields) \
             if fmt == "csv" else None
-        if self.csv is not None and self.fh.tell() == 0:
-            self.csv.writeheader()
+        if not append:
+            if record is not None:
+                self.fh.write(_header_line(fmt, record))
+            if self.csv is not None:
+                self.csv.writeheader()
             self.fh.flush()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -256,10 +294,21 @@ class StreamWriter:
 
 
 def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[dict[str, Any]]:
-    """Rows of an earlier output or journal, for ``--resume`` (a row cut by a kill is dropped).
+    """Rows of an earlier output or journal, for ``--resume`` (see :func:`read_table`)."""
+    return read_table(path, fmt, key=key)[1]
+
+
+def read_table(path: str | os.PathLike, fmt: str, *, key: str = "path") -> tuple[dict[str, Any] | None,
+                                                                                 list[dict[str, Any]]]:
+    """The run record (a journal's first line, else ``None``) and the rows of an earlier output or journal.
+
+    Read with real parsers: a CSV cell may hold newlines, U+2028, quotes and commas; a leading ``'`` added against
+    spreadsheet formulas is removed. A last row cut by a kill is dropped: one without its final newline, and one
+    cut inside a quoted cell (the CSV parser, in strict mode, meets the end of the data inside quotes).
 
     Raises:
-        UsageError: the file is not a table of rows with a ``key`` column (not a coreecho output).
+        UsageError: the file is not a table of rows with a ``key`` column (not a coreecho output), or is damaged
+            before its last row.
     """
     p = Path(path)
     try:
@@ -268,22 +317,28 @@ def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[d
         raise UsageError(f"--resume: cannot read {p} ({err.strerror or err})") from None
     text = raw[: raw.rfind(b"\n") + 1].decode("utf-8", errors="replace") if fmt != "json" else \
         raw.decode("utf-8", errors="replace")
+    advice = "remove --resume to replace it"
+    record: dict[str, Any] | None = None
     rows: list[dict[str, Any]]
-    if fmt == "csv":  # a real CSV parser: a file name with a newline, U+2028 or quotes is one cell
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if reader.fieldnames is None and not text.strip():
-            return []
-        if not reader.fieldnames or key not in reader.fieldnames:
-            raise UsageError(f"--resume: {p} has no {key!r} column; it is not an output of this command. Remove "
-                             "--resume to replace it, or choose another output")
-        rows = [dict(r) for r in reader if r.get(key)]
+    if fmt == "csv":
+        if text.startswith(RUN_MARK):
+            first, _, text = text.partition("\n")
+            record = _record(first[len(RUN_MARK):], p)
+        fields, records = _csv_records(text, p)
+        if fields is None:
+            return record, []
+        if key not in fields:
+            raise UsageError(f"--resume: {p} has no {key!r} column; it is not an output of this command. Choose "
+                             "another output (without --resume, it would be replaced)")
+        rows = [unescape_row(dict(zip(fields, r))) for r in records]
+        rows = [r for r in rows if r.get(key)]
     elif fmt == "json":
         try:
             data = json.loads(text) if text.strip() else []
         except json.JSONDecodeError as err:
-            raise UsageError(f"--resume: {p} is not valid JSON ({err}); remove --resume to replace it") from None
+            raise UsageError(f"--resume: {p} is not valid JSON ({err}); {advice}") from None
         if not isinstance(data, list) or not all(isinstance(r, dict) and key in r for r in data):
-            raise UsageError(f"--resume: {p} is not a JSON array of rows with {key!r}; remove --resume to replace it")
+            raise UsageError(f"--resume: {p} is not a JSON array of rows with {key!r}; {advice}")
         rows = data
     else:
         rows = []
@@ -293,12 +348,49 @@ def read_rows(path: str | os.PathLike, fmt: str, *, key: str = "path") -> list[d
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise UsageError(f"--resume: {p}, line {n}: not JSON ({err}); remove --resume to replace it") \
-                    from None
+                raise UsageError(f"--resume: {p}, line {n}: not JSON ({err}); {advice}") from None
+            if n == 1 and isinstance(row, dict) and set(row) == {"coreecho_run"}:
+                record = _record(row["coreecho_run"], p)
+                continue
             if not isinstance(row, dict) or key not in row:
-                raise UsageError(f"--resume: {p}, line {n}: not a row with {key!r}; remove --resume to replace it")
+                raise UsageError(f"--resume: {p}, line {n}: not a row with {key!r}; {advice}")
             rows.append(row)
-    return rows
+    return record, rows
+
+
+def _record(body: Any, path: Path) -> dict[str, Any]:
+    """A journal's run record (JSON text or an object), checked to be one."""
+    try:
+        record = json.loads(body) if isinstance(body, str) else body
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--resume: the run record on the first line of {path} is damaged ({err}); remove "
+                         "--resume to start over") from None
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        raise UsageError(f"--resume: the first line of {path} is not a coreecho run record; remove --resume to "
+                         "start over")
+    return record
+
+
+def _csv_records(text: str, path: Path) -> tuple[list[str] | None, list[list[str]]]:
+    """The header and records of CSV text; a last record cut inside a quoted cell is dropped."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[list[str]] = []
+    try:
+        for rec in reader:
+            if rec:  # a blank line
+                records.append(rec)
+    except csv.Error as err:
+        if "unexpected end of data" not in str(err):  # damaged before the end: not a row cut by a kill
+            raise UsageError(f"--resume: {path}, line {reader.line_num}: not CSV ({err}); remove --resume to "
+                             "replace it") from None
+    if not records or not any(records[0]):
+        return None, []
+    fields = records[0]
+    for n, rec in enumerate(records[1:], 2):
+        if len(rec) != len(fields):
+            raise UsageError(f"--resume: {path}, record {n}: {len(rec)} cells under {len(fields)} columns; it was "
+                             "not written by this command (or was edited); remove --resume to replace it")
+    return fields, records[1:]
 
 
 def write_rows(fh: TextIO, fmt: str, rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:

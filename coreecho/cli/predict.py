@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
+import io
 import math
 import os
 import sys
@@ -29,8 +31,11 @@ from typing import Any, Iterable
 
 from coreecho.cli import _common as common
 from coreecho.cli._common import UsageError
-from coreecho.cli.output import (Journal, StreamWriter, check_output, find_partials, journal_format, partial_path,
-                                 read_rows, replace_atomically, row_format, temporary_stem, write_rows)
+from coreecho.cli.output import (Journal, StreamWriter, check_output, find_partials, journal_format, output_format,
+                                 partial_path, read_rows, read_table, replace_atomically, row_format, temporary_stem,
+                                 write_rows)
+from coreecho.cli.runrecord import check_settings, file_sha256, read_record, record_path, run_settings, write_record
+from coreecho._lists import join_values, normalize_list_cell
 from coreecho.video.limits import READABLE_EXTENSIONS
 
 __all__ = ["expand_inputs", "ROW_FIELDS", "EMBED_FIELDS", "INPUT_EXTENSIONS", "add_predict", "run_predict",
@@ -78,7 +83,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     common.add_model(p)
     common.add_clips(p)
     common.add_device(p)
-    common.add_precision(p, "fp32")
+    common.add_precision(p)
     common.add_batch_size(p)
     common.add_threads(p)
     common.add_workers(p)
@@ -86,7 +91,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resample-fps", action="store_true", help="resample videos far from the training fps")
     p.add_argument("--resume", action="store_true", help="keep the rows of an existing or interrupted OUTPUT and "
                    "compute only the inputs missing (or failed) there")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    common.add_quiet(p)
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:
@@ -135,7 +140,7 @@ def prediction_row(pred: Any, fmt: str) -> dict[str, Any]:
         "warnings": list(pred.warnings), "error": pred.error,
     }
     if text:
-        row.update({"clip_efs": " ".join(f"{v:.4f}" for v in clip), "starts": " ".join(map(str, row["starts"])),
+        row.update({"clip_efs": join_values(clip, "{:.4f}"), "starts": join_values(row["starts"]),
                     "n_frames": row["n_frames"] or "", "is_shifted": "" if row["is_shifted"] is None else
                     int(row["is_shifted"]), "warnings": "; ".join(row["warnings"]), "error": row["error"] or ""})
     return row
@@ -220,6 +225,9 @@ class _Batch:
         self.dim: int | None = None
         self.meta: dict[str, Any] = {}
         self.hold = contextlib.ExitStack()  # the output's lock (rank 0), released by close()
+        self.records: list[tuple[str, dict[str, Any]]] = []  # (file, settings) of every earlier output/journal
+        self.previous: dict[str, str] = {}  # name → sha256 of the earlier output files this run replaces
+        self.settings: dict[str, Any] = {}  # this run's settings (coreecho.cli.runrecord)
 
     def close(self) -> None:
         """Release the output's lock."""
@@ -242,21 +250,24 @@ class _Batch:
             raise InputError(" ".join(self.args.paths), "no video files found (AVI/MP4/MOV/MKV/GIF, DICOM, .npy); "
                              "give files, folders (with --recursive for sub-folders) or globs")
         if self.embed and Path(self.output).suffix.lower() not in ("", ".npz", ".parquet"):
-            raise UsageError(f"--output {self.output}: embeddings are written as .npz or .parquet")
+            raise UsageError(f"--output {self.output}: the format comes from the extension; embeddings are written "
+                             "as .npz or .parquet")
+        if not self.embed:
+            self.fmt = output_format(self.output)  # an unknown extension is refused before any work
         if self.output is None:
             if self.args.resume:
                 raise UsageError("--resume needs --output (rows on stdout cannot be resumed)")
             if world.size > 1:
                 raise UsageError("under torchrun give --output: the ranks' rows are merged into one file")
             return
-        for target in self.targets():
+        for target in [*self.targets(), str(record_path(self.output))]:
             check_output(target, self.inputs)
         if world.main:  # one run per output: a second one refuses here, before reading or computing anything
             from coreecho._atomic import clean_stale_temporaries
             from coreecho._lock import output_lock
 
             self.hold.enter_context(output_lock(self.output, command=f"coreecho {self.command}"))
-            for target in {Path(self.output), *map(Path, self.targets())}:
+            for target in {Path(self.output), record_path(self.output), *map(Path, self.targets())}:
                 clean_stale_temporaries(target.absolute().parent, target.name)
         partials = find_partials(self.output)
         if partials and not self.args.resume:
@@ -267,14 +278,20 @@ class _Batch:
 
     def _load_earlier(self, partials: list[Path]) -> None:
         sources: list[tuple[Path, list[dict[str, Any]]]] = []
-        if self.embed:
-            final = next((Path(t) for t in self.targets() if Path(t).is_file()), None)
-            if final is not None:
-                sources.append((final, self._read_embeddings(final)))
-        elif Path(self.output).is_file():
-            sources.append((Path(self.output), read_rows(self.output, self.fmt)))
+        final = next((Path(t) for t in self.targets() if Path(t).is_file()), None) if self.embed else \
+            (Path(self.output) if Path(self.output).is_file() else None)
+        if final is not None:  # only an output coreecho wrote, unchanged since (its run record says so)
+            record = read_record(self.output, [final])
+            self.records.append((str(final), record["settings"]))
+            self.previous = {t.name: file_sha256(t) for t in map(Path, self.targets()) if t.is_file()}
+            sources.append((final, self._read_embeddings(final) if self.embed else read_rows(final, self.fmt)))
         for part in partials:
-            sources.append((part, read_rows(part, journal_format(self.fmt))))
+            record, rows = read_table(part, journal_format(self.fmt))
+            if record is None:
+                raise UsageError(f"--resume: {part} has no run record on its first line: it was written by coreecho "
+                                 "before 0.3 or by another program. Delete it to start over")
+            self.records.append((str(part), record["settings"]))
+            sources.append((part, rows))
         for where, rows in sources:
             for row in rows:
                 path = str(row["path"])
@@ -282,6 +299,8 @@ class _Batch:
                     self._check_dim(row, where)
                 if path not in self.done:
                     self.order.append(path)
+                if self.fmt == "csv":  # lists written with spaces before this release: one separator in a file
+                    row.update({k: normalize_list_cell(row[k]) for k in ("clip_efs", "starts") if k in row})
                 if path not in self.done or not _failed(row):
                     self.done[path] = row
 
@@ -312,6 +331,15 @@ class _Batch:
         elif len(emb) != self.dim:
             raise UsageError(f"--resume: {where} mixes {self.dim}-d and {len(emb)}-d embeddings; remove --resume")
 
+    def settle(self, model: Any) -> None:
+        """This run's settings; with ``--resume``, refuse earlier rows made with other ones (a readable diff)."""
+        if self.output is None:
+            return
+        a = self.args
+        self.settings = run_settings(model, command=self.command, clips=a.clips, resample_fps=a.resample_fps,
+                                     precision=a.precision)
+        check_settings(self.records, self.settings)
+
     # ---------------------------------------------------------------- compute
     def todo(self) -> list[str]:
         seen: set[str] = set()
@@ -336,7 +364,14 @@ class _Batch:
         if self.embed:
             return {"path": pred.source, "ef": None if not pred.ok else _num(pred.ef, False), "error": pred.error,
                     "embedding": None if not pred.ok else [float(v) for v in np.asarray(pred.embedding).reshape(-1)]}
-        return prediction_row(pred, self.fmt)
+        from coreecho.cli._vocabulary import cli_words
+
+        row = prediction_row(pred, self.fmt)
+        for key in ("warnings", "error"):  # the library's notes, in this command's words (--resample-fps)
+            value = row.get(key)
+            row[key] = [cli_words(v, self.command) for v in value] if isinstance(value, list) else \
+                cli_words(value, self.command) if isinstance(value, str) else value
+        return row
 
     def compute(self, model: Any, shard: list[str], world: _World) -> tuple[int, int]:
         """Run ``shard`` through the model, writing each row as it finishes; (rows, failures)."""
@@ -358,7 +393,7 @@ class _Batch:
         else:
             part = partial_path(self.output, world.rank, world.size)
             sink = Journal(part, journal_format(self.fmt), ROW_FIELDS if not self.embed else EMBED_FIELDS,
-                           append=a.resume)
+                           append=a.resume, record={"coreecho_run": 1, "settings": self.settings})
         count = failed = 0
         from coreecho.engine import EngineWarning
 
@@ -409,8 +444,13 @@ class _Batch:
         failed = sum(_failed(rows[p]) for p in dict.fromkeys(self.inputs))
         if self.embed:
             files = self._write_embeddings(final)
-        else:
-            files = [str(replace_atomically(self.output, lambda fh: write_rows(fh, self.fmt, final, ROW_FIELDS)))]
+        else:  # the run record first (with the digest of what follows), then the output
+            buf = io.StringIO()
+            write_rows(buf, self.fmt, final, ROW_FIELDS)
+            text = buf.getvalue()
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            write_record(self.output, self.settings, {Path(self.output).name: digest}, self.previous, len(final))
+            files = [str(replace_atomically(self.output, lambda fh: fh.write(text)))]
         for part in partials:
             part.unlink(missing_ok=True)
         return len(final), failed, files
@@ -435,6 +475,8 @@ class _Batch:
         out = []
         from coreecho._atomic import install
 
+        write_record(self.output, self.settings, {Path(str(stem) + Path(f).suffix).name: file_sha256(f)
+                                                  for f in written}, self.previous, len(rows))
         for f in written:
             final = Path(str(stem) + Path(f).suffix)
             install(f, final)  # the target's mode (a new file: the umask), flushed, renamed
@@ -459,6 +501,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
                 from coreecho.models.task import check_ef_regression
 
                 check_ef_regression(model.config, str(args.model or "the model"), "predict (EF)")
+            batch.settle(model)  # --resume: earlier rows made with other settings are refused here
         except Exception as err:  # noqa: BLE001 - agreed across ranks, then raised to the CLI boundary
             error = err
         world.agree(error)

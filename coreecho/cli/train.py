@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import shlex
+import sys
 from typing import Any
 
 from coreecho.cli import _common as common
@@ -96,9 +97,9 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--loss-chunk-size", "loss_chunk_size", _setting("loss_chunk_size"), "anchors per chunk of the loss (memory)"),
     ("--micro-batch", "micro_batch", _setting("micro_batch"), "clips per encoder call with --cached-batch"),
     ("--seed", "seed", _setting("seed"), "seed of every random choice"),
-    ("--workers", "num_workers", common.bounded_int(0, common.LIMITS["workers"]), "DataLoader workers"),
-    ("--device", "device", common.device_value, "cpu, cuda, cuda:1 (default: CUDA when available)"),
-    ("--precision", "precision", _choice("auto", "fp32", "bf16", "fp16"), "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"),
+    ("--workers", "num_workers", common.workers_value, common.workers_help("4")),
+    ("--device", "device", common.device_value, common.DEVICE_HELP),
+    ("--precision", "precision", _choice(*common.PRECISIONS), common.precision_help(training=True)),
     ("--save-every-steps", "save_every_steps", _setting("save_every_steps"), "also checkpoint every N steps"),
     ("--limit-train", "limit_train", _setting("limit_train"), "use only the first N training videos"),
     ("--limit-val", "limit_val", _setting("limit_val"), "use only the first N validation videos"),
@@ -128,6 +129,14 @@ IGNORED_BY_STAGE: dict[str, dict[str, str]] = {
 }
 
 
+def _default_of(defaults: Any, name: str, stage: str) -> Any:
+    """The TrainConfig default of ``name`` as the help shows it (a per-stage default: that stage's)."""
+    value = getattr(defaults, name)
+    if name == "epochs" and value is None:
+        return {"stage1": 26, "stage2": 5}[stage]
+    return value
+
+
 def _json_dict(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -138,28 +147,52 @@ def _json_dict(text: str) -> dict[str, Any]:
     return value
 
 
+#: The help line of each stage.
+STAGES = {"stage1": "train the encoder with the Rank-N-Contrast loss, and an EF head with it",
+          "stage2": "train the EF head on the frozen stage-1 encoder"}
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``coreecho train``."""
+    """Options of ``coreecho train``: one sub-command per stage, whose help lists only the options it uses."""
+    from coreecho.cli._vocabulary import example_lines
+
+    stages = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for stage, text in STAGES.items():
+        sp = stages.add_parser(stage, help=text, description=text, epilog=example_lines(f"train {stage}"),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_stage_arguments(sp, stage)
+        common.add_debug(sp)
+
+
+def add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    """Options of ``coreecho train STAGE``. Those the stage does not use (:data:`IGNORED_BY_STAGE`) are hidden
+    from its help; given anyway, they are refused with the reason (:func:`check_stage_options`)."""
     from coreecho.train.config import TrainConfig
 
     defaults = TrainConfig()
-    p.add_argument("stage", choices=["stage1", "stage2"], help="stage1: Rank-N-Contrast encoder (+ head); "
-                   "stage2: frozen encoder, head only")
+    unused = set(IGNORED_BY_STAGE[stage])
+
+    def shown(name: str, text: str) -> str:
+        return argparse.SUPPRESS if name in unused else text
+
     p.add_argument("--data", required=True, help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, metrics.csv, best_model/, model/)")
     p.add_argument("--config", type=str, help="JSON file with TrainConfig fields (options given here override it)")
     for opt, name, typ, text in _OPTIONS:
-        shown = text if "(default" in text else f"{text} (default: {getattr(defaults, name)})"
-        p.add_argument(opt, dest=name, type=typ, default=None, help=shown)
+        text = text if "(default" in text else f"{text} (default: {_default_of(defaults, name, stage)})"
+        p.add_argument(opt, dest=name, type=typ, default=None, help=shown(name, text),
+                       metavar=opt[2:].upper().replace("-", "_"))
     p.add_argument("--encoder-args", dest="encoder_args", type=_json_dict, default=None,
-                   help='encoder keyword arguments as JSON, e.g. \'{"depth": [1,1,1,1], "drop_rate": 0.0}\'')
+                   help=shown("encoder_args", 'encoder keyword arguments as JSON, e.g. '
+                                              '\'{"depth": [1,1,1,1], "drop_rate": 0.0}\''))
     p.add_argument("--head-args", dest="head_args", type=_json_dict, default=None, help="head keyword arguments (JSON)")
     p.add_argument("--lr-decay-epochs", dest="lr_decay_epochs", type=_decay_epoch, nargs="*", default=None,
                    help=f"0-based epochs from which the lr is multiplied by --lr-decay (default: "
                         f"{list(defaults.lr_decay_epochs)})")
     for opt, name, text in _FLAGS:
-        p.add_argument(opt, dest=name, action="store_true", default=None, help=text)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
+        p.add_argument(opt, dest=name, action="store_true", default=None, help=shown(name, text))
+    p.add_argument("--quiet", dest="progress", action="store_false", default=None, help=common.QUIET_HELP)
+    common.add_deprecated_alias(p, "--no-progress", "--quiet", "progress", store=False)
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
                    help="do not log to TensorBoard even when it is installed")
 
@@ -187,6 +220,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
+    if getattr(args, "progress", None) is None and not args.config:
+        base["progress"] = sys.stderr.isatty()  # progress bars on a terminal; a log file gets the epoch lines only
     base["data"], base["out"] = args.data, args.out
     base["command"] = _command_line(args)
     base["format_version"] = TRAIN_FORMAT_VERSION  # options given here have today's meaning
@@ -207,7 +242,7 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.lr_decay_epochs is not None:
         parts += ["--lr-decay-epochs", *map(str, args.lr_decay_epochs)]
     parts += [opt for opt, name, _ in _FLAGS if getattr(args, name, None)]
-    parts += [opt for opt, name in (("--no-progress", "progress"), ("--no-tensorboard", "tensorboard"))
+    parts += [opt for opt, name in (("--quiet", "progress"), ("--no-tensorboard", "tensorboard"))
               if getattr(args, name, None) is False]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -286,23 +321,25 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``coreecho evaluate``."""
     p.add_argument("--data", required=True, help="dataset folder in the EchoNet-Dynamic layout")
     p.add_argument("--split", default="test", help="train, val, test or all")
-    common.add_model(p, required=True, text="model name, folder, Hub repo id or official .pth")
+    common.add_model(p, required=True)
     common.add_clips(p)
     p.add_argument("--clip-policy", choices=["even", "random"], default="even",
-                   help="for --clips N: evenly spaced (as predict_ef) or random (as the official validation)")
+                   help="for --clips N: evenly spaced (as coreecho predict) or random (as the official validation)")
     p.add_argument("--starts", help="fixed starts per video (.pkl official file, .json or .csv); overrides --clips")
     common.add_output(p, text="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     common.add_batch_size(p)
     common.add_device(p)
-    common.add_precision(p, "auto")
+    common.add_precision(p)
     common.add_threads(p)
     common.add_workers(p)
     p.add_argument("--seed", type=int, default=0, help="seed of random clips and of the bootstrap")
     p.add_argument("--bootstrap", type=common.bounded_int(0, 1_000_000), default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
     p.add_argument("--limit", type=common.bounded_int(1), default=None, help="evaluate only the first N videos")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    common.add_quiet(p)
+    common.add_deprecated_alias(p, "--progress", "--quiet (progress bars are shown by default on a terminal)",
+                                "quiet", store=False)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -329,7 +366,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                               clip_policy=args.clip_policy, batch_size=args.batch_size,
                               device=env.device if env else args.device, precision=args.precision,
                               num_workers=args.workers, threads=args.threads, seed=args.seed,
-                              bootstrap=args.bootstrap, output=args.output, limit=args.limit, progress=args.progress,
+                              bootstrap=args.bootstrap, output=args.output, limit=args.limit,
+                              progress=not args.quiet and sys.stderr.isatty(),
                               rank=env.rank if env else 0, world_size=env.world_size if env else 1)
     finally:
         if env is not None:

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader
 
 from coreecho._warnings import warn_user
 from coreecho.data.contract import collate_items
-from coreecho.data.pipelined import PipelineDataset, check_clips, resolve_preprocess
+from coreecho.data.pipelined import HANDOVERS, PipelineDataset, check_clips, resolve_preprocess
 from coreecho.errors import DatasetError, InputError
 from coreecho.models.config import PreprocessConfig
 from coreecho.seeding import rng as seeded_rng
@@ -241,13 +241,23 @@ class ClipDataset(PipelineDataset):
             raise IndexError(f"index {index} out of range for {len(self.records)} videos")
         rec = self.records[index]
         rng = np.random.default_rng() if self.seed is None else seeded_rng(self.seed, self.epoch, index, 0x0EC0)
-        batch = self.pipeline(rec.path, self.clip_policy_of(index), rng=rng)
-        video = batch.x  # float32 [K, 3, T, S, S]
-        if self.clips is None and self.starts is None and self.views == 1:
-            video = video[0]
+        if self.handover not in HANDOVERS:
+            raise InputError("handover", f"must be one of {list(HANDOVERS)}, got {self.handover!r}")
+        pixels = self.handover == "pixels"
+        batch = self.pipeline(rec.path, self.clip_policy_of(index), rng=rng, output="pixels" if pixels else "tensor")
+        one = self.clips is None and self.starts is None and self.views == 1  # training mode, one view: no K axis
         label = torch.tensor(rec.label, dtype=torch.float32)
-        return {"video": video, "label": label, "name": rec.name,
-                "starts": torch.as_tensor(batch.starts, dtype=torch.int64), "index": index, "ef": label}
+        item: dict[str, Any] = {"label": label, "name": rec.name,
+                                "starts": torch.as_tensor(batch.starts, dtype=torch.int64), "index": index, "ef": label}
+        if not pixels:
+            item["video"] = batch.x[0] if one else batch.x  # float32 [K, 3, T, S, S]
+            return item
+        k = len(batch.pixels)
+        offsets = torch.zeros((k, 2), dtype=torch.int64) if batch.offsets is None else torch.from_numpy(batch.offsets)
+        item["pixels"] = torch.from_numpy(batch.pixels[0] if one else batch.pixels)  # uint8 [K, T, S, S, 3]
+        item["offsets"] = offsets[0] if one else offsets
+        item["norm"] = torch.tensor([self.preprocess.mean, self.preprocess.std], dtype=torch.float64)
+        return item
 
     def set_starts(self, starts: Mapping[str, Sequence[int]] | None) -> None:
         """Fix the clip starts of every video (``{name: [s1, s2, ...]}``, names with or without ``.avi``), e.g.

@@ -8,8 +8,8 @@ Example:
     >>> from coreecho.video.pipeline import ClipPipeline
     >>> pipe = ClipPipeline(PreprocessConfig(frames=4, size=32))
     >>> items = VideoItems([np.zeros((40, 32, 32), np.uint8)], pipe, clips=2)
-    >>> items[0].x.shape, items[0].source
-    (torch.Size([2, 3, 4, 32, 32]), 'item 0')
+    >>> items[0].x.shape, items[0].x.dtype, items[0].source
+    (torch.Size([2, 4, 32, 32, 3]), torch.uint8, 'item 0')
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from coreecho.errors import CoReEchoError, DatasetError, InputError
+from coreecho.errors import CoReEchoError, DatasetError, InputError, VideoReadError
 
-__all__ = ["Item", "VideoItems", "DatasetItems", "EncoderHead", "dataset_settings", "source_name"]
+__all__ = ["Item", "VideoItems", "DatasetItems", "EncoderHead", "dataset_settings", "source_name", "item_error"]
 
 
 @dataclass
@@ -34,13 +34,19 @@ class Item:
     Attributes:
         index: position in the input.
         source: the path, or the name of in-memory input.
-        x: float32 clips ``[K, 3, T, S, S]``, or ``None`` when ``error`` is set.
+        x: the clips: uint8 pixels ``[K, T, S, S, 3]`` with ``norm`` set (what the pipeline's workers hand over, a
+            quarter of the float32 bytes; the engine makes the model input where the model runs,
+            :func:`coreecho.video.model_input.to_model_input`), or float32 model input ``[K, 3, T, S, S]`` with
+            ``norm`` ``None``; ``None`` when ``error`` is set.
         starts: clip starts.
         n_frames: frames in the video.
         fps: its frame rate, or ``None``.
         notes: warnings for the user (issued by the caller's process).
         error: the exception that made the item fail.
         extra: anything the item source wants to carry (e.g. a label).
+        norm: ``(mean, std)`` of uint8 ``x``.
+        offsets: crop offsets of uint8 ``x`` (int64 ``[K, 2]``, :func:`coreecho.video.augment.draw_offsets`), or
+            ``None``.
     """
 
     index: int
@@ -52,6 +58,39 @@ class Item:
     notes: list[str] = field(default_factory=list)
     error: BaseException | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    offsets: torch.Tensor | None = None
+
+    def pin_memory(self) -> "Item":
+        """Called by a pinning DataLoader: the clips in page-locked memory, for a non-blocking copy to the GPU."""
+        if self.x is not None and not self.x.is_pinned():
+            self.x = self.x.pin_memory()
+        return self
+
+
+def item_error(name: str, err: BaseException) -> CoReEchoError:
+    """The error of one input that failed, as a :class:`~coreecho.errors.CoReEchoError` that survives pickling
+    (it comes back from a loader worker) and names the input.
+
+    coreecho's own errors are kept; any other exception — a decoder plugin's ``TypeError``, a ``ValueError`` from a
+    DICOM attribute, a ``MemoryError`` — becomes a :class:`~coreecho.errors.VideoReadError` saying its type and
+    message, so that one bad file is one error row and the run goes on.
+
+    Example:
+        >>> str(item_error("a.dcm", TypeError("bad operand")))
+        'a.dcm: TypeError while reading or preparing it: bad operand'
+    """
+    if isinstance(err, CoReEchoError):
+        return err
+    message = str(err).strip() or "(no message)"
+    return VideoReadError(name, f"{type(err).__name__} while reading or preparing it: {message}")
+
+
+def _dataset_name(dataset: Any, index: int) -> str:
+    try:
+        return str(dataset.records[index].name)
+    except Exception:  # noqa: BLE001 - a dataset without records: its position names it
+        return f"item {index}"
 
 
 def source_name(item: Any, index: int) -> str:
@@ -96,11 +135,14 @@ class VideoItems(torch.utils.data.Dataset):
         starts = self.starts[index] if self.per_video else self.starts
         policy = list(starts) if starts is not None else self.clips
         try:
-            batch = self.pipeline(video, policy, fps=self.fps, name=name, resample_fps=self.resample_fps)
-        except CoReEchoError as err:
-            return Item(index, name, error=err)
-        return Item(index, name, batch.x, [int(s) for s in batch.starts], batch.n_frames, batch.fps,
-                    list(batch.warnings))
+            batch = self.pipeline(video, policy, fps=self.fps, name=name, resample_fps=self.resample_fps,
+                                  output="pixels")
+        except Exception as err:  # noqa: BLE001 - one input's failure, whatever raised it, is that input's row
+            return Item(index, name, error=item_error(name, err))
+        pre = self.pipeline.config
+        return Item(index, name, torch.from_numpy(batch.pixels), [int(s) for s in batch.starts], batch.n_frames,
+                    batch.fps, list(batch.warnings), norm=(tuple(pre.mean), tuple(pre.std)),
+                    offsets=None if batch.offsets is None else torch.from_numpy(batch.offsets))
 
 
 class DatasetItems(torch.utils.data.Dataset):
@@ -131,15 +173,23 @@ class DatasetItems(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> Item:
         index = self.indices[position]
         try:
-            it = self.dataset[index]
-            if it["video"].dim() != 5:
+            with dataset_settings(self.dataset, handover="pixels"):  # uint8 from datasets that can hand it over
+                it = self.dataset[index]
+            pixels = it.get("pixels")
+            shape = tuple((it["video"] if pixels is None else pixels).shape)
+            if len(shape) != 5:
                 raise DatasetError(f"item {it['name']!r}: the engine runs evaluation-mode items (video [K, 3, T, S, "
-                                   f"S], coreecho.data.contract), got a video of shape {tuple(it['video'].shape)}; "
-                                   "give the dataset clips=k or fixed starts")
-        except CoReEchoError as err:
-            return Item(index, str(self.dataset.records[index].name), error=err)
-        x = it["video"]
-        return Item(index, str(it["name"]), x, [int(s) for s in it["starts"]], extra={"label": float(it["label"])})
+                                   f"S], coreecho.data.contract), got a video of shape {shape}; give the dataset "
+                                   "clips=k or fixed starts")
+        except Exception as err:  # noqa: BLE001 - one item's failure is that item's row
+            name = _dataset_name(self.dataset, index)
+            return Item(index, name, error=item_error(name, err))
+        facts = dict(starts=[int(s) for s in it["starts"]], extra={"label": float(it["label"])})
+        if pixels is None:
+            return Item(index, str(it["name"]), it["video"], **facts)
+        norm = it["norm"].tolist()
+        return Item(index, str(it["name"]), pixels, norm=(tuple(norm[0]), tuple(norm[1])), offsets=it["offsets"],
+                    **facts)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["batch_policy", "clips_per_pass", "default_workers", "is_compute_bound", "CPU_ACTIVATION_BYTES",
+__all__ = ["batch_policy", "clips_per_pass", "forward_bytes", "ACTIVATION_COPIES", "default_workers", "is_compute_bound", "CPU_ACTIVATION_BYTES",
            "GPU_MEMORY_FRACTION", "MAX_BATCH"]
 
 #: Bytes of first-stage activations per forward pass on a CPU: larger batches fall out of the cache and get slower
@@ -26,6 +26,9 @@ CPU_ACTIVATION_BYTES = 4 * 2**20
 GPU_MEMORY_FRACTION = 0.5
 #: Largest number of clips per forward pass.
 MAX_BATCH = 256
+#: Live float32 tensors of the first stage's size during one forward pass (measured on a CPU in inference mode:
+#: UniFormer-S peaks 64 MB above its input for one clip, 18 first-stage maps of 3.6 MB; 24 leaves a margin).
+ACTIVATION_COPIES = 24
 
 
 def default_workers(n_items: int, in_memory: bool = False, *, device: torch.device | None = None,
@@ -79,6 +82,21 @@ def is_compute_bound(width: int, preprocess: Any) -> bool:
     return 2 * 4 * _first_stage_elements(width, preprocess) > CPU_ACTIVATION_BYTES
 
 
+def forward_bytes(width: int, preprocess: Any, clips: int) -> int:
+    """Host bytes one forward pass of ``clips`` clips holds on a CPU: the float32 input and
+    :data:`ACTIVATION_COPIES` first-stage activation maps per clip (the engine's share of the memory budget,
+    :mod:`coreecho.video.budget`).
+
+    Example:
+        >>> from coreecho.models.config import PreprocessConfig
+        >>> forward_bytes(64, PreprocessConfig(), 1) // 2**20
+        87
+    """
+    per_clip = 4 * (ACTIVATION_COPIES * _first_stage_elements(width, preprocess)
+                    + 3 * preprocess.frames * preprocess.size ** 2)
+    return int(clips) * per_clip
+
+
 def clips_per_pass(width: int, preprocess: Any, device: torch.device, precision: str = "fp32") -> int:
     """Clips per forward pass, the one policy of every inference path.
 
@@ -97,7 +115,7 @@ def clips_per_pass(width: int, preprocess: Any, device: torch.device, precision:
     first = _first_stage_elements(width, preprocess)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        per_clip = first * 4 * 24  # float32 activations of the first stage, ~24 live tensors of that size
+        per_clip = first * 4 * ACTIVATION_COPIES  # float32 activations of the first stage
         return int(max(1, min(MAX_BATCH, free * GPU_MEMORY_FRACTION // per_clip)))
     per_clip = first * (4 if precision == "fp32" else 2)
     return int(max(1, min(MAX_BATCH, CPU_ACTIVATION_BYTES // per_clip)))

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from coreecho.errors import ModelNotFoundError, WeightsError
+from coreecho.hub.checks import check_weights, problems
 from coreecho.hub.fetch import sha256_file
 from coreecho.models.build import build_model
 from coreecho.models.config import ModelConfig
@@ -117,11 +119,19 @@ def load_encoder_weights(encoder: nn.Module, source: str | Path | Mapping[str, t
     return dropped
 
 
-def load_official_checkpoint(path: str | Path) -> CoReEcho:
-    """Build a :class:`CoReEcho` from an official training checkpoint (``best.pth``).
+def load_official_checkpoint(path: str | Path, *, trained: bool | None = None, architecture: str = "uniformer_small",
+                             encoder_args: Mapping[str, Any] | None = None) -> CoReEcho:
+    """Build a :class:`CoReEcho` from an official training checkpoint (``best.pth``), checked structurally.
 
     The file holds ``{'epoch', 'model', 'regressor', 'best_error'}``; keys may carry ``module.``. The
-    encoder's unused ``Linear(512, 1)`` head is dropped; the regressor becomes ``model.head``.
+    encoder's unused ``Linear(512, 1)`` head is dropped; the regressor becomes ``model.head``. The tensors must be
+    exactly the architecture's (keys, shapes, dtypes) and finite (:mod:`coreecho.hub.checks`).
+
+    Args:
+        path: the ``.pth`` file.
+        trained: BatchNorm statistics at their initial values (an untrained or random file) are an error with
+            ``True`` (installing a registered model), a warning with ``None``, not checked with ``False``.
+        architecture, encoder_args: the encoder the checkpoint holds (the official one: UniFormer-S).
     """
     path = Path(path)
     ckpt = read_torch_checkpoint(path)
@@ -130,14 +140,26 @@ def load_official_checkpoint(path: str | Path) -> CoReEcho:
         raise WeightsError(f"{path}: not an official CoReEcho checkpoint: expected a dict with 'model' and "
                            f"'regressor' state dicts, found {keys}. For a Kinetics UniFormer checkpoint use "
                            "load_encoder_weights().")
-    cfg = ModelConfig(architecture="uniformer_small", license="CC-BY-NC-4.0", metadata={
-        "description": "Official CoReEcho weights (EchoNet-Dynamic), converted by coreecho",
-        "source_file": path.name, "source_sha256": sha256_file(path),
-        "epoch": _plain(ckpt.get("epoch")), "best_error": _plain(ckpt.get("best_error")),
-        "training_data": "EchoNet-Dynamic"})
+    sha = sha256_file(path)
+    metadata = {"description": "Official CoReEcho weights (EchoNet-Dynamic), converted by coreecho",
+                "source_file": path.name, "source_sha256": sha, "epoch": _plain(ckpt.get("epoch")),
+                "best_error": _plain(ckpt.get("best_error")), "training_data": "EchoNet-Dynamic"}
+    cfg = ModelConfig(architecture=architecture, encoder_args=dict(encoder_args or {}), license="CC-BY-NC-4.0",
+                      metadata=metadata)
     model = build_model(cfg, source=str(path))
-    load_encoder_weights(model.encoder, ckpt["model"])
-    strict_load(model.head, strip_prefix(ckpt["regressor"]), f"{path} ['regressor']")
+    encoder = strip_prefix(ckpt["model"])
+    if not isinstance(getattr(model.encoder, "head", None), nn.Linear):
+        encoder = {k: v for k, v in encoder.items() if not k.startswith("head.")}  # unused Linear(512, 1)
+    state = {**{f"encoder.{k}": v for k, v in encoder.items()},
+             **{f"head.{k}": v for k, v in strip_prefix(ckpt["regressor"]).items()}}
+    strict_load(model, state, str(path))  # keys and shapes, with the usual message
+    found = problems(model, state, trained=trained is not False)
+    stats = [p for p in found if p.startswith("BatchNorm")]
+    if trained or len(stats) < len(found):  # only the statistics are a mere warning, and only without `trained`
+        check_weights(model, state, str(path), trained=bool(trained))
+    if stats:
+        warnings.warn(f"{path}: {stats[0]}: these look like untrained weights, not a trained CoReEcho model.",
+                      stacklevel=2)
     return model.eval()
 
 

@@ -25,10 +25,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from coreecho._atomic import replace_atomically
 from coreecho.errors import ChecksumError, ModelNotFoundError
 
 __all__ = ["cache_dir", "sha256_file", "git_blob_sha1", "verify_hub_file", "trust_on_first_use", "hub_download",
-           "hub_offline_env", "network_problem", "network_checked", "NETWORK_TIMEOUT"]
+           "hub_offline_env", "offline_reason", "network_problem", "network_checked", "valid_repo_id",
+           "NETWORK_TIMEOUT"]
 
 #: Seconds to wait for a TCP connection to the Hub before declaring the network absent.
 NETWORK_TIMEOUT = 3.0
@@ -81,10 +83,13 @@ def verify_hub_file(path: str | Path, expected_sha256: str | None = None) -> Pat
     return path
 
 
-def trust_on_first_use(name: str, path: Path) -> None:
-    """Record the sha256 of ``name``'s file at its first download; refuse a later file that differs."""
+def trust_on_first_use(name: str, path: Path, actual: str | None = None) -> None:
+    """Record the sha256 of ``name``'s file at its first download; refuse a later file that differs.
+
+    ``actual`` is the file's sha256 when already computed.
+    """
     record = cache_dir() / "checksums" / f"{name}.sha256"
-    actual = sha256_file(path)
+    actual = actual or sha256_file(path)
     if record.is_file():
         want = record.read_text().split()[0]
         if want != actual:
@@ -92,7 +97,7 @@ def trust_on_first_use(name: str, path: Path) -> None:
                                 f"({record}). If the upstream file really changed, delete {record}.")
     else:
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(f"{actual}  {path.name}\n")
+        replace_atomically(record, lambda fh: fh.write(f"{actual}  {path.name}\n"))  # never a truncated record
 
 
 def hub_download(repo_id: str, filename: str, *, revision: str | None, cache: str | Path | None,
@@ -140,20 +145,32 @@ def hub_offline_env() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def network_problem() -> str | None:
-    """Why the Hub cannot be reached (no DNS, refused, timeout), or ``None`` when a connection opens.
+def offline_reason(local_files_only: bool | None = None) -> str | None:
+    """Why downloads are off (``local_files_only``, ``HF_HUB_OFFLINE``, ``COREECHO_OFFLINE``), or ``None``."""
+    if local_files_only:
+        return "local_files_only=True"
+    if hub_offline_env():
+        return f"HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}"
+    if os.environ.get("COREECHO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return f"COREECHO_OFFLINE={os.environ['COREECHO_OFFLINE']}"
+    return None
+
+
+def network_problem(url: str | None = None) -> str | None:
+    """Why ``url``'s host (default: the Hub) cannot be reached (no DNS, refused, timeout), or ``None``.
 
     One TCP connection with a short timeout, checked once per process and endpoint (:data:`network_checked`),
-    instead of the Hub client's retries (tens of seconds of messages without a network).
+    instead of a client's retries (tens of seconds of messages without a network).
     """
     import socket
     from urllib.parse import urlparse
 
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    endpoint = url or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parts = urlparse(endpoint)
+    host, port = parts.hostname or "huggingface.co", parts.port or (443 if parts.scheme == "https" else 80)
+    endpoint = f"{parts.scheme}://{host}:{port}"
     if endpoint in network_checked:
         return network_checked[endpoint]
-    url = urlparse(endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     problem = None
     try:
         with socket.create_connection((host, port), timeout=NETWORK_TIMEOUT):
@@ -162,3 +179,15 @@ def network_problem() -> str | None:
         problem = f"cannot connect to {host}:{port}: {err.strerror or err}"
     network_checked[endpoint] = problem
     return problem
+
+
+def valid_repo_id(repo: str) -> bool:
+    """``owner/name`` as the Hub allows it: word characters, '-', '.', no '..', not starting or ending with '.'/'-'.
+
+    Example:
+        >>> valid_repo_id("owner/model-1"), valid_repo_id("owner/../x")
+        (True, False)
+    """
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or ".." in repo or "--" in repo:
+        return False
+    return all(part and part[0] not in ".-" and part[-1] not in ".-" for part in repo.split("/"))

@@ -21,24 +21,25 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from coreecho._atomic import replace_atomically
 from coreecho._version import __version__
+from coreecho._warnings import warn_user
 from coreecho.analysis.conformal import FILE_NAME as CALIBRATION_FILE
 from coreecho.analysis.conformal import Calibration, state_fingerprint
 from coreecho.errors import ChecksumError, ConfigError, ModelNotFoundError, WeightsError
 from coreecho.hub.convert import load_official_checkpoint, strict_load
 from coreecho.hub.fetch import sha256_file
 from coreecho.models.build import build_model
-from coreecho.models.config import ModelConfig
+from coreecho.models.config import ModelConfig, read_json
 from coreecho.models.coreecho import CoReEcho
 
 __all__ = ["save_pretrained", "push_to_hub", "convert_checkpoint", "load_folder", "read_config", "card_text",
-           "calibration_of", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "CALIBRATION_KEY", "CITATION"]
+           "calibration_of", "write_json", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "CALIBRATION_KEY", "CITATION"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -98,14 +99,25 @@ def save_pretrained(model: CoReEcho, directory: str | Path, *, model_card: bool 
     out.mkdir(parents=True, exist_ok=True)
     model.config.coreecho_version = __version__
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})  # one key: a map of several is written in random order
-    os.replace(tmp, out / WEIGHTS_NAME)
-    model.config.save(out / CONFIG_NAME)
-    _save_calibration(model, out)
+    # every file is replaced atomically (coreecho._atomic); config.json, written last, is what makes the folder
+    # load, so a run killed earlier leaves the previous config.json (never a truncated one)
+    replace_atomically(out / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}),
+                       path=True)  # one metadata key: a map of several is written in random order
+    data = model.config.to_dict()
+    entry = _save_calibration(model, out)
+    if entry is not None:
+        data[CALIBRATION_KEY] = entry
+    write_json(out / CONFIG_NAME, data)
     if model_card:
-        (out / CARD_NAME).write_text(card_text(model, card))
+        text = card_text(model, card)
+        replace_atomically(out / CARD_NAME, lambda fh: fh.write(text))
     return out
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, atomically (a kill leaves the previous file)."""
+    text = json.dumps(data, indent=2) + "\n"
+    return replace_atomically(path, lambda fh: fh.write(text))
 
 
 def calibration_of(model: CoReEcho) -> Calibration | None:
@@ -126,17 +138,16 @@ def calibration_of(model: CoReEcho) -> Calibration | None:
     return Calibration(cal.interval, detector, coverage=cal.coverage, metadata=cal.metadata)
 
 
-def _save_calibration(model: CoReEcho, out: Path) -> None:
-    """Write ``calibration.safetensors`` and the ``calibration`` entry of ``config.json`` (with both sha256s)."""
+def _save_calibration(model: CoReEcho, out: Path) -> dict[str, Any] | None:
+    """Write ``calibration.safetensors`` (atomically); return the ``calibration`` entry of ``config.json`` (with both
+    files' sha256), or ``None`` when the model has no calibration (a stale file of an earlier save is removed)."""
     cal = calibration_of(model)
     if cal is None:
         (out / CALIBRATION_FILE).unlink(missing_ok=True)  # a stale file from an earlier save must not linger
-        return
+        return None
     entry = cal.save(out)
     entry["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
-    data = json.loads((out / CONFIG_NAME).read_text())
-    data[CALIBRATION_KEY] = entry
-    (out / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
+    return entry
 
 
 def push_to_hub(model: CoReEcho, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -167,24 +178,37 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------------- load
 def read_config(path: Path) -> tuple[ModelConfig, Any]:
     """The model config and the raw ``calibration`` entry (``None`` when absent) of a ``config.json``."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the model config ({err})") from err
+    data = read_json(path)  # ConfigError naming the file: unreadable, not UTF-8, not JSON, nested too deeply
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
     entry = data.pop(CALIBRATION_KEY, None)
     return ModelConfig.from_dict(data, source=str(path)), entry
 
 
+#: Models (folder, weights size and mtime) already said to carry no calibration in this process.
+_SAID_UNCALIBRATED: set[tuple[str, int, int]] = set()
+
+
+def _say_uncalibrated(folder: Path) -> None:
+    """Warn that the model in ``folder`` has no calibration: once per model per process, at the caller's line."""
+    try:
+        st = (folder / WEIGHTS_NAME).stat()
+        key = (str(folder.resolve()), st.st_size, st.st_mtime_ns)  # weights rewritten in place: another model
+    except OSError:
+        key = (str(folder), 0, 0)
+    if key in _SAID_UNCALIBRATED:
+        return
+    _SAID_UNCALIBRATED.add(key)
+    warn_user(f"{folder}: this model carries no calibration, so its predictions have no EF interval "
+              "(ef_low/ef_high are None) and no distribution-shift flag (is_shifted is None). Fit one on held-out "
+              "labelled videos: `coreecho calibrate MODEL --data DIR` (docs/calibration.md). Said once per model.")
+
+
 def _load_calibration(model: CoReEcho, folder: Path, entry: Any) -> None:
-    """Verify and set a folder's calibration on the model; a model without one says so once, when it is loaded."""
+    """Verify and set a folder's calibration on the model; a model without one says so once per process."""
     if entry is None:
         if model.config.task == "ef":
-            warnings.warn(f"{folder}: this model carries no calibration, so its predictions have no EF interval "
-                          "(ef_low/ef_high are None) and no distribution-shift flag (is_shifted is None). Fit one "
-                          "on held-out labelled videos: `coreecho calibrate MODEL --data DIR` (docs/calibration.md).",
-                          stacklevel=4)
+            _say_uncalibrated(folder)
         return
     want = entry.get("weights_sha256") if isinstance(entry, dict) else None
     if want and want != sha256_file(folder / WEIGHTS_NAME):

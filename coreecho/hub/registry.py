@@ -1,9 +1,10 @@
 """The model registry: names that :func:`coreecho.load_model` accepts besides paths and Hub repo ids.
 
 Three kinds of entries: ``"bundled"`` models shipped inside the package (``coreecho/weights/<name>``, found by
-looking), ``"manual"`` models that the user downloads and installs with ``coreecho convert --install`` (the
-official CoReEcho weights), and ``"hub-checkpoint"`` files on the Hugging Face Hub (encoder initialisations),
-fetched and verified by :func:`fetch_weights_file`.
+looking), ``"download"`` models whose authors publish a training checkpoint at a URL (the official CoReEcho
+weights on Google Drive): :mod:`coreecho.hub.published` fetches, fingerprints, checks and converts it once into
+coreecho's cache, and ``"hub-checkpoint"`` files on the Hugging Face Hub (encoder initialisations), fetched and
+verified by :func:`fetch_weights_file`.
 
 Example:
     >>> "coreecho-echonet" in list_models() and "phantom-tiny" in list_models()
@@ -14,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from coreecho.errors import ModelNotFoundError
 from coreecho.hub.fetch import cache_dir, hub_download, trust_on_first_use, verify_hub_file
@@ -31,14 +33,18 @@ class ModelSource:
 
     Attributes:
         name: registry name (``coreecho models`` lists them).
-        description: one line for humans.
-        kind: ``"hub-checkpoint"`` (an official ``.pth`` on the Hub), ``"manual"`` (the user downloads a
-            file and runs ``coreecho convert --install``), or ``"bundled"`` (shipped inside the package).
+        description: one line for humans (no performance claims: see ``metrics``).
+        kind: ``"hub-checkpoint"`` (an official ``.pth`` on the Hub), ``"download"`` (a checkpoint published at
+            ``url``, fetched and converted on first use), or ``"bundled"`` (shipped inside the package).
         license: licence of the weights.
         role: ``"model"`` (encoder and EF head) or ``"encoder"`` (encoder initialisation only).
-        repo_id, filename, revision: Hub location for ``hub-checkpoint``.
-        sha256: pinned checksum of the file, when known.
-        url: where a ``manual`` file is published.
+        repo_id, filename, revision: Hub location for ``hub-checkpoint``; ``filename`` also names a download.
+        sha256: pinned sha256 of the published file; ``None`` where not yet known (the first fetch records it in
+            the cache and every later fetch is compared with it, but nothing is called "verified").
+        size: pinned size of the published file in bytes, when known.
+        url: where a ``download`` file is published.
+        metrics: the published performance of exactly this file; shown only when the installed file is verified.
+        architecture, encoder_args: the encoder a ``download`` checkpoint is converted into.
     """
 
     name: str
@@ -50,17 +56,29 @@ class ModelSource:
     filename: str | None = None
     revision: str | None = None
     sha256: str | None = None
+    size: int | None = None
     url: str | None = None
+    metrics: str | None = None
+    architecture: str = "uniformer_small"
+    encoder_args: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 REGISTRY: dict[str, ModelSource] = {
     "coreecho-echonet": ModelSource(
         name="coreecho-echonet",
-        description="Official CoReEcho UniFormer-S trained on EchoNet-Dynamic (MAE 3.90, RMSE 5.13, R2 0.8244)",
-        kind="manual",
+        description="Official CoReEcho UniFormer-S trained on EchoNet-Dynamic (the authors' best.pth)",
+        kind="download",
         license="CC-BY-NC-4.0",
+        # the "Pretrained Weights" link of https://github.com/BioMedIA-MBZUAI/CoReEcho (README)
         url="https://drive.google.com/file/d/1ZNF4lMTLEnaZyhVHHTUW_MctB7kDGP6o",
         filename="best.pth",
+        # Not pinned yet: coreecho's authors could not fetch the file when this entry was written, and a hash that
+        # was never checked against the real file would be worse than none. The first successful fetch records its
+        # sha256 in $COREECHO_CACHE/checksums/coreecho-echonet.sha256 and every later fetch must match it; until
+        # sha256 (and size) are pinned here, an installed copy is listed as "unverified", without the metrics.
+        sha256=None,
+        size=None,
+        metrics="MAE 3.90, RMSE 5.13, R2 0.8244 on the EchoNet-Dynamic test split (CoReEcho paper, MICCAI 2024)",
     ),
     "uniformer-small-k400": ModelSource(
         name="uniformer-small-k400",
@@ -115,17 +133,19 @@ def model_info(name: str) -> ModelSource:
 
 
 def installed_dir(name: str) -> Path:
-    """Where ``coreecho convert --install NAME`` puts a ``manual`` model."""
+    """Where a ``download`` model is installed (on first use, or by ``coreecho convert --install NAME``)."""
     return cache_dir() / "models" / name
 
 
-def not_installed_message(name: str, src: ModelSource, installed: Path) -> str:
-    """What to do when a ``manual`` model (e.g. the default, ``coreecho-echonet``) is not installed: how to get
-    it, and the bundled model that runs right now."""
-    return (f"{name!r} is not installed. Its authors publish it only at {src.url} (file {src.filename}, "
-            f"licence {src.license}). Download it in a browser, then run `coreecho convert {src.filename} "
-            f"--install {name}` (installs into {installed}). To try coreecho now, offline, use the bundled "
-            "'phantom-tiny' model: `--model phantom-tiny` on the command line, "
+def not_installed_message(name: str, src: ModelSource, installed: Path, why: str = "") -> str:
+    """What to do when a ``download`` model (e.g. the default, ``coreecho-echonet``) is not installed and cannot be
+    fetched now (``why``): the manual route, a mirror, and the bundled model that runs right now."""
+    return (f"{name!r} is not installed{' and cannot be downloaded now: ' + why if why else ''}. Its authors publish "
+            f"it at {src.url} (file {src.filename}, licence {src.license}); coreecho fetches it on first use when "
+            "online. Manual route: download it in a browser, then run `coreecho convert "
+            f"{src.filename} --install {name}` (installs into {installed}); or name a copy with "
+            "COREECHO_WEIGHTS_MIRROR=URL|FILE|owner/repo (load_model(..., mirror=...)). To try coreecho now, "
+            "offline, use the bundled 'phantom-tiny' model: `--model phantom-tiny` on the command line, "
             "`coreecho.load_model(\"phantom-tiny\")` in Python (trained on synthetic phantoms: it shows the "
             "pipeline, not clinical accuracy).")
 
@@ -135,7 +155,7 @@ def is_cached(name: str, cache: str | Path | None = None) -> bool:
     src = model_info(name)
     if src.kind == "bundled":
         return True
-    if src.kind == "manual":
+    if src.kind in ("download", "manual"):
         return (installed_dir(name) / WEIGHTS_NAME).is_file()
     try:
         from huggingface_hub import try_to_load_from_cache

@@ -22,10 +22,10 @@ import torch
 
 from coreecho.errors import ModelNotFoundError, WeightsError
 from coreecho.hub.convert import load_encoder_weights, load_official_checkpoint
-from coreecho.hub.fetch import hub_download, verify_hub_file
+from coreecho.hub.fetch import hub_download, valid_repo_id, verify_hub_file
 from coreecho.hub.folder import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_config
-from coreecho.hub.registry import (BUNDLED_DIR, fetch_weights_file, installed_dir, not_installed_message,
-                                   registry)
+from coreecho.hub.published import ensure_installed
+from coreecho.hub.registry import BUNDLED_DIR, fetch_weights_file, registry
 from coreecho.models.build import build_model
 from coreecho.models.config import ModelConfig
 from coreecho.models.coreecho import CoReEcho
@@ -34,20 +34,8 @@ from coreecho.precision import resolve_device
 __all__ = ["load_model", "resolve", "valid_repo_id"]
 
 
-def valid_repo_id(repo: str) -> bool:
-    """``owner/name`` as the Hub allows it: word characters, '-', '.', no '..', not starting or ending with '.'/'-'.
-
-    Example:
-        >>> valid_repo_id("owner/model-1"), valid_repo_id("owner/../x")
-        (True, False)
-    """
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or ".." in repo or "--" in repo:
-        return False
-    return all(part and part[0] not in ".-" and part[-1] not in ".-" for part in repo.split("/"))
-
-
 def resolve(name_or_path: str | Path, revision: str | None, cache: str | Path | None,
-            local_files_only: bool | None) -> CoReEcho:
+            local_files_only: bool | None, mirror: str | Path | None = None) -> CoReEcho:
     """The model ``name_or_path`` names, on the CPU as stored (see the module docstring for the order)."""
     path = Path(name_or_path).expanduser()
     text = str(name_or_path)
@@ -65,11 +53,8 @@ def resolve(name_or_path: str | Path, revision: str | None, cache: str | Path | 
         src = reg[text]
         if src.kind == "bundled":
             return load_folder(BUNDLED_DIR / text)
-        if src.kind == "manual":
-            installed = installed_dir(text)
-            if (installed / WEIGHTS_NAME).is_file():
-                return load_folder(installed)
-            raise ModelNotFoundError(not_installed_message(text, src, installed))
+        if src.kind == "download":  # fetched, fingerprinted, checked and converted once (coreecho.hub.published)
+            return load_folder(ensure_installed(text, mirror=mirror, local_files_only=local_files_only, cache=cache))
         file = fetch_weights_file(text, cache_dir_=cache, local_files_only=local_files_only)
         model = build_model(ModelConfig(architecture="uniformer_small", license=src.license,
                                         metadata={"description": src.description, "encoder_init": text}))
@@ -98,7 +83,8 @@ def resolve(name_or_path: str | Path, revision: str | None, cache: str | Path | 
 
 
 def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None, revision: str | None = None,
-               cache_dir: str | Path | None = None, local_files_only: bool | None = None) -> CoReEcho:
+               cache_dir: str | Path | None = None, local_files_only: bool | None = None,
+               mirror: str | Path | None = None) -> CoReEcho:
     """Load a CoReEcho model, ready for inference (eval mode).
 
     Args:
@@ -108,7 +94,11 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
         device: ``"cpu"``, ``"cuda"``, a :class:`torch.device`; ``None`` picks CUDA when available.
         revision: Hub revision (branch, tag or commit) when not given with ``@``.
         cache_dir: Hugging Face cache folder (default: ``HF_HUB_CACHE``).
-        local_files_only: never download; ``None`` follows ``HF_HUB_OFFLINE``.
+        local_files_only: never download; ``None`` follows ``HF_HUB_OFFLINE`` (and ``COREECHO_OFFLINE`` for
+            published checkpoints).
+        mirror: where to fetch a published checkpoint (``coreecho-echonet``'s ``best.pth``) instead of the authors'
+            link: a URL, a local file (or a folder holding it) or a Hub repo id; default ``$COREECHO_WEIGHTS_MIRROR``.
+            The file must match the registry's fingerprints either way.
 
     Returns:
         The model in eval mode on ``device``.
@@ -116,7 +106,7 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     Raises:
         ModelNotFoundError: unknown name (the message lists valid ones) or not available offline.
         WeightsError: the file does not fit the architecture (the message lists the key differences).
-        ChecksumError: a downloaded file does not match its checksum.
+        ChecksumError: a downloaded file does not match its checksum (or the first download's).
         DeviceError: ``device`` names a device this machine lacks (e.g. ``"cuda"`` without a GPU).
 
     Without a network, a Hub id that is not in the local cache fails at once (one short connection attempt, no
@@ -129,5 +119,5 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
         61.8
     """
     target = resolve_device(device)  # DeviceError before anything is read when the device is absent
-    model = resolve(name_or_path, revision, cache_dir, local_files_only)
+    model = resolve(name_or_path, revision, cache_dir, local_files_only, mirror)
     return model.to(target).eval()

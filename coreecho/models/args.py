@@ -25,7 +25,7 @@ from coreecho.errors import ConfigError
 from coreecho.models.config import ModelConfig
 
 __all__ = ["check_model_args", "estimate_parameters", "MAX_PARAMETERS", "MAX_DEPTH", "MAX_WIDTH", "MAX_MLP_RATIO",
-           "MAX_IN_CHANS", "MAX_OUTPUTS", "ENCODER_KEYS", "HEAD_KEYS"]
+           "MAX_IN_CHANS", "MIN_MODEL_SIZE", "MAX_OUTPUTS", "ENCODER_KEYS", "HEAD_KEYS"]
 
 #: Published sizes (kept here so that validation does not import torch; equal to ``uniformer.UNIFORMER_SIZES``).
 _SIZES: dict[str, dict[str, Any]] = {
@@ -39,6 +39,8 @@ MAX_WIDTH = 4096
 MAX_MLP_RATIO = 16.0
 MAX_IN_CHANS = 16
 MAX_OUTPUTS = 10_000
+#: Smallest input side of a UniFormer encoder: its four stages divide the side by 4, 2, 2 and 2.
+MIN_MODEL_SIZE = 32
 #: Largest model :func:`build_model` builds (parameters, estimated from the config before allocation): 4 GB fp32.
 MAX_PARAMETERS = 1_000_000_000
 
@@ -123,8 +125,13 @@ def check_model_args(config: ModelConfig, source: str = "config") -> tuple[dict[
     for key in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
         if key in enc:
             _real(source, f"encoder_args.{key}", enc[key], 0.0, 1.0, hi_open=True)
-    if "in_chans" in enc:
-        _int(source, "encoder_args.in_chans", enc["in_chans"], 1, MAX_IN_CHANS)
+    if "in_chans" in enc and _int(source, "encoder_args.in_chans", enc["in_chans"], 1, MAX_IN_CHANS) != 3:
+        raise ConfigError(f"{src}.in_chans must be 3: the pipeline gives the model RGB frames (grey videos are "
+                          f"repeated to 3 channels), found {enc['in_chans']!r}")
+    size = config.preprocessing.size
+    if size < MIN_MODEL_SIZE:
+        raise ConfigError(f"{source}: preprocessing.size must be at least {MIN_MODEL_SIZE} for a UniFormer encoder "
+                          f"(its stages divide the frame side by {MIN_MODEL_SIZE}), found {size}")
     if "num_classes" in enc:
         _int(source, "encoder_args.num_classes", enc["num_classes"], 0, MAX_OUTPUTS)
     for key in ("qkv_bias", "grad_checkpointing"):

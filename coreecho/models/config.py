@@ -26,7 +26,7 @@ from coreecho.constants import ECHONET_MEAN, ECHONET_STD, PAD_STYLES  # re-expor
 from coreecho.errors import ConfigError
 
 __all__ = ["ModelConfig", "PreprocessConfig", "ECHONET_MEAN", "ECHONET_STD", "FORMAT_NAME", "FORMAT_VERSION",
-           "SAMPLINGS", "TEMPORALS", "ARCHITECTURES", "PAD_STYLES", "preprocessing_from_saved"]
+           "SAMPLINGS", "TEMPORALS", "ARCHITECTURES", "PAD_STYLES", "preprocessing_from_saved", "read_json"]
 
 
 FORMAT_NAME = "coreecho"
@@ -269,13 +269,43 @@ class ModelConfig:
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
         """Read a ``config.json``; a malformed file raises :class:`ConfigError` naming it."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path}: cannot read the model config ({err})") from err
+        data = read_json(path, "the model config")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+#: Largest ``config.json`` read (a model config is a few kilobytes).
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
+def read_json(path: str | Path, what: str = "the model config") -> Any:
+    """The JSON value of a file, or a :class:`ConfigError` naming the file: unreadable, over
+    :data:`MAX_CONFIG_BYTES`, not UTF-8, not JSON, or nested too deeply to parse.
+
+    Example:
+        >>> read_json("/nonexistent/config.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        coreecho.errors.ConfigError: /nonexistent/config.json: cannot read the model config (...)
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read {what} ({err})") from err
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {what} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; not a coreecho config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: cannot read {what} ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {what} is nested too deeply to be a coreecho config") from None
 
 
 def preprocessing_from_saved(data: dict[str, Any], version: int) -> dict[str, Any]:

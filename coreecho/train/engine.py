@@ -283,10 +283,6 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
         resume: dict[str, Any] | None = None) -> TrainResult:
     """Train ``stage`` for ``cfg.epochs`` epochs (from ``resume`` if given); see the module docstring."""
     out = Path(cfg.out)
-    if env.main:
-        remove_previous_run(cfg)  # --overwrite: only now, once data, model and resume state were all accepted
-        out.mkdir(parents=True, exist_ok=True)
-        replace_atomically(out / "train_config.json", lambda fh: fh.write(cfg.to_json() + "\n"))
     model, stage_id = stage.model, _STAGE_IDS.get(stage.name, 9)
     start_epoch, start_step, global_step = 0, 0, 0
     best_mae, best_epoch, history = math.inf, -1, []
@@ -296,14 +292,18 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
         _check_same_listing(resume, listing, cfg, Path(cfg.out) / CHECKPOINT_NAME)
         start_epoch, start_step, global_step, best_mae, best_epoch, history, sums = _restore(
             resume, model, stage, env, Path(cfg.out) / CHECKPOINT_NAME)
+    if env.main:  # the first write: everything above (data, model, resume state) was accepted
+        remove_previous_run(cfg)  # --overwrite: the previous run's files go only now
+        out.mkdir(parents=True, exist_ok=True)
+        replace_atomically(out / "train_config.json", lambda fh: fh.write(cfg.to_json() + "\n"))
 
     def diverged(epoch: int, step: int | None, why: str) -> TrainingDiverged:
         where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else ", validation")
         kept = (f"the best model so far is kept in {out / 'best_model'} (epoch {best_epoch + 1}, validation MAE "
                 f"{best_mae:.4g})" if best_epoch >= 0 else "no best model had been saved yet")
         return TrainingDiverged(
-            f"{stage.name} diverged at {where} (global step {global_step}): {why}. Nothing of this step was saved: "
-            f"{kept}; {out / CHECKPOINT_NAME} is from before. Lower the learning rates (--lr, --head-lr) and start "
+            f"{stage.name} diverged at {where} (global step {global_step + (step is not None)}): {why}. Nothing of "
+            f"this step was saved: {kept}; {out / CHECKPOINT_NAME} is from before. Lower the learning rates (--lr, --head-lr) and start "
             "a new run (another --out, or --overwrite)")
 
     sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
@@ -347,6 +347,7 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             sampler.set_epoch(epoch)
             sampler.skip = skip * cfg.batch_size
             train_set.set_epoch(epoch)
+            train_set.handover = "pixels"  # uint8 clips + crop offsets; the step makes its input on the device
             loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
                                 num_workers=cfg.num_workers, pin_memory=pin)
             stage.train_modes()

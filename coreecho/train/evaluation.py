@@ -59,7 +59,8 @@ class EvalResult:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(["name", "ef_true", "ef_pred", "abs_error", "n_clips", "clip_starts", "clip_efs"])
             for r in self.rows:
-                w.writerow([escape_cell(r["name"]), f"{r['ef_true']:.6f}", f"{r['ef_pred']:.6f}", f"{r['abs_error']:.6f}",
+                w.writerow([escape_cell(r["name"]), f"{r['ef_true']:.6f}", f"{r['ef_pred']:.6f}",
+                            f"{r['abs_error']:.6f}",
                             len(r["clip_efs"]), ";".join(str(s) for s in r["clip_starts"]),
                             ";".join(f"{v:.6f}" for v in r["clip_efs"])])
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from coreecho.errors import ConfigError
-from coreecho.train.config import PREPROCESS_FIELDS, RESUMABLE_FIELDS, TrainConfig
+from coreecho.train.config import PREPROCESS_FIELDS, TrainConfig
 
 __all__ = ["resume_diff", "check_resume", "RECIPE_FIELDS"]
 
@@ -120,14 +120,21 @@ def check_resume(checkpoint: dict[str, Any], cfg: TrainConfig, stage: str, path:
         ...     check_resume({"config": TrainConfig(size=64).to_dict()}, TrainConfig(size=112), "stage1", "ckpt.pt")
         ... except ConfigError as err:
         ...     print(str(err).splitlines()[:2])
-        ["ckpt.pt: cannot resume: this run's settings differ from the checkpoint's recipe:", '  size: checkpoint 64, now 112']
+        ["ckpt.pt: cannot resume: 1 setting of this run differs from the checkpoint's:", '  size: checkpoint 64, now 112']
     """
     lines = resume_diff(checkpoint, cfg, stage)
     if not lines:
         return
     folder = Path(path).parent
-    raise ConfigError(
-        f"{path}: cannot resume: this run's settings differ from the checkpoint's recipe:\n  " + "\n  ".join(lines)
-        + f"\nResume with the checkpoint's values (e.g. `coreecho train {stage} --config {folder / 'train_config.json'} "
-        f"--resume ...`; command-line options override that file), or start a new run with another --out. "
-        f"Only these may change on resume: {', '.join(RESUMABLE_FIELDS)}.")
+    details = [f"  {line}" for line in lines] + [
+        f"To resume, run with the checkpoint's settings: `coreecho train {stage} --config "
+        f"{folder / 'train_config.json'} --resume ...` (options given on the command line override that file).",
+        "Or start a new run: another --out, or --overwrite to replace this one.",
+        "What may change on resume: the number of epochs, the paths, workers, device, precision, logging,",
+        "how often checkpoints are saved, and the memory savers (loss chunks, cached batch, micro-batch, "
+        "gradient checkpointing, SyncBatchNorm)."]
+    many = len(lines) > 1
+    err = ConfigError(f"{path}: cannot resume: {len(lines)} setting{'s' if many else ''} of this run "
+                      f"{'differ' if many else 'differs'} from the checkpoint's:\n" + "\n".join(details))
+    err.details = details  # the CLI prints them one per line (coreecho.cli.main)
+    raise err

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coreecho.data.pipelined import batch_clips
 from coreecho.errors import ConfigError
 from coreecho.losses import CoReLoss
 from coreecho.models.build import build_model
@@ -239,7 +240,7 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
                        chunk_size=cfg.loss_chunk_size)
 
     def step(batch: dict[str, Any]) -> dict[str, float]:
-        clips = batch["video"].to(env.device, non_blocking=True)
+        clips = batch_clips(batch, env.device)  # uint8 in, normalised (and cropped) on the device
         ef = batch["label"].to(env.device, non_blocking=True)
         return stage1_step(encoder, head, clips, ef, loss_fn=loss_fn, opt_encoder=opt_encoder,
                            opt_head=opt_head, autocast=autocast, scaler=scaler,

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from coreecho.data.pipelined import batch_clips
 from coreecho.errors import ConfigError
 from coreecho.models.coreecho import CoReEcho
 from coreecho.train import engine
@@ -138,7 +139,7 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
     encoder = model.encoder
 
     def step(batch: dict[str, Any]) -> dict[str, float]:
-        clips = batch["video"].to(env.device, non_blocking=True)
+        clips = batch_clips(batch, env.device)  # uint8 in, normalised (and cropped) on the device
         ef = batch["label"].to(env.device, non_blocking=True)
         return stage2_step(encoder, head, clips, ef, opt_head=opt_head, autocast=autocast, scaler=scaler)
 

@@ -28,7 +28,7 @@ import numpy as np
 from coreecho.constants import PAD_STYLES
 from coreecho.errors import InputError
 
-__all__ = ["pad_and_crop", "shift_range"]
+__all__ = ["pad_and_crop", "shift_range", "draw_offsets", "apply_offsets", "crop_window"]
 
 
 def _layout(pad: int, style: str) -> tuple[int, int]:
@@ -53,6 +53,51 @@ def shift_range(pad: int, style: str = "coreecho") -> tuple[int, int]:
     return before - (positions - 1), before
 
 
+def draw_offsets(k: int, pad: int, rng: np.random.Generator, style: str = "coreecho") -> np.ndarray:
+    """The random crops of ``k`` clips as source offsets: int64 ``[k, 2]`` ``(row, column)``, with crop ``j`` being
+    ``out[.., i, c] = clip[.., i + row, c + column]`` (zeros outside the clip).
+
+    Draws exactly what :func:`pad_and_crop` draws (two integers per clip, in clip order), so a worker can hand the
+    offsets over with its uint8 clips and the crop be applied later (:func:`coreecho.video.model_input.to_model_input`)
+    with the same result. All zeros when ``pad`` is 0 (nothing is drawn).
+
+    Example:
+        >>> draw_offsets(2, 12, np.random.default_rng(0)).tolist()
+        [[5, 2], [0, -3]]
+    """
+    before, positions = _layout(pad, style)
+    out = np.zeros((int(k), 2), dtype=np.int64)
+    if positions <= 1:
+        return out
+    for j in range(int(k)):
+        out[j] = rng.integers(0, positions, size=2)
+    return out - before
+
+
+def crop_window(size: int, offset: int) -> tuple[slice, slice]:
+    """``(destination, source)`` slices along one axis of ``out[i] = clip[i + offset]`` (zero outside the clip).
+
+    Example:
+        >>> crop_window(8, -3), crop_window(8, 2)
+        ((slice(3, 8, None), slice(0, 5, None)), (slice(0, 6, None), slice(2, 8, None)))
+    """
+    lo = max(0, -offset)
+    hi = min(size, size - offset)
+    if hi <= lo:
+        return slice(0, 0), slice(0, 0)
+    return slice(lo, hi), slice(lo + offset, hi + offset)
+
+
+def apply_offsets(clips: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Crop each clip ``[K, T, H, W, C]`` at its :func:`draw_offsets` offset (zeros outside); a new array."""
+    k, t, h, w, c = clips.shape
+    out = np.zeros_like(clips)
+    for j in range(k):
+        rows, cols = crop_window(h, int(offsets[j, 0])), crop_window(w, int(offsets[j, 1]))
+        out[j, :, rows[0], cols[0]] = clips[j, :, rows[1], cols[1]]
+    return out
+
+
 def pad_and_crop(clips: np.ndarray, pad: int, rng: np.random.Generator, style: str = "coreecho") -> np.ndarray:
     """Move each clip by a random whole-pixel offset, filling with zeros (see the module docstring).
 
@@ -68,12 +113,4 @@ def pad_and_crop(clips: np.ndarray, pad: int, rng: np.random.Generator, style: s
     before, positions = _layout(pad, style)
     if positions <= 1:
         return clips
-    k, t, h, w, c = clips.shape
-    extra = positions - 1
-    padded = np.zeros((k, t, h + extra, w + extra, c), dtype=clips.dtype)
-    padded[:, :, before:before + h, before:before + w] = clips
-    out = np.empty_like(clips)
-    for j in range(k):
-        top, left = (int(v) for v in rng.integers(0, positions, size=2))
-        out[j] = padded[j, :, top:top + h, left:left + w]
-    return out
+    return apply_offsets(clips, draw_offsets(clips.shape[0], pad, rng, style))

@@ -73,6 +73,71 @@ def _dicom_fps(ds) -> float | None:
     return None
 
 
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _meta_end(fh) -> int | None:
+    """Offset of the first byte after the file meta group (0002,xxxx) of a DICOM file with preamble, or None."""
+    fh.seek(0)
+    if fh.read(132)[128:] != b"DICM":
+        return None
+    while True:
+        pos = fh.tell()
+        head = fh.read(8)
+        if len(head) < 8:
+            return None
+        group, _, vr = struct.unpack("<HH2s", head[:6])
+        if group != 0x0002:
+            return pos
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            more = fh.read(4)
+            if len(more) < 4:
+                return None
+            length = struct.unpack("<I", more)[0]
+        else:
+            length = struct.unpack("<H", head[6:])[0]
+        if length == 0xFFFFFFFF:
+            return None
+        fh.seek(length, 1)
+
+
+def _check_deflated_size(p: Path, limits: Limits) -> None:
+    """pydicom inflates a Deflated Explicit VR Little Endian file whole, in memory: stream-inflate it first and
+    refuse one that inflates past ``limits.max_bytes`` (a deflate bomb: a few KB that inflate to gigabytes)."""
+    import zlib  # noqa: PLC0415
+
+    cap, chunk = limits.max_bytes, 1 << 20
+    try:
+        with open(p, "rb") as fh:
+            start = _meta_end(fh)
+            if start is None:
+                return
+            fh.seek(start)
+            if _DEFLATED.encode() not in _read_meta_bytes(fh, start):
+                return
+            fh.seek(start)
+            inflate, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+            while True:
+                data = fh.read(chunk)
+                out = inflate.decompress(data, chunk)
+                total += len(out)
+                while inflate.unconsumed_tail and total <= cap:
+                    total += len(inflate.decompress(inflate.unconsumed_tail, chunk))
+                if total > cap:
+                    raise VideoReadError(str(p), f"is a deflated DICOM that inflates to more than {cap} bytes, the "
+                                                 f"limit of one read (a deflate bomb, or a very large file); if it is "
+                                                 f"real, raise it: Limits(max_bytes={4 * cap})")
+                if not data or inflate.eof:
+                    return
+    except (OSError, zlib.error, struct.error):
+        return  # not a readable deflated stream: the header reader reports it
+
+
+def _read_meta_bytes(fh, end: int) -> bytes:
+    fh.seek(0)
+    return fh.read(min(end, 1 << 16))
+
+
 def _dicom_header(p: Path):
     pydicom = _import_pydicom(str(p))
     from pydicom.errors import InvalidDicomError  # noqa: PLC0415
@@ -283,6 +348,7 @@ class DicomReader(VideoReader):
 
     def __init__(self, path: Path, limits: Limits):
         super().__init__(str(path), limits)
+        _check_deflated_size(path, limits)
         ds, hdr = _dicom_header(path)
         src = str(path)
         check_frame_size(src, hdr.rows, hdr.columns, limits, field="Rows x Columns", error=VideoReadError)

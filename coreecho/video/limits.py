@@ -20,9 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from coreecho.errors import InputError, VideoReadError
+from coreecho.video.budget import DEFAULT_MAX_BYTES, env_max_bytes
 
 __all__ = ["Limits", "DEFAULT_LIMITS", "MAX_CLIPS", "VIDEO_EXTENSIONS", "DICOM_EXTENSIONS", "NPY_EXTENSIONS",
            "READABLE_EXTENSIONS"]
@@ -52,18 +53,22 @@ class Limits:
       echo loops hold tens to a few hundred frames. Counting packets stops at ``max_frames + 1``.
     * ``max_side = 4096``: frame height or width in pixels (ultrasound scanners export at most ~1920).
     * ``max_pixels = 4096 * 4096``: pixels per frame (one RGB frame is then at most 48 MiB).
-    * ``max_bytes = 2 GiB``: decoded ``uint8`` RGB bytes one ``read()`` may produce (unique frames x H x W x 3;
-      raw sample bytes for DICOM when larger). That is 57 000 frames at 112x112, or 2 300 frames at 480x640;
-      read fewer frames (clip sampling reads only the frames its clips need) or raise the limit.
+    * ``max_bytes = 2 GiB``: the memory budget of one video. A :class:`~coreecho.video.pipeline.ClipPipeline`
+      adds up what every stage will hold for the video (timeline, decoded frames, resize, clip batch and, on a
+      CPU, the forward pass: :mod:`coreecho.video.budget`) and refuses a video over it before allocating
+      anything (:class:`~coreecho.errors.MemoryBudgetError`). A reader alone refuses one ``read()`` whose decoded
+      ``uint8`` RGB bytes (raw sample bytes for DICOM when larger) exceed it. The default is the
+      ``COREECHO_MAX_BYTES`` environment variable when set (bytes, or e.g. ``4G``, ``512M``), else 2 GiB.
 
-    Override with e.g. ``open_video(path, limits=Limits(max_frames=500_000))`` or
-    ``dataclasses.replace(DEFAULT_LIMITS, max_bytes=8 * 1024**3)``.
+    Override with e.g. ``open_video(path, limits=Limits(max_frames=500_000))``,
+    ``dataclasses.replace(DEFAULT_LIMITS, max_bytes=8 * 1024**3)`` or ``COREECHO_MAX_BYTES=8G``.
 
     Attributes:
         max_frames: frames a video may hold; more is refused.
         max_side: largest frame height or width.
         max_pixels: largest number of pixels per frame.
-        max_bytes: largest decoded size of one read, in bytes.
+        max_bytes: the memory budget of one video's whole path (and the largest decoded size of one read), in
+            bytes.
 
     Example:
         >>> from coreecho.video import open_video, Limits
@@ -73,7 +78,7 @@ class Limits:
     max_frames: int = 100_000
     max_side: int = 4096
     max_pixels: int = 4096 * 4096
-    max_bytes: int = 2 * 1024**3
+    max_bytes: int = field(default_factory=env_max_bytes)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -82,8 +87,8 @@ class Limits:
                 raise InputError("Limits", f"{f.name} must be a positive integer, got {value!r}")
 
 
-#: The limits used when none are given.
-DEFAULT_LIMITS = Limits()
+#: The limits readers use when none are given (the built-in budget; ``Limits()`` reads ``COREECHO_MAX_BYTES``).
+DEFAULT_LIMITS = Limits(max_bytes=DEFAULT_MAX_BYTES)
 
 
 def _fmt_bytes(n: float) -> str:

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
@@ -37,9 +38,10 @@ import numpy as np
 from coreecho._warnings import warn_user
 from coreecho.errors import InputError
 from coreecho.video import transforms  # its functions are looked up at call time (tests spy on them)
-from coreecho.video.augment import pad_and_crop
+from coreecho.video.augment import draw_offsets, pad_and_crop
 from coreecho.video.base import NO_SIGNAL_NOTE, VideoInfo, signal_problem
-from coreecho.video.limits import DEFAULT_LIMITS
+from coreecho.video.budget import FPS_RANGE, check_budget, plausible_fps, stage_bytes, timeline_length
+from coreecho.video.limits import Limits
 from coreecho.video.readers import open_video
 from coreecho.video.sampling import ClipPlan, Sampler, as_sampler
 
@@ -75,8 +77,9 @@ class ClipBatch:
     """The clips of one video, ready for the model.
 
     Attributes:
-        x: float32 ``[K, 3, T, S, S]`` normalised clips.
-        pixels: uint8 ``[K, T, S, S, 3]``: the same clips before normalisation (after augmentation).
+        x: float32 ``[K, 3, T, S, S]`` normalised clips; ``None`` from ``pipeline(..., output="pixels")``.
+        pixels: uint8 ``[K, T, S, S, 3]``: the same clips before normalisation (after augmentation; with
+            ``output="pixels"`` before it: ``offsets`` then says how each clip is to be cropped).
         starts: first frame of each clip (timeline frames: resampled in time when the fps was resampled).
         source: the path, or the name of in-memory input.
         n_frames: frames in the video.
@@ -94,6 +97,8 @@ class ClipBatch:
     fps: float | None
     frame_indices: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     warnings: list[str] = field(default_factory=list)
+    #: ``output="pixels"`` in training: int64 ``[K, 2]`` crop offsets (:func:`coreecho.video.augment.draw_offsets`).
+    offsets: np.ndarray | None = None
 
 
 def timeline(info: VideoInfo, *, target_fps: float | None = None,
@@ -209,7 +214,10 @@ class ClipPipeline:
         self.train = bool(train)
         self.default_clips = clips
         self.backend = backend
-        self.limits = limits if limits is not None else DEFAULT_LIMITS
+        self.limits = limits if limits is not None else Limits()  # the budget: COREECHO_MAX_BYTES, else 2 GiB
+        #: Bytes of the memory budget held elsewhere while a video goes through (the engine reserves its
+        #: forward pass here: :func:`coreecho.engine.policy.forward_bytes`); see :mod:`coreecho.video.budget`.
+        self.reserved_bytes = 0
         self._boxes: dict[tuple, tuple[int, int, int, int]] = {}  # fan box per file (see _clip_transform)
 
     def __repr__(self) -> str:
@@ -283,7 +291,7 @@ class ClipPipeline:
     # ------------------------------------------------------------------ the whole path
     def __call__(self, video: Any, clips: Any = None, *, rng: np.random.Generator | None = None,
                  fps: float | None = None, name: str | None = None, resample_fps: bool = False,
-                 window: tuple[int, int] | None = None, warn: bool = False) -> ClipBatch:
+                 window: tuple[int, int] | None = None, warn: bool = False, output: str = "tensor") -> ClipBatch:
         """The clips of one video.
 
         Args:
@@ -297,6 +305,10 @@ class ClipPipeline:
                 :data:`FPS_TOLERANCE` away from it; otherwise such a video gets a warning.
             window: read only source frames ``window[0] .. window[1] - 1`` (e.g. one annotated cardiac cycle).
             warn: also issue the notes through :mod:`warnings` (attributed to the first caller outside coreecho).
+            output: ``"tensor"``: ``x`` is the normalised float32 model input. ``"pixels"``: ``x`` is ``None`` and
+                ``pixels`` (uint8) and, in training, ``offsets`` are handed over instead (a quarter of the bytes);
+                :func:`coreecho.video.model_input.to_model_input` makes the same ``x`` from them, bit for bit, where
+                the model runs.
 
         Returns:
             A :class:`ClipBatch`.
@@ -305,21 +317,23 @@ class ClipPipeline:
             InputError / VideoReadError: unreadable video, too few frames, bad starts, sizes over the limits.
         """
         pre = self.config
+        if output not in ("tensor", "pixels"):
+            raise InputError("output", f"must be 'tensor' or 'pixels', got {output!r}")
         sampler = self.sampler(clips)
         if self.train and rng is None:
             raise InputError("rng", "a training pipeline needs rng (random clips and augmentation)")
         reader = self.open(video, fps=fps, name=name)
         try:
-            info: VideoInfo = reader.info
             notes: list[str] = []
+            info: VideoInfo = self._believed(reader.info, resample_fps, notes)
             time_map = self._time_map(info, resample_fps, window, notes)
             plan = sampler.plan(len(time_map), frames=pre.frames, stride=pre.stride, rng=rng)
-            self._check_batch_size(info.source, plan)
             if pre.sampling == "clips":
                 span = (pre.frames - 1) * pre.stride + 1
                 if plan.n < span:
                     notes.append(f"{plan.n} frames is shorter than one clip ({span}); zero-padded as in training")
             transform, context = self._clip_transform(info)
+            self._check_budget(info, plan, time_map, context, output)
             pixels = gather_clips(reader, plan, time_map, transform, context)
             problem = None if self.train else signal_problem(pixels[plan.real])
             if problem is not None:  # a blank/black/white video: flagged (predict_ef makes it an error row)
@@ -330,8 +344,11 @@ class ClipPipeline:
         if warn:
             for note in notes:
                 warn_user(f"{info.source}: {note}")
-        x, pixels = self.finish(pixels, rng)
         shown = np.where(plan.real, time_map[np.minimum(plan.lo, plan.n - 1)], -1)
+        if output == "pixels":
+            offsets = draw_offsets(len(pixels), pre.pad, rng, pre.pad_style) if self.train else None
+            return ClipBatch(None, pixels, plan.starts, info.source, info.n_frames, info.fps, shown, notes, offsets)
+        x, pixels = self.finish(pixels, rng)
         return ClipBatch(x, pixels, plan.starts, info.source, info.n_frames, info.fps, shown, notes)
 
     def finish(self, pixels: np.ndarray, rng: np.random.Generator | None = None) -> tuple["torch.Tensor", np.ndarray]:
@@ -346,6 +363,20 @@ class ClipPipeline:
         return self.normalize(pixels), pixels
 
     # ------------------------------------------------------------------ helpers
+    def _believed(self, info: VideoInfo, resample_fps: bool, notes: list[str]) -> VideoInfo:
+        """``info``, without a stated frame rate outside :data:`~coreecho.video.budget.FPS_RANGE` (noted; an error
+        when the video is to be resampled in time: its time base is unknown)."""
+        if info.fps is None or plausible_fps(info.fps):
+            return info
+        lo, hi = FPS_RANGE
+        if resample_fps:
+            raise InputError(info.source, f"its stated frame rate ({info.fps!r} fps) is outside the plausible "
+                                          f"{lo:g}-{hi:g} fps, so it cannot be resampled in time; fix the header or "
+                                          "use the frames as they are (no resample_fps)")
+        notes.append(f"its stated frame rate ({info.fps!r} fps) is outside the plausible {lo:g}-{hi:g} fps and was "
+                     "ignored (the frames are used as they are)")
+        return dataclasses.replace(info, fps=None)
+
     def _time_map(self, info: VideoInfo, resample_fps: bool, window: tuple[int, int] | None,
                   notes: list[str]) -> np.ndarray:
         pre = self.config
@@ -353,14 +384,32 @@ class ClipPipeline:
         if far and not resample_fps:
             notes.append(f"{info.fps:g} fps is far from the {pre.fps:g} fps the model was trained at; clips then "
                          "cover a different time span (pass resample_fps=True to resample in time)")
-        return timeline(info, target_fps=pre.fps if far and resample_fps else None, window=window)
+        target = pre.fps if far and resample_fps else None
+        span = info.n_frames if window is None else max(0, int(window[1]) - int(window[0]))
+        length = timeline_length(span, info.fps if target is not None else None, target)
+        check_budget(info.source, stage_bytes(timeline=length, reserved=self.reserved_bytes), self.limits.max_bytes,
+                     {"timeline": f"{length} frames"})  # before the timeline is built
+        return timeline(info, target_fps=target, window=window)
 
-    def _check_batch_size(self, source: str, plan: ClipPlan) -> None:
+    def _check_budget(self, info: VideoInfo, plan: ClipPlan, time_map: np.ndarray, context: np.ndarray | None,
+                      output: str) -> None:
+        """The whole path of this video against the budget, before anything is decoded (:mod:`coreecho.video.budget`)."""
+        from coreecho.video.resize import square_resize_bytes  # noqa: PLC0415
+
+        pre = self.config
         k, t = plan.lo.shape
-        size = self.config.size
-        total = k * t * size * size * 3 * (1 + 4)  # uint8 clips + their float32 tensor
-        limit = self.limits.max_bytes
-        if total > limit:
-            raise InputError(source, f"{k} clips of {t} frames at {size}x{size} need {total / 1024**3:.1f} GiB, more "
-                                     f"than the limit of {limit / 1024**3:.1f} GiB per clip batch; use fewer clips or "
-                                     "pass limits=Limits(max_bytes=...)")
+        n_src = int(np.unique(time_map[plan.needed()]).size)
+        n_dec = min(info.n_frames, n_src + (0 if context is None else len(context)))
+        resize = 0 if (info.height, info.width) == (pre.size, pre.size) else \
+            square_resize_bytes(n_src, info.height, info.width, pre.size)
+        stages = stage_bytes(timeline=len(time_map), decoded=(n_dec, info.height, info.width),
+                             sector_search=context is not None, resize=resize, clips=(k, t, pre.size),
+                             float_input=output == "tensor", reserved=self.reserved_bytes)
+        if plan.weight is not None:  # blended clips: two float32 copies while they are mixed
+            stages["clip batch"] += k * t * pre.size * pre.size * 3 * 12
+        if self.train:  # the augmentation's padded copy
+            stages["clip batch"] += k * t * (pre.size + pre.pad) ** 2 * 3
+        check_budget(info.source, stages, self.limits.max_bytes, {
+            "decoded frames": f"{n_dec} frames of {info.height}x{info.width}",
+            "clip batch": f"{k} clips of {t} frames at {pre.size}x{pre.size}",
+            "timeline": f"{len(time_map)} frames"})

@@ -38,6 +38,7 @@ __all__ = [
     "resize_frames",
     "prepare_frames",
     "normalize",
+    "normalize_reference",
     "resample_indices",
     "resample_fps",
 ]
@@ -267,6 +268,7 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int] = 112, *, chun
     if f.shape[1:3] == (oh, ow):
         return f
     out = np.empty((f.shape[0], oh, ow, 3), dtype=np.uint8)
+    chunk = max(1, min(chunk, (64 * 2**20) // (12 * max(f.shape[1] * f.shape[2], oh * ow))))  # float32 bounded
     for i in range(0, f.shape[0], chunk):
         x = torch.from_numpy(np.ascontiguousarray(f[i:i + chunk])).permute(0, 3, 1, 2).float()
         y = F.interpolate(x, size=(oh, ow), mode="bilinear", antialias=True, align_corners=False)
@@ -308,7 +310,9 @@ def prepare_frames(frames: np.ndarray, *, size: int = 112, crop_sector: bool = T
             bbox = find_sector_bbox(f if sector_from is None else _check_frames(sector_from))
         top, bottom, left, right = (int(v) for v in bbox)
         f = f[:, top:bottom, left:right]
-    return resize_frames(pad_to_square(f), size)
+    from coreecho.video.resize import square_resize  # noqa: PLC0415
+
+    return square_resize(f, size)  # = resize_frames(pad_to_square(f), size), without the full-size square
 
 
 def normalize(
@@ -318,8 +322,9 @@ def normalize(
 ) -> torch.Tensor:
     """``(x - mean) / std`` per channel, in 0..255 pixel units, to the model's float32 layout.
 
-    Computed in float64 and rounded to float32 after each step, as numpy's in-place float32 arithmetic with
-    float64 constants does in the official pipeline.
+    The numbers are those of :func:`normalize_reference` (float64, rounded to float32 after each step, as numpy's
+    in-place float32 arithmetic with float64 constants does in the official pipeline), bit for bit; they are read
+    from a 256-entry table per channel in one pass (:func:`coreecho.video.model_input.to_model_input`).
 
     Args:
         clips: ``uint8`` ``[K, T, H, W, 3]`` (or one clip ``[T, H, W, 3]``), numpy or torch.
@@ -334,6 +339,26 @@ def normalize(
         >>> normalize(np.zeros((2, 36, 112, 112, 3), np.uint8)).shape
         torch.Size([2, 3, 36, 112, 112])
     """
+    from coreecho.video.model_input import to_model_input  # noqa: PLC0415 - it imports torch
+
+    return to_model_input(clips, mean, std)
+
+
+def normalize_reference(
+    clips: Any,
+    mean: Sequence[float] = ECHONET_MEAN,
+    std: Sequence[float] = ECHONET_STD,
+) -> torch.Tensor:
+    """:func:`normalize` computed elementwise in float64 (the definition of its numbers; slower).
+
+    ``y = float32(x - mean)``, then ``float32(y / std)``, both steps in float64.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> px = np.arange(256, dtype=np.uint8).repeat(3).reshape(1, 1, 16, 16, 3)
+        >>> torch.equal(normalize_reference(px), normalize(px))
+        True
+    """
     import torch  # noqa: PLC0415
 
     x = clips if isinstance(clips, torch.Tensor) else torch.from_numpy(np.asarray(clips))
@@ -341,8 +366,8 @@ def normalize(
         x = x[None]
     if x.ndim != 5 or x.shape[-1] != 3:
         raise InputError("clips", f"expected (K, T, H, W, 3), got shape {tuple(x.shape)}")
-    m = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(3, 1, 1, 1)
-    s = torch.as_tensor(np.asarray(std, dtype=np.float64)).reshape(3, 1, 1, 1)
+    m = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1, 1, 1, 1)
+    s = torch.as_tensor(np.asarray(std, dtype=np.float64)).reshape(-1, 1, 1, 1)
     if m.numel() != 3 or s.numel() != 3 or bool((s <= 0).any()):
         raise InputError("mean/std", "need 3 values each, std positive")
     x = x.permute(0, 4, 1, 2, 3).to(torch.float64)

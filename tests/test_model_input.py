@@ -1,0 +1,219 @@
+"""uint8 to the device: the model input made from handed-over uint8 clips (and crop offsets) is bit-identical to
+the float path of 0.2 (normalise in the worker, float64 arithmetic, pad-and-crop through a padded copy).
+
+The reference is reconstructed here from its definition: ``normalize_reference`` (the float64 arithmetic kept in
+``coreecho.video.transforms``) and a zero-pad-then-crop written below with the same draws as 0.2's augmentation.
+Grey frames decoded without colour conversion are compared with the conversion itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from coreecho import CoReEcho
+from coreecho.data.echonet import EchoNetDynamic
+from coreecho.data.layouts import write_echonet_layout
+from coreecho.data.pipelined import batch_clips
+from coreecho.engine import VideoItems, stream
+from coreecho.models.config import PreprocessConfig
+from coreecho.seeding import rng as seeded_rng
+from coreecho.video import frame_rgb, open_video
+from coreecho.video.augment import draw_offsets, pad_and_crop
+from coreecho.video.model_input import _lookup_device, pixel_table, to_model_input
+from coreecho.video.transforms import normalize, normalize_reference
+
+
+def _pad_then_crop(clips: np.ndarray, pad: int, rng: np.random.Generator, style: str) -> np.ndarray:
+    """0.2's augmentation, written out: a zero-padded copy, then one random window per clip."""
+    before, positions = (pad // 2, pad + 1) if style == "coreecho" else (pad, 2 * pad)
+    if positions <= 1:
+        return clips
+    k, t, h, w, c = clips.shape
+    padded = np.zeros((k, t, h + positions - 1, w + positions - 1, c), np.uint8)
+    padded[:, :, before:before + h, before:before + w] = clips
+    out = np.empty_like(clips)
+    for j in range(k):
+        top, left = (int(v) for v in rng.integers(0, positions, size=2))
+        out[j] = padded[j, :, top:top + h, left:left + w]
+    return out
+
+
+@pytest.mark.parametrize("mean,std", [((32.49, 32.62, 32.93), (49.87, 49.88, 50.13)), ((0.0, 127.5, 255.0),
+                                                                                       (1.0, 0.7, 255.0))])
+def test_every_pixel_value_matches_the_float64_arithmetic(mean, std):
+    values = np.arange(256, dtype=np.uint8)
+    px = np.stack([values, values[::-1], np.roll(values, 77)], -1).reshape(1, 4, 8, 8, 3)
+    ref = normalize_reference(px, mean, std)
+    assert torch.equal(to_model_input(px, mean, std), ref)
+    assert torch.equal(normalize(px, mean, std), ref)
+    out = torch.empty_like(ref)
+    _lookup_device(torch.from_numpy(px), pixel_table(mean, std), None, out)  # the GPU code, run on the CPU
+    assert torch.equal(out, ref)
+    # a plain float32 (x - mean) / std is not exact: the reference rounds twice
+    x = torch.from_numpy(px).permute(0, 4, 1, 2, 3).float()
+    plain = (x - torch.tensor(mean).view(3, 1, 1, 1)) / torch.tensor(std).view(3, 1, 1, 1)
+    assert not torch.equal(plain, ref)
+
+
+@pytest.mark.parametrize("pad,style", [(12, "coreecho"), (4, "echonet-dynamic"), (40, "coreecho"), (0, "coreecho")])
+def test_crop_offsets_give_the_augmented_input_bit_for_bit(pad, style):
+    clips = np.random.default_rng(1).integers(0, 256, (5, 3, 20, 18, 3), dtype=np.uint8)
+    for seed in range(8):
+        ref = normalize_reference(_pad_then_crop(clips, pad, np.random.default_rng(seed), style))
+        assert np.array_equal(pad_and_crop(clips, pad, np.random.default_rng(seed), style),
+                              _pad_then_crop(clips, pad, np.random.default_rng(seed), style))
+        offsets = draw_offsets(len(clips), pad, np.random.default_rng(seed), style)
+        assert torch.equal(to_model_input(clips, offsets=offsets), ref)
+        out = torch.empty_like(ref)
+        _lookup_device(torch.from_numpy(clips), pixel_table(), torch.from_numpy(offsets), out)
+        assert torch.equal(out, ref)
+    if pad:
+        assert np.abs(offsets).max() > 0
+
+
+def test_writes_into_a_slice_of_a_preallocated_batch():
+    px = np.random.default_rng(2).integers(0, 256, (2, 3, 6, 6, 3), dtype=np.uint8)
+    batch = torch.full((5, 3, 3, 6, 6), 7.0)
+    to_model_input(px, out=batch[1:3])
+    assert torch.equal(batch[1:3], normalize_reference(px))
+    assert bool((batch[0] == 7).all()) and bool((batch[3:] == 7).all())
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("echonet")
+    write_echonet_layout(root, 6, seed=5, splits=(4, 0, 2), n_frames=(60, 90), fps=50, size=32, progress=False)
+    return root
+
+
+PRE = PreprocessConfig(frames=8, stride=2, size=32, pad=6)
+
+
+def test_stage1_batch_is_bit_identical_to_the_float_path(layout):
+    ds = EchoNetDynamic(layout, "train", preprocess=PRE, views=2, augment=True, seed=3)
+    ds.set_epoch(2)
+    ds.handover = "pixels"
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    batch = next(iter(loader))
+    assert batch["pixels"].dtype == torch.uint8 and "video" not in batch
+    got = batch_clips(batch, "cpu")
+    refs = []
+    for i, rec in enumerate(ds.records):  # 0.2: starts, then crops, from one stream; float path in the worker
+        rng = seeded_rng(3, 2, i, 0x0EC0)
+        pipe = ds.pipeline
+        plan = pipe.sampler("random:2").plan(_frames(rec.path), frames=PRE.frames, stride=PRE.stride, rng=rng)
+        clean = pipe(rec.path, plan.starts, rng=np.random.default_rng(0), output="pixels").pixels
+        refs.append(normalize_reference(_pad_then_crop(clean, PRE.pad, rng, PRE.pad_style), PRE.mean, PRE.std))
+    ref = torch.stack(refs)
+    assert got.shape == ref.shape == (4, 2, 3, PRE.frames, PRE.size, PRE.size)
+    assert torch.equal(got, ref)
+    ds.handover = "tensor"  # the float items of the same seed, as before
+    assert torch.equal(torch.stack([ds[i]["video"] for i in range(4)]), ref)
+
+
+def test_stage2_single_view_batch(layout):
+    ds = EchoNetDynamic(layout, "train", preprocess=PRE, views=1, augment=True, seed=0)
+    ds.handover = "pixels"
+    item = ds[1]
+    assert item["pixels"].shape == (PRE.frames, PRE.size, PRE.size, 3) and item["offsets"].shape == (2,)
+    got = batch_clips(torch.utils.data.default_collate([ds[1], ds[2]]), "cpu")
+    ds.handover = "tensor"
+    assert torch.equal(got, torch.stack([ds[1]["video"], ds[2]["video"]]))
+
+
+def _frames(path: Path) -> int:
+    reader = open_video(path)
+    try:
+        return reader.info.n_frames
+    finally:
+        reader.close()
+
+
+def _captured(model: CoReEcho) -> tuple[list[torch.Tensor], object]:
+    seen: list[torch.Tensor] = []
+    handle = model.encoder.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    return seen, handle
+
+
+def test_engine_input_is_bit_identical_to_the_float_path(layout):
+    torch.manual_seed(0)
+    model = CoReEcho(tiny_config(preprocessing=PreprocessConfig(frames=8, stride=2, size=32))).eval()
+    pipe = model.pipeline()
+    paths = sorted((layout / "Videos").glob("*.avi"))[:3]
+    items = VideoItems(paths, pipe, clips=3)
+    assert items[0].x.dtype == torch.uint8 and items[0].norm is not None  # workers hand over uint8
+    seen, handle = _captured(model)
+    try:
+        list(stream(items, model, batch_size=4, workers=0))  # passes of 4 split items' clips across passes
+    finally:
+        handle.remove()
+    ref = torch.cat([normalize_reference(pipe(p, 3).pixels, pipe.config.mean, pipe.config.std) for p in paths])
+    assert [len(x) for x in seen] == [4, 4, 1]
+    assert torch.equal(torch.cat(seen), ref)
+
+
+def test_engine_with_workers_hands_over_uint8(layout):
+    torch.manual_seed(0)
+    model = CoReEcho(tiny_config(preprocessing=PreprocessConfig(frames=8, stride=2, size=32))).eval()
+    paths = sorted((layout / "Videos").glob("*.avi"))[:2]
+    seen, handle = _captured(model)
+    try:
+        a = list(model.predict_ef(paths, workers=1))
+    finally:
+        handle.remove()
+    pipe = model.pipeline()
+    ref = torch.cat([normalize_reference(pipe(p).pixels, pipe.config.mean, pipe.config.std) for p in paths])
+    assert torch.equal(torch.cat(seen), ref)
+    assert len(seen) >= 1 and a == list(model.predict_ef(paths, workers=0))
+
+
+def _grey_avi(path: Path, n: int = 6, size: int = 32) -> Path:
+    av = pytest.importorskip("av")
+    rng = np.random.default_rng(4)
+    with av.open(str(path), "w") as out:
+        stream_ = out.add_stream("mjpeg", rate=50)
+        stream_.width = stream_.height = size
+        stream_.pix_fmt = "yuvj420p"
+        for _ in range(n):
+            frame = av.VideoFrame(size, size, "yuvj420p")
+            for k, plane in enumerate(frame.planes):
+                buf = np.full((plane.height, plane.line_size), 128, np.uint8)
+                if k == 0:
+                    buf[:, :size] = rng.integers(0, 256, (size, size), dtype=np.uint8)
+                plane.update(buf.tobytes())
+            for packet in stream_.encode(frame):
+                out.mux(packet)
+        for packet in stream_.encode():
+            out.mux(packet)
+    return path
+
+
+def test_grey_frames_skip_colour_conversion_with_the_same_pixels(tmp_path, monkeypatch, layout):
+    if not frame_rgb.grey_is_exact():
+        pytest.skip("this FFmpeg build does not convert neutral chroma to equal RGB channels")
+    path = _grey_avi(tmp_path / "grey.avi")
+    taken: list[bool] = []
+    real = frame_rgb.neutral_luma
+    monkeypatch.setattr(frame_rgb, "neutral_luma", lambda f: taken.append(real(f) is not None) or real(f))
+
+    def read(p: Path) -> np.ndarray:
+        reader = open_video(p, backend="pyav")
+        try:
+            return reader.read(np.arange(reader.info.n_frames))
+        finally:
+            reader.close()
+
+    fast = read(path)
+    assert taken and all(taken)  # every frame of the grey file took the luma plane
+    colour = next(iter(sorted((layout / "Videos").glob("*.avi"))))
+    taken.clear()
+    fast_colour = read(colour)
+    monkeypatch.setattr(frame_rgb, "grey_is_exact", lambda: False)  # everything through the conversion
+    assert np.array_equal(fast, read(path))
+    assert np.array_equal(fast_colour, read(colour))
+    assert fast.shape[-1] == 3 and np.array_equal(fast[..., 0], fast[..., 2])
