@@ -198,7 +198,8 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
     _table(f"2. Inference preparation, {len(paths)} videos x 3 clips of {pre.frames} frames, {pre.size} px, one "
            "core", "ms / clip", medians, base, per=clips)
     parts = sum(medians[k] for k in runs if k.startswith("coreecho") and "whole" not in k and "0.2" not in k)
-    whole = sum(medians[k] for k in runs if "whole" in k or "uint8 clips" in k or "model input" in k)
+    whole = sum(medians[k] for k in runs if k.startswith("coreecho") and ("whole" in k or "uint8 clips" in k
+                                                                          or "model input" in k))
     print(f"coreecho parts together: {1000 * parts / clips:.2f} ms / clip (decode + transform + handover + model "
           f"input); worker side + handover + model input: {1000 * whole / clips:.2f} ms / clip; "
           f"model input bit-identical to the 0.2 float path: {exact}; baseline with its handover: "

@@ -5,11 +5,11 @@ return) as a formula: a video named ``=HYPERLINK(...).avi`` would become a live 
 Every text cell coreecho writes to a CSV for users goes through :func:`escape_cell`, which puts one ``'`` in front
 of such a cell (the usual convention: spreadsheets show the rest as text). A cell that already starts with ``'`` gets
 one too, so that :func:`unescape_cell` (remove one leading ``'``) gives back exactly what was written: ``--resume``
-matches file names exactly. Numbers (``-3.5``, ``-1.0 2.5``) are left alone: they are not formulas.
+matches file names exactly. Numbers and lists of numbers (``-3.5``, ``-1.0;2.5``) are left alone: not formulas.
 
 Example:
-    >>> escape_cell("=cmd.avi"), escape_cell("-3.5"), escape_cell("'quoted.avi"), escape_cell("a.avi")
-    ("'=cmd.avi", '-3.5', "''quoted.avi", 'a.avi')
+    >>> escape_cell("=cmd.avi"), escape_cell("-3.5;2"), escape_cell("'quoted.avi"), escape_cell("a.avi")
+    ("'=cmd.avi", '-3.5;2', "''quoted.avi", 'a.avi')
     >>> all(unescape_cell(escape_cell(s)) == s for s in ["=x", "+x", "-x", "@x", "\\tx", "'x", "''=x", "x", ""])
     True
 """
@@ -23,7 +23,7 @@ __all__ = ["FORMULA_PREFIXES", "escape_cell", "unescape_cell", "escape_row", "un
 
 #: First characters that make a spreadsheet read a cell as a formula (or strip/shift it).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_NUMBERS = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?( [-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*")
+_NUMBERS = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?([ ;] ?[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)*")
 
 
 def escape_cell(value: Any) -> Any:

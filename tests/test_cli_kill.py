@@ -64,7 +64,10 @@ def _kill_after(cmd, journal: Path, rows: int, count) -> None:
 
 def _csv_rows(path: Path) -> list[str]:
     text = path.read_bytes()
-    return text[: text.rfind(b"\n") + 1].decode().splitlines()[1:]
+    lines = text[: text.rfind(b"\n") + 1].decode().splitlines()
+    if lines and lines[0].startswith("# coreecho run "):  # a journal's run record (coreecho.cli.runrecord)
+        lines = lines[1:]
+    return lines[1:]
 
 
 def _in_process(cmd, capsys) -> tuple[int, str]:
@@ -111,11 +114,12 @@ def test_embed_killed_keeps_rows_and_resume_finishes(batch, tmp_path, capsys):
     journal = Path(f"{out}.partial")
 
     def count(p):
-        return p.read_bytes().count(b"\n")
+        return max(0, p.read_bytes().count(b"\n") - 1)  # the first line is the run record
 
     _kill_after(_command("embed", videos, model, out), journal, 3, count)
     assert not out.exists()
-    kept = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]
+    kept = [json.loads(line) for line in journal.read_text().splitlines()
+            if line.endswith("}") and not line.startswith('{"coreecho_run"')]
     assert 3 <= len(kept) < N_VIDEOS
     proc = subprocess.run(_command("embed", videos, model, out, "--resume"), capture_output=True, text=True,
                           timeout=300)

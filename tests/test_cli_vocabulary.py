@@ -282,3 +282,60 @@ def test_uncalibrated_warning_once_per_model_at_the_callers_line(tiny_model, tmp
     said = [w for w in rec if "carries no calibration" in str(w.message)]
     assert [str(first) in str(w.message) for w in said] == [True, False]  # once per model: a, then b
     assert all(w.filename == __file__ for w in said), [(w.filename, w.lineno) for w in said]
+
+
+def _library_messages() -> list[tuple[str, str]]:
+    """(file, text) of every string in a ``raise``, a ``warn``/``warn_user`` call or a note appended in coreecho
+    outside the CLI: the messages that can reach a command-line user."""
+    import ast
+    from pathlib import Path
+
+    import coreecho
+
+    root = Path(coreecho.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            call = isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "warn", "warn_user", "append")
+            if isinstance(node, ast.Raise) or call:
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and "=" in sub.value:
+                        found.append((str(path.relative_to(root)), sub.value))
+    return found
+
+
+def test_library_messages_name_flags_in_every_command_that_has_them():
+    from coreecho.cli._vocabulary import options_of
+
+    messages = _library_messages()
+    assert any("resample_fps=True" in text for _, text in messages)  # the scan sees the messages it must
+    checked = 0
+    for command in subparsers(build_parser()):
+        command = command.split(" ", 1)[0]
+        options = options_of(command)
+        for where, text in messages:
+            for name in set(re.findall(r"(?<![\w.\-])([a-z][a-z0-9_]*)=(?!=)", text)) & set(options):
+                phrased = cli_words(text, command)
+                assert not re.search(rf"(?<![\w.\-]){name}=(?!=)", phrased), (where, command, phrased)
+                checked += 1
+    assert checked >= 5
+
+
+def test_library_internal_loads_do_not_use_up_the_warning(tiny_model, tmp_path):
+    import warnings
+
+    from coreecho import load_model
+    from coreecho.hub.folder import internal_load
+
+    folder = tiny_model.save_pretrained(tmp_path / "run" / "best_model")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with internal_load():  # a training run reloading the model it just trained
+            load_model(folder, device="cpu")
+        assert not [w for w in rec if "carries no calibration" in str(w.message)]
+        load_model(folder, device="cpu")  # the user's own load is told
+    assert [w.filename for w in rec if "carries no calibration" in str(w.message)] == [__file__]

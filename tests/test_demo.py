@@ -109,6 +109,6 @@ def test_models_json_into_a_closed_pipe_is_quiet():
 
 def test_train_help_shows_each_default_once(capsys):
     with pytest.raises(SystemExit):
-        main(["train", "--help"])
+        main(["train", "stage1", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: CUDA when available)" in text and "(default: None)" not in text.split("--device")[1][:80]
+    assert "(default: cuda when available;" in text and "(default: None)" not in text.split("--device")[1][:80]

@@ -263,3 +263,22 @@ def test_truncated_and_lying_video_streams(grey, tmp_path):
     ds.save_as(tmp_path / "garbage.dcm")
     with pytest.raises(CoReEchoError, match="garbage.dcm"):
         read_video(tmp_path / "garbage.dcm")
+
+
+def test_missing_plugin_import_in_a_fresh_process(grey, tmp_path):
+    """The real path: the plugin modules cannot be imported (as when the extra is not installed)."""
+    import subprocess
+    import sys
+
+    _needs_encoder(U.JPEGLSLossless)
+    path = CASES["jpeg-ls-lossless"][0](_base(tmp_path / "src.dcm", grey), tmp_path / "jls.dcm", grey)
+    good = _base(tmp_path / "good.dcm", grey)
+    code = ("import sys\nfor m in ('jpeg_ls', 'gdcm', 'libjpeg'): sys.modules[m] = None\n"
+            "from coreecho.video import read_video\nfrom coreecho.errors import DecoderMissingError\n"
+            "print(read_video(sys.argv[2]).frames.shape)\n"
+            "try:\n    read_video(sys.argv[1])\nexcept DecoderMissingError as e:\n    print('missing', e.package)\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(good)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert out[0] == f"({N}, {SIZE}, {SIZE}, 3)" and out[1] == "missing pyjpegls", out
+    assert "jls.dcm" in out[2] and 'pip install "coreecho[dicom]"' in out[2] and "JPEG-LS" in out[2]

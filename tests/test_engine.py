@@ -154,14 +154,17 @@ class _DiesAtThree(torch.utils.data.Dataset):
         return Item(i, f"v{i}", torch.randn(1, 3, self.pre.frames, self.pre.size, self.pre.size))
 
 
-def test_a_dead_worker_stops_the_run_after_delivering_what_was_decoded(model):
-    from coreecho.engine import stream
+def test_a_dead_worker_is_replaced_by_decoding_in_this_process(model):
+    """A worker killed mid-run (a decoder crash, an OOM kill): the run goes on in this process (issue 19.2), the
+    items the workers held are decoded again here and say so."""
+    from coreecho.engine import EngineWarning, stream
 
     got = []
-    with pytest.raises(RuntimeError, match="DataLoader worker"):
+    with pytest.warns(EngineWarning, match="DataLoader worker"):
         for item, emb, out in stream(_DiesAtThree(model.config.preprocessing), model, workers=1, errors="nan"):
-            got.append((item.index, out.shape))
-    assert got == [(0, (1,)), (1, (1,)), (2, (1,))]  # queued for a bigger pass, still computed before the error
+            got.append((item.index, out.shape, any("decoded again" in n for n in item.notes)))
+    assert [g[:2] for g in got] == [(i, (1,)) for i in range(6)]  # every item, in order
+    assert got[3][2] and not got[0][2]  # the item in flight was decoded again here
 
 
 def test_auto_precision_on_a_cpu_is_fp32_for_a_micro_model_and_bf16_for_uniformer_s(files, model, one_thread):

@@ -141,6 +141,38 @@ def test_manual_model_says_what_to_download_and_run(official_ckpt, monkeypatch):
 
     assert main(["convert", str(official_ckpt), "--install", "coreecho-echonet"]) == 0
     assert load_model("coreecho-echonet", device="cpu").config.license == "CC-BY-NC-4.0"
+    # a file the user converted is listed as such (no pinned sha256 matches it), never with the paper's metrics
+    assert coreecho.hub.status("coreecho-echonet") == "user-converted"
+
+
+def test_save_pretrained_is_atomic_a_failed_save_leaves_the_folder_loadable(tiny_model, tmp_path, monkeypatch):
+    import numpy as np
+
+    from coreecho.analysis.conformal import Calibration
+    from coreecho.analysis.shift import ShiftDetector
+
+    rng = np.random.default_rng(0)
+    tiny_model.shift_detector = ShiftDetector().fit(rng.normal(size=(80, 64)), k=3)
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    tiny_model.shift_detector = ShiftDetector().fit(rng.normal(size=(80, 64)), k=3)
+
+    def killed(self, out):  # the process dies while the calibration is written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Calibration, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.save_pretrained(folder)
+    # config.json is written last and atomically: the folder still loads, with its previous calibration
+    assert (folder / "config.json").read_bytes() == before["config.json"]
+    assert (folder / "calibration.safetensors").read_bytes() == before["calibration.safetensors"]
+    assert load_model(folder, device="cpu").shift_detector.threshold is not None
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tiny_model.save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "calibration.safetensors", "config.json",
+                                                       "model.safetensors"]  # no temporary left behind
+    assert load_model(folder, device="cpu").shift_detector is not None
 
 
 def test_hub_repo_from_local_cache_with_revision_and_checksum(tiny_model, tmp_path):

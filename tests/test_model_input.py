@@ -3,7 +3,6 @@ the float path of 0.2 (normalise in the worker, float64 arithmetic, pad-and-crop
 
 The reference is reconstructed here from its definition: ``normalize_reference`` (the float64 arithmetic kept in
 ``coreecho.video.transforms``) and a zero-pad-then-crop written below with the same draws as 0.2's augmentation.
-Grey frames decoded without colour conversion are compared with the conversion itself.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from coreecho.data.pipelined import batch_clips
 from coreecho.engine import VideoItems, stream
 from coreecho.models.config import PreprocessConfig
 from coreecho.seeding import rng as seeded_rng
-from coreecho.video import frame_rgb, open_video
+from coreecho.video import open_video
 from coreecho.video.augment import draw_offsets, pad_and_crop
 from coreecho.video.model_input import _lookup_device, pixel_table, to_model_input
 from coreecho.video.transforms import normalize, normalize_reference
@@ -170,50 +169,3 @@ def test_engine_with_workers_hands_over_uint8(layout):
     ref = torch.cat([normalize_reference(pipe(p).pixels, pipe.config.mean, pipe.config.std) for p in paths])
     assert torch.equal(torch.cat(seen), ref)
     assert len(seen) >= 1 and a == list(model.predict_ef(paths, workers=0))
-
-
-def _grey_avi(path: Path, n: int = 6, size: int = 32) -> Path:
-    av = pytest.importorskip("av")
-    rng = np.random.default_rng(4)
-    with av.open(str(path), "w") as out:
-        stream_ = out.add_stream("mjpeg", rate=50)
-        stream_.width = stream_.height = size
-        stream_.pix_fmt = "yuvj420p"
-        for _ in range(n):
-            frame = av.VideoFrame(size, size, "yuvj420p")
-            for k, plane in enumerate(frame.planes):
-                buf = np.full((plane.height, plane.line_size), 128, np.uint8)
-                if k == 0:
-                    buf[:, :size] = rng.integers(0, 256, (size, size), dtype=np.uint8)
-                plane.update(buf.tobytes())
-            for packet in stream_.encode(frame):
-                out.mux(packet)
-        for packet in stream_.encode():
-            out.mux(packet)
-    return path
-
-
-def test_grey_frames_skip_colour_conversion_with_the_same_pixels(tmp_path, monkeypatch, layout):
-    if not frame_rgb.grey_is_exact():
-        pytest.skip("this FFmpeg build does not convert neutral chroma to equal RGB channels")
-    path = _grey_avi(tmp_path / "grey.avi")
-    taken: list[bool] = []
-    real = frame_rgb.neutral_luma
-    monkeypatch.setattr(frame_rgb, "neutral_luma", lambda f: taken.append(real(f) is not None) or real(f))
-
-    def read(p: Path) -> np.ndarray:
-        reader = open_video(p, backend="pyav")
-        try:
-            return reader.read(np.arange(reader.info.n_frames))
-        finally:
-            reader.close()
-
-    fast = read(path)
-    assert taken and all(taken)  # every frame of the grey file took the luma plane
-    colour = next(iter(sorted((layout / "Videos").glob("*.avi"))))
-    taken.clear()
-    fast_colour = read(colour)
-    monkeypatch.setattr(frame_rgb, "grey_is_exact", lambda: False)  # everything through the conversion
-    assert np.array_equal(fast, read(path))
-    assert np.array_equal(fast_colour, read(colour))
-    assert fast.shape[-1] == 3 and np.array_equal(fast[..., 0], fast[..., 2])

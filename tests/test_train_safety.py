@@ -475,3 +475,92 @@ def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_read_only_checkpoint_folder_is_a_typed_line_and_keeps_the_checkpoint(data, stage1, tmp_path, monkeypatch,
+                                                                             capsys):
+    import errno
+
+    run = _copy(stage1, tmp_path / "s1")
+    before = {k: v for k, v in digests(run).items() if k.startswith("checkpoint")}
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):  # the file system turns read-only when the checkpoint is renamed
+        if str(dst).endswith("checkpoint_last.pt"):
+            raise OSError(errno.EROFS, "Read-only file system", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, out = cli(["train", "stage1", "--data", data, "--out", run, *S1[:-8], "--epochs", "2", "--workers", "0",
+                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
+    assert code == 1 and "checkpoint_last.pt: cannot be written: the file system is read-only" in out, out
+    assert "bug" not in out and "Traceback" not in out
+    after = digests(run)
+    assert {k: after.get(k) for k in before} == before  # every checkpoint written before is as it was
+
+
+def test_a_killed_loader_worker_is_one_line(data, tmp_path, monkeypatch, capsys):
+    from coreecho.data import echonet
+
+    real = echonet.ClipDataset.__getitem__
+    parent = os.getpid()
+
+    def getitem(self, index):
+        if os.getpid() != parent:  # in the worker process: die as the out-of-memory killer would kill it
+            os._exit(137)
+        return real(self, index)
+
+    monkeypatch.setattr(echonet.ClipDataset, "__getitem__", getitem)
+    code, out = cli(["train", "stage1", "--data", data, "--out", tmp_path / "r", *S1[:-10], "--workers", "1",
+                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3"], capsys)
+    assert code == 1 and "a data loader worker process died" in out and "--workers" in out, out
+    assert "bug" not in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")
+def test_device_cuda_without_a_driver_is_a_usage_error(data, tmp_path, capsys):
+    code, out = cli(["train", "stage1", "--data", data, "--out", tmp_path / "r", *S1, "--device", "cuda"], capsys)
+    assert code == 2 and "CUDA is not available" in out and not (tmp_path / "r").exists()
+
+
+def test_sigkill_mid_run_then_rerun_is_refused_and_resume_finishes(data, tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "coreecho", "train", "stage1", "--data", str(data), "--out", str(out), *S1[:-8],
+            "--batch-size", "2", "--epochs", "3", "--save-every-steps", "1", "--workers", "0", "--device", "cpu",
+            "--no-progress", "--no-tensorboard", "--seed", "3"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import time
+
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and not (out / "checkpoint_prev.pt").exists():
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    before = {k: v for k, v in digests(out).items() if not k.startswith(".")}
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "holds another run's files" in again.stderr, again.stderr[-2000:]
+    assert {k: v for k, v in digests(out).items() if not k.startswith(".")} == before
+    resumed = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(data, stage1, tmp_path, capsys):
+    run = _copy(stage1, tmp_path / "s1")
+    resume = ["train", "stage1", "--data", data, "--out", run, *S1[:-8], "--workers", "0", "--device", "cpu",
+              "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"]
+    assert cli([*resume, "--epochs", "2"], capsys)[0] == 0  # checkpoint_prev.pt: epoch 1, checkpoint_last.pt: 2
+    last = run / "checkpoint_last.pt"
+    raw = bytearray(last.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one byte inside the tensor data
+    last.write_bytes(bytes(raw))
+    prev = digests(run / "checkpoint_prev.pt")
+    code, out = cli([*resume, "--epochs", "3"], capsys)
+    assert code == 0 and "Resuming from the previous checkpoint" in out, out
+    assert "does not match the sha256" in out
+    assert len((run / "metrics.csv").read_text().splitlines()) == 4
+    assert prev  # the intact previous checkpoint was read, never damaged

@@ -96,6 +96,22 @@ def _dicom_encapsulated_lying(root: Path) -> Path:
     return p
 
 
+def _dicom_deflate_bomb(root: Path) -> Path:
+    """32 MB of pixels that deflate to ~33 KB: pydicom would inflate it whole, in memory."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from coreecho.data.layouts import write_dicom
+
+    src = write_dicom(root / "bomb_src.dcm", np.zeros((32, 1024, 1024), np.uint8))
+    ds = pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    p = root / "deflate_bomb.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    src.unlink()
+    return p
+
+
 def _avi(root: Path, name: str, n: int = 30, size: int = 32) -> Path:
     from coreecho.video import write_video
 
@@ -172,6 +188,8 @@ CASES = {
     "dicom-huge-rows": (lambda r: _dicom(r, "huge_rows.dcm", 10, 10, rows=65535, cols=65535), "auto", {},
                         VideoReadError, ["Rows x Columns", "max_side="]),
     "dicom-jpeg-lie": (_dicom_encapsulated_lying, "auto", {}, VideoReadError, ["NumberOfFrames", "PixelData"]),
+    "dicom-deflate-bomb": (_dicom_deflate_bomb, "auto", {"max_bytes": 8 * 1024**2}, VideoReadError,
+                           ["deflated", "max_bytes="]),
     "avi-truncated": (_avi_truncated, "auto", {}, VideoReadError, ["truncated", "declares"]),
     "size-change-auto": (lambda r: _size_change(r, "size_change.avi"), "auto", {}, VideoReadError,
                          ["frame 10 size", "24x40"]),

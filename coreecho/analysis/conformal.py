@@ -216,7 +216,32 @@ class ConformalInterval:
         if ci.difficulty not in DIFFICULTIES or ci.n_calibration < 1:
             raise WeightsError(f"invalid calibration interval (difficulty {ci.difficulty!r}, "
                                f"{ci.n_calibration} scores)")
+        ci._check_fields(settings)
         return ci
+
+    def _check_fields(self, settings: dict[str, Any]) -> None:
+        """Every field of a restored interval in range and finite (``ValueError`` naming the field)."""
+        import math  # noqa: PLC0415
+
+        k = settings["k"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"interval.k must be a positive integer, found {k!r}")
+        if not math.isfinite(self.floor) or self.floor < 0:
+            raise ValueError(f"interval.floor must be a finite number >= 0, found {settings['floor']!r}")
+        lo, hi = self.bounds
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"interval.bounds must be two finite numbers, low < high, found {settings['bounds']!r}")
+        for name in ("scores", "reference", "reference_errors", "center", "scale"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"interval.{name} holds NaN or infinite values")
+        if self.difficulty == "knn":
+            ref = self.reference
+            if ref.ndim != 2 or len(ref) != len(self.reference_errors) or k > len(ref):
+                raise ValueError(f"interval.reference must be [n, D] with n = {len(self.reference_errors)} errors "
+                                 f"and n >= k = {k}, found shape {ref.shape}")
+            if self.center.shape != (ref.shape[1],) or self.scale.shape != (ref.shape[1],) or (self.scale <= 0).any():
+                raise ValueError(f"interval.center and interval.scale must be {ref.shape[1]} values (the embedding "
+                                 f"width), scale positive; found {self.center.shape} and {self.scale.shape}")
 
 
 class Calibration:

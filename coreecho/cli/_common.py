@@ -26,7 +26,8 @@ from coreecho.validate import LIMITS, check_batch_size, check_clips, check_devic
 
 __all__ = ["say", "quiet_stdout", "print_lines", "rank_prefix", "UsageError", "bounded_int", "bounded_float", "clips_value", "device_value", "add_model", "add_device",
            "add_precision", "add_clips", "add_threads", "add_workers", "add_batch_size", "add_output", "add_debug",
-           "add_quiet", "add_deprecated_alias", "workers_value", "LIMITS", "PRECISIONS", "DEVICE_HELP", "MODEL_MEANING", "precision_help", "workers_help",
+           "add_quiet", "add_deprecated_alias", "workers_value", "LIMITS", "PRECISIONS", "DEVICE_HELP",
+           "MODEL_MEANING", "precision_help", "workers_help",
            "PRECISION_MEANING", "WORKERS_MEANING", "QUIET_HELP"]
 
 # LIMITS (upper bounds of numeric options) and the checks of the run settings are the library's
@@ -160,7 +161,8 @@ def add_clips(p: argparse.ArgumentParser, every: bool = True) -> None:
     """``--clips``: one parser for every command."""
     p.add_argument("--clips", type=clips_value, default=None, metavar="N|all" + ("|every" if every else ""),
                    help=f"clips per video: an integer 1..{LIMITS['clips']} (evenly spaced), 'all' (non-overlapping)"
-                        + (" or 'every' (every start)" if every else "") + " (default: the model's number of test clips)")
+                        + (" or 'every' (every start)" if every else "")
+                        + " (default: the model's number of test clips)")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:

@@ -28,8 +28,9 @@ __all__ = ["Option", "options_of", "cli_words", "EXAMPLES", "LIBRARY_NAMES", "ex
 #: :func:`coreecho.train.evaluation.evaluate` and :class:`~coreecho.train.transfer.TransferConfig`).
 LIBRARY_NAMES = {"num_workers": "workers"}
 
-#: One or two runnable examples per command (``coreecho`` itself: the top-level help; ``train`` has one list per stage). ``coreecho demo --output-dir demo``
-#: writes ``demo/phantom_ef45_seed2024.avi``, the video the other examples read, so they run as written offline.
+#: One or two runnable examples per command (``coreecho``: the top-level help; ``train`` has one list per stage).
+#: ``coreecho demo --output-dir demo`` writes ``demo/phantom_ef45_seed2024.avi``, the video the other examples
+#: read, so they run as written offline.
 EXAMPLES: dict[str, list[str]] = {
     "coreecho": ["coreecho demo", "coreecho predict coreecho-demo/ --model phantom-tiny --output ef.csv"],
     "models": ["coreecho models", "coreecho models --json"],
@@ -112,7 +113,7 @@ def options_of(command: str) -> dict[str, Option]:
 
 
 _VALUE = r"(?:'[^']*'|\"[^\"]*\"|[^\s,;)\]]+)"
-_ASSIGN = re.compile(r"(?<![\w.\-])(?P<verb>pass )?(?P<name>[a-z][a-z0-9_]*)=(?P<value>" + _VALUE + ")")
+_ASSIGN = re.compile(r"(?<![\w.\-])(?P<verb>pass )?(?P<name>[a-z][a-z0-9_]*)=(?P<value>" + _VALUE + ")?")
 _BOTH = re.compile(r"(--[a-z][a-z0-9-]*(?: [^\s(),;]+)?) \(\1\)")
 _FIELD_LINE = re.compile(r"^(?P<indent>\s+)(?P<name>[a-z][a-z0-9_]*):(?= )", re.MULTILINE)
 
@@ -121,7 +122,9 @@ def _assignment(match: re.Match[str], options: dict[str, Option]) -> str:
     opt = options.get(match["name"])
     if opt is None:
         return match[0]
-    value = match["value"]
+    value = match["value"] or ""
+    if not value:  # "choose one with target=": the option itself
+        return f"{'add ' if match['verb'] else ''}{opt.flag}"
     if value[:1] in "'\"" and value[-1:] == value[:1]:
         value = value[1:-1]
     verb = "add " if match["verb"] else ""

@@ -45,8 +45,9 @@ from coreecho._csvcells import escape_row, unescape_row
 from coreecho.cli._common import UsageError
 from coreecho.errors import OutputError
 
-__all__ = ["row_format", "output_format", "FORMATS", "check_output", "partial_path", "find_partials", "Journal", "StreamWriter", "read_rows",
-           "write_rows", "replace_atomically", "same_file", "CsvRows", "read_table", "RUN_MARK"]
+__all__ = ["row_format", "output_format", "FORMATS", "check_output", "partial_path", "find_partials", "Journal",
+           "StreamWriter", "read_rows", "write_rows", "replace_atomically", "same_file", "CsvRows", "read_table",
+           "RUN_MARK"]
 
 _TEXT_FORMATS = ("csv", "json", "jsonl")
 #: Row formats of ``coreecho predict`` by the output's extension.
@@ -219,11 +220,12 @@ class Journal:
         self.csv = CsvRows(self.fh, fields) \
             if fmt == "csv" else None
         if not append:
-            if record is not None:
-                self.fh.write(_header_line(fmt, record))
-            if self.csv is not None:
-                self.csv.writeheader()
-            self.fh.flush()
+            with self._named():
+                if record is not None:
+                    self.fh.write(_header_line(fmt, record))
+                if self.csv is not None:
+                    self.csv.writeheader()
+                self.fh.flush()
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row and flush it to the operating system (it survives SIGKILL from now on)."""

@@ -249,11 +249,6 @@ class _Batch:
 
             raise InputError(" ".join(self.args.paths), "no video files found (AVI/MP4/MOV/MKV/GIF, DICOM, .npy); "
                              "give files, folders (with --recursive for sub-folders) or globs")
-        if self.embed and Path(self.output).suffix.lower() not in ("", ".npz", ".parquet"):
-            raise UsageError(f"--output {self.output}: the format comes from the extension; embeddings are written "
-                             "as .npz or .parquet")
-        if not self.embed:
-            self.fmt = output_format(self.output)  # an unknown extension is refused before any work
         if self.output is None:
             if self.args.resume:
                 raise UsageError("--resume needs --output (rows on stdout cannot be resumed)")
@@ -262,6 +257,11 @@ class _Batch:
             return
         for target in [*self.targets(), str(record_path(self.output))]:
             check_output(target, self.inputs)
+        if self.embed and Path(self.output).suffix.lower() not in ("", ".npz", ".parquet"):
+            raise UsageError(f"--output {self.output}: the format comes from the extension; embeddings are written "
+                             "as .npz or .parquet")
+        if not self.embed:
+            self.fmt = output_format(self.output)  # an unknown extension is refused before any work
         if world.main:  # one run per output: a second one refuses here, before reading or computing anything
             from coreecho._atomic import clean_stale_temporaries
             from coreecho._lock import output_lock

@@ -5,7 +5,8 @@ weights (:func:`coreecho.analysis.conformal.state_fingerprint`, over the state d
 setting that changes the rows (clips, resampling, precision, the model's preprocessing: frames, stride, size,
 mean/std, fps, crop, sampling, padding). Where it lives:
 
-- **journals** (``OUT.partial``): their first line (CSV: ``# coreecho run {...}``; JSON Lines: ``{"coreecho_run": ...}``).
+- **journals** (``OUT.partial``): their first line (CSV: ``# coreecho run {...}``; JSON Lines:
+  ``{"coreecho_run": ...}``).
 - **outputs**: a sidecar ``OUT.meta.json`` next to the output, so that the CSV stays a plain table that spreadsheets
   and ``pandas.read_csv`` open as they are, and a JSON output stays an array. The sidecar also holds the sha256 of
   each file it describes: an output edited or replaced afterwards (or a user's own table at the same name) does not

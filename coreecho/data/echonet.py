@@ -23,6 +23,10 @@ Items follow the dataset item contract (:mod:`coreecho.data.contract`); they are
   ``"starts"``: int64 start frame of each clip; ``"index"``: the item index.
 * ``"ef"``: the same label under its old key (deprecated; read ``"label"``).
 
+With ``dataset.handover = "pixels"`` items carry the uint8 clips (``"pixels"``), the crop offsets drawn for them
+(``"offsets"``) and ``"norm"`` instead of ``"video"``; :func:`coreecho.data.pipelined.batch_clips` makes the same
+``"video"`` from a collated batch of them on the device (the training loop does this).
+
 The default DataLoader collate stacks training items; :func:`coreecho.data.contract.collate_items` collates
 evaluation items with any clip counts (:meth:`ClipDataset.loader` uses it for ``clips="all"``/``"every"``).
 

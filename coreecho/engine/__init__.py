@@ -5,6 +5,9 @@ embeddings and predictions and the phantom benchmark are thin calls into :func:`
 forward pass over data (training steps and Grad-CAM keep their own forward: they need gradients)::
 
     items (videos, or a dataset)  →  loader: worker processes run the model's ClipPipeline ahead of the model
+                                     and hand over uint8 clips (pinned for a GPU)
+                                  →  the model input made where the model runs, straight into each pass's batch
+                                     (coreecho.video.model_input: bit-identical to normalising in the worker)
                                   →  clips gathered into forward passes of `batch_policy` clips
                                      (by activation size on a CPU, by free memory on a GPU), in `precision`
                                   →  one Prediction per item, in input order, as soon as its clips are done

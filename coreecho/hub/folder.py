@@ -20,11 +20,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from coreecho._atomic import replace_atomically
 from coreecho._version import __version__
@@ -39,7 +41,7 @@ from coreecho.models.config import ModelConfig, read_json
 from coreecho.models.coreecho import CoReEcho
 
 __all__ = ["save_pretrained", "push_to_hub", "convert_checkpoint", "load_folder", "read_config", "card_text",
-           "calibration_of", "write_json", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "CALIBRATION_KEY", "CITATION"]
+           "calibration_of", "write_json", "internal_load", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "CALIBRATION_KEY", "CITATION"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -187,10 +189,29 @@ def read_config(path: Path) -> tuple[ModelConfig, Any]:
 
 #: Models (folder, weights size and mtime) already said to carry no calibration in this process.
 _SAID_UNCALIBRATED: set[tuple[str, int, int]] = set()
+_INTERNAL_LOAD: contextvars.ContextVar[bool] = contextvars.ContextVar("coreecho_internal_load", default=False)
+
+
+@contextlib.contextmanager
+def internal_load() -> Iterator[None]:
+    """Loads inside this block are the library's own (a training run reloading its best model, a stage-2 run
+    reading its stage-1 encoder): a missing calibration is expected there and not said.
+
+    Example:
+        >>> with internal_load():
+        ...     pass
+    """
+    token = _INTERNAL_LOAD.set(True)
+    try:
+        yield
+    finally:
+        _INTERNAL_LOAD.reset(token)
 
 
 def _say_uncalibrated(folder: Path) -> None:
     """Warn that the model in ``folder`` has no calibration: once per model per process, at the caller's line."""
+    if _INTERNAL_LOAD.get():
+        return
     try:
         st = (folder / WEIGHTS_NAME).stat()
         key = (str(folder.resolve()), st.st_size, st.st_mtime_ns)  # weights rewritten in place: another model

@@ -419,7 +419,10 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
         if stage.export_final and best_dir.is_dir():
             from coreecho.hub import load_model
 
-            best = load_model(best_dir, device="cpu")
+            from coreecho.hub.folder import internal_load
+
+            with internal_load():  # a model just trained has no calibration yet: not said
+                best = load_model(best_dir, device="cpu")
             best_row = next((r for r in history if r["epoch"] == best_epoch), {})
             final = _export(best, out / "model", {**stage.metadata, "epoch": best_epoch, "metrics": {
                 "val_mae": best_row.get("val_mae"), "val_rmse": best_row.get("val_rmse"),

@@ -103,7 +103,10 @@ def build_stage1_model(cfg: TrainConfig) -> CoReEcho:
         load_encoder_weights(model.encoder, fetch_weights_file(init))
     elif Path(init).is_dir():
         folder = Path(init) / "best_model" if (Path(init) / "best_model").is_dir() else Path(init)
-        model.encoder.load_state_dict(load_model(folder, device="cpu").encoder.state_dict())
+        from coreecho.hub.folder import internal_load
+
+        with internal_load():  # only its encoder is used: a missing calibration does not matter
+            model.encoder.load_state_dict(load_model(folder, device="cpu").encoder.state_dict())
     else:
         load_encoder_weights(model.encoder, init)
     model.config.metadata["encoder_init"] = init

@@ -55,7 +55,10 @@ def load_stage1_model(init: str, *, check_task: bool = True) -> CoReEcho:
     path = Path(init).expanduser()
     if (path / "best_model").is_dir():
         path = path / "best_model"
-    model = load_model(path if path.exists() else init, device="cpu")
+    from coreecho.hub.folder import internal_load
+
+    with internal_load():  # the stage-1 model has no calibration yet, as expected: not said
+        model = load_model(path if path.exists() else init, device="cpu")
     if check_task:
         check_ef_regression(model.config, f"--init {init}", "stage 2 (it trains an EF regression head on this encoder; "
                             "use --reinit-head to start a fresh one)")

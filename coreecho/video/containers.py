@@ -16,7 +16,6 @@ import numpy as np
 
 from coreecho.errors import VideoReadError
 from coreecho.video.base import VideoInfo, VideoReader, _missing
-from coreecho.video.frame_rgb import frame_converter
 from coreecho.video.limits import Limits, check_frame_count, check_frame_size
 
 __all__ = ["PyAVReader", "DecordReader", "VIDEO_FORMATS", "IMAGE_FORMATS"]
@@ -202,7 +201,18 @@ class PyAVReader(VideoReader):
     def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
         av = _import_av(self.source)
         path, info, src = self._path, self.info, self.source
-        to_rgb = frame_converter()  # grey frames: a luma table instead of the colour conversion, where exact
+        try:
+            from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+
+            reformatter = VideoReformatter()
+
+            def to_rgb(frame) -> np.ndarray:
+                return reformatter.reformat(frame, format="rgb24").to_ndarray()
+        except ImportError:  # pragma: no cover - very old PyAV
+
+            def to_rgb(frame) -> np.ndarray:
+                return frame.to_ndarray(format="rgb24")
+
         out = np.empty((len(wanted), info.height, info.width, 3), dtype=np.uint8)
         need = {int(i): k for k, i in enumerate(wanted)}
         last = int(wanted[-1])

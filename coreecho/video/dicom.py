@@ -117,18 +117,20 @@ def _check_deflated_size(p: Path, limits: Limits) -> None:
                 return
             fh.seek(start)
             inflate, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
-            while True:
+            while not inflate.eof:
                 data = fh.read(chunk)
-                out = inflate.decompress(data, chunk)
-                total += len(out)
-                while inflate.unconsumed_tail and total <= cap:
-                    total += len(inflate.decompress(inflate.unconsumed_tail, chunk))
-                if total > cap:
-                    raise VideoReadError(str(p), f"is a deflated DICOM that inflates to more than {cap} bytes, the "
-                                                 f"limit of one read (a deflate bomb, or a very large file); if it is "
-                                                 f"real, raise it: Limits(max_bytes={4 * cap})")
-                if not data or inflate.eof:
+                if not data:
                     return
+                while data and not inflate.eof:  # at most `chunk` bytes of output per call
+                    out = inflate.decompress(data, chunk)
+                    total += len(out)
+                    if total > cap:
+                        raise VideoReadError(str(p), f"is a deflated DICOM that inflates to more than {cap} bytes, "
+                                                     "the limit of one read (a deflate bomb, or a very large file); "
+                                                     f"if it is real, raise it: Limits(max_bytes={4 * cap})")
+                    if not out:
+                        break
+                    data = inflate.unconsumed_tail
     except (OSError, zlib.error, struct.error):
         return  # not a readable deflated stream: the header reader reports it
 

@@ -13,6 +13,10 @@ tensor everywhere::
                   → augmentation (training only: zero-pad and random crop, one offset per clip)
                   → normalise ((x - mean) / std, float32)  →  tensor [K, 3, T, S, S]
 
+With ``output="pixels"`` the last two steps are left to where the model runs: the uint8 clips and the crop offsets
+drawn for them are handed over (a quarter of the bytes), and :func:`coreecho.video.model_input.to_model_input`
+makes the same tensor from them, bit for bit (the inference engine and the training loop do this).
+
 Get the pipeline that matches a model's weights with ``model.pipeline()`` (test time) or
 ``model.pipeline(train=True)``, the way timm's ``create_transform(**resolve_data_config(model))`` hands users the
 transform of a checkpoint.
@@ -86,7 +90,8 @@ class ClipBatch:
         fps: the video's frame rate, or ``None`` when unknown.
         frame_indices: int64 ``[K, T]`` source frame shown by each clip frame (-1 for zero padding; the earlier
             frame of a blend).
-        warnings: notes for the user (fps far from training, video shorter than one clip).
+        warnings: notes for the user (fps far from training, video shorter than one clip; at test time
+            ``"no usable signal: <reason>"`` for a blank video, see :func:`coreecho.video.base.signal_problem`).
     """
 
     x: "torch.Tensor"
@@ -176,6 +181,16 @@ def gather_clips(reader: Any, plan: ClipPlan, time_map: np.ndarray, transform: A
     hi = decoded[rows[plan.hi[real]]].astype(np.float32)
     out[real] = np.clip(np.rint(lo * (1.0 - w) + hi * w), 0, 255).astype(np.uint8)
     return out
+
+
+def _looked_at(pixels: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """The frames :func:`~coreecho.video.base.signal_problem` looks at among ``pixels[real]`` (up to 16 spread
+    over them), without copying all of ``pixels[real]`` first: the same frames, so the same verdict."""
+    rows = np.flatnonzero(real.reshape(-1))
+    if len(rows) == 0:
+        return pixels[real]
+    pick = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 16)).astype(np.int64))
+    return pixels.reshape((-1,) + pixels.shape[2:])[rows[pick]]
 
 
 def random_pad_crop(clips: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
@@ -335,7 +350,7 @@ class ClipPipeline:
             transform, context = self._clip_transform(info)
             self._check_budget(info, plan, time_map, context, output)
             pixels = gather_clips(reader, plan, time_map, transform, context)
-            problem = None if self.train else signal_problem(pixels[plan.real])
+            problem = None if self.train else signal_problem(_looked_at(pixels, plan.real))
             if problem is not None:  # a blank/black/white video: flagged (predict_ef makes it an error row)
                 notes.append(f"{NO_SIGNAL_NOTE}: {problem}")
         finally:
