@@ -31,6 +31,7 @@ Usage:
     python benchmarks/bench_loader.py                 # about 1-2 minutes on 2 idle cores
     python benchmarks/bench_loader.py --quick         # smoke run (seconds)
     python benchmarks/bench_loader.py --items 24 --repeats 7 --threads 1
+    python benchmarks/bench_loader.py --clock wall      # sections 1-2 in wall time instead of CPU time
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ from _timing import interleaved, machine_note  # noqa: E402
 from bench_predict import official_style  # noqa: E402
 
 
+#: Clock of sections 1 and 2 (``--clock``): this process's CPU time, or wall time.
+CLOCK = time.process_time
+
+
 def _table(title: str, unit: str, rows: dict[str, float], base: str, per: float = 1.0) -> None:
     """Print ``rows`` (median seconds for ``per`` units each) with the ratio to ``base`` (higher = faster)."""
     print(f"\n{title}")
@@ -84,8 +89,8 @@ def stage1_section(root: Path, repeats: int) -> None:
         def run() -> Any:
             ds.handover = handover
             items = [ds[i] for i in range(n)]
-            if on_cpu:  # the training step's model input, made on the CPU (what a CPU-only run costs in all)
-                return tuple(batch_clips(default_collate(items), "cpu").shape[1:])
+            if on_cpu:  # each item's share of the step's model input made on the CPU (a CPU-only run's whole cost)
+                return [tuple(batch_clips(default_collate([it]), "cpu").shape[1:]) for it in items][0]
             return tuple(items[0]["video" if handover == "tensor" else "pixels"].shape)
         return run
 
@@ -96,7 +101,7 @@ def stage1_section(root: Path, repeats: int) -> None:
             "coreecho 0.2 item: float32, normalised in the worker (handover='tensor')": ours("tensor"),
             "coreecho training item: uint8 + crop offsets (handover='pixels')": ours("pixels"),
             "coreecho uint8 item + model input made on the CPU (batch_clips)": ours("pixels", True)}
-    medians, shapes = interleaved(runs, repeats)
+    medians, shapes = interleaved(runs, repeats, CLOCK)
     _table(f"1. Stage-1 dataset, {n} items of 2 views x {pre.frames} frames x {pre.size} px, one core", "items/s",
            medians, "official-style EchoNetRNC item (baseline)", per=n)
     ds.handover = "tensor"
@@ -193,7 +198,7 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
         "coreecho model input (uint8 -> normalised float32 batch, where the model runs)": model_input,
         "coreecho worker side, whole (VideoItems[i])": lambda: [items[i] for i in range(len(items))],
     }
-    medians, results = interleaved(runs, repeats)
+    medians, results = interleaved(runs, repeats, CLOCK)
     base = "official-style: whole decode to float32, slice, normalise (baseline)"
     _table(f"2. Inference preparation, {len(paths)} videos x 3 clips of {pre.frames} frames, {pre.size} px, one "
            "core", "ms / clip", medians, base, per=clips)
@@ -212,6 +217,24 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
           f"({worker_items[0].x.dtype}), official-style {theirs_bytes / 2**20:.2f} MiB (float32)")
 
 
+def _float_items(call: Callable[[], Any]) -> Any:
+    """Run ``call`` with the engine's items in 0.2's format: normalised to float32 where they are decoded (the
+    float64 arithmetic of ``normalize_reference``), the engine copying them in as they are."""
+    real = VideoItems.__getitem__
+
+    def float_item(self: VideoItems, index: int) -> Any:
+        item = real(self, index)
+        if item.x is not None and item.norm is not None:
+            item.x, item.norm = normalize_reference(item.x, *item.norm), None
+        return item
+
+    VideoItems.__getitem__ = float_item
+    try:
+        return call()
+    finally:
+        VideoItems.__getitem__ = real
+
+
 def end_to_end_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int], repeats: int) -> None:
     from coreecho.precision import cpu_supports_bf16
 
@@ -223,6 +246,9 @@ def end_to_end_section(model: coreecho.CoReEcho, paths: list[str], n_frames: lis
     for precision in ["fp32"] + (["bf16"] if cpu_supports_bf16() else []):
         runs[f"coreecho.predict_ef {precision}, workers=0"] = lambda p=precision: coreecho.predict_ef(
             paths, starts=starts, model=model, precision=p, workers=0)
+    if cpu_supports_bf16():  # the same call with 0.2's item format, in the same rounds: before/after in one run
+        runs["coreecho.predict_ef bf16, workers=0, 0.2 float items"] = lambda: _float_items(
+            lambda: coreecho.predict_ef(paths, starts=starts, model=model, precision="bf16", workers=0))
     medians, efs = interleaved(runs, repeats)
     _table(f"3. End to end on the CPU, {len(paths)} videos x 3 clips, UniFormer-S (random weights)", "clips/s",
            medians, base, per=clips)
@@ -242,13 +268,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: per core, as a loader worker)")
     parser.add_argument("--sections", default="123", help="which sections to run, e.g. 12")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny counts, one round")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="sections 1-2: this process's CPU time (default; less inflated by other processes on "
+                             "the cores) or wall time; section 3 is always wall time")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.quick:
         args.items, args.videos, args.e2e_videos, args.repeats, args.e2e_repeats = 3, 1, 1, 1, 1
     warnings.simplefilter("ignore")  # short phantoms warn that they are zero-padded, as the official code pads them
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} torch thread(s); before: {machine_note()}")
+    print(f"torch {torch.__version__}, {args.threads} torch thread(s); sections 1-2 timed in {args.clock} time; "
+          f"before: {machine_note()}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

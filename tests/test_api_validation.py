@@ -117,3 +117,85 @@ def test_unreadable_config_json_is_a_config_error_naming_the_file(content, words
         with pytest.raises(ConfigError, match=words) as e:
             load()
         assert str(folder / "config.json") in str(e.value)
+
+
+@pytest.fixture
+def calibrated_folder(tiny_model, tmp_path):
+    from coreecho.analysis.calibration import calibrate
+
+    rng = np.random.default_rng(3)
+    n, dim = 60, tiny_model.embed_dim
+    got = {"predicted": rng.uniform(10, 80, n), "ef_std": rng.uniform(0.1, 2, n),
+           "embeddings": rng.normal(size=(n, dim))}
+    got["true"] = got["predicted"] + rng.normal(0, 3, n)
+    calibrate(tiny_model, collected=got, n_components=5)
+    return tiny_model.save_pretrained(tmp_path / "cal")
+
+
+@pytest.mark.parametrize("where,key,value,words", [
+    ("interval", "k", 0, "k must be"), ("interval", "k", 10**6, "n >= k"), ("interval", "floor", float("nan"), "floor"),
+    ("interval", "bounds", [50, 10], "bounds"), ("shift", "threshold", float("nan"), "threshold"),
+    ("shift", "false_alarm_rate", 2.0, "false_alarm_rate"), ("shift", "k", 0, "k, dim"),
+    ("", "coverage", float("nan"), "coverage"), ("", "coverage", "x", "coverage"),
+])
+def test_calibration_entries_are_validated_at_load(calibrated_folder, where, key, value, words):
+    from coreecho.errors import CoReEchoError
+
+    cfg = json.loads((calibrated_folder / "config.json").read_text())
+    entry = cfg["calibration"][where] if where else cfg["calibration"]
+    if entry is None:
+        pytest.skip(f"this calibration has no {where}")
+    entry[key] = value
+    (calibrated_folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CoReEchoError, match=words) as e:
+        coreecho.load_model(str(calibrated_folder), device="cpu")
+    assert "calibration" in str(e.value)
+    assert isinstance(e.value, (ConfigError, coreecho.errors.WeightsError))
+
+
+def test_a_calibration_of_another_embedding_width_is_refused(calibrated_folder, tmp_path):
+    import hashlib
+
+    from coreecho import CoReEcho
+    from coreecho.errors import WeightsError
+    from coreecho.models.config import ModelConfig
+
+    other = CoReEcho(ModelConfig(architecture="uniformer_custom", encoder_args={
+        "depth": [1, 1, 1, 1], "embed_dim": [8, 16, 32, 48], "head_dim": 8})).eval()
+    theirs = other.save_pretrained(tmp_path / "other")
+    cfg = json.loads((theirs / "config.json").read_text())
+    cal = json.loads((calibrated_folder / "config.json").read_text())["calibration"]
+    (calibrated_folder / "model.safetensors").write_bytes((theirs / "model.safetensors").read_bytes())
+    cal["weights_sha256"] = hashlib.sha256((theirs / "model.safetensors").read_bytes()).hexdigest()
+    (calibrated_folder / "config.json").write_text(json.dumps({**cfg, "calibration": cal}))
+    with pytest.raises(WeightsError, match="another model") as e:
+        coreecho.load_model(str(calibrated_folder), device="cpu")
+    assert "48" in str(e.value) and "64" in str(e.value)
+
+
+def test_integer_weights_are_refused_at_load(tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from coreecho.errors import WeightsError
+
+    folder = tiny_model.save_pretrained(tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].round().to(torch.int64)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match="integers") as e:
+        coreecho.load_model(str(folder), device="cpu")
+    assert name in str(e.value) and "model.safetensors" in str(e.value)
+
+
+def test_tensors_without_dense_data_are_typed_error_rows(model):
+    from coreecho.data.phantom import make_phantom
+
+    good, _ = make_phantom(ef=55, seed=0, n_frames=40)
+    bad = {"meta": torch.zeros(10, 64, 64, device="meta"), "sparse": torch.zeros(10, 64, 64).to_sparse(),
+           "quantized": torch.quantize_per_tensor(torch.zeros(10, 64, 64), 0.1, 0, torch.quint8)}
+    for word, tensor in bad.items():
+        rows = coreecho.predict_ef([good, tensor, good], model=model, errors="nan", return_details=True, workers=0)
+        assert rows[0].ok and rows[2].ok and not rows[1].ok and word in rows[1].error, rows[1].error
+        with pytest.raises(InputError, match=word):
+            coreecho.predict_ef(tensor, model=model, workers=0)

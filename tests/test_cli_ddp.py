@@ -76,10 +76,20 @@ def test_torchrun_predict_and_embed_equal_one_process_and_resume(files, tmp_path
     assert out.read_text() == single.read_text()
     assert not list(tmp_path.glob("ddp.csv.partial*"))
 
-    # --resume: drop three rows (one per rank, and the failed one), resume under torchrun: only they are computed
-    lines = out.read_text().splitlines()
-    kept = [lines[0]] + [ln for i, ln in enumerate(lines[1:]) if i not in (1, 3, 6)]
-    out.write_text("\n".join(kept) + "\n")
+    # --resume: a run killed before three rows (one per rank, and the failed one), as its journal holds it (an edited
+    # output is refused: coreecho.cli.runrecord); resumed under torchrun, only they are computed
+    import json
+
+    from coreecho.cli.output import Journal, read_rows
+    from coreecho.cli.predict import ROW_FIELDS
+    from coreecho.cli.runrecord import record_path
+
+    settings = json.loads(record_path(out).read_text())["settings"]
+    journal = Journal(f"{out}.partial", "csv", ROW_FIELDS, record={"coreecho_run": 1, "settings": settings})
+    for row in [r for i, r in enumerate(read_rows(out, "csv")) if i not in (1, 3, 6)]:
+        journal.write(row)
+    journal.close()
+    out.unlink()
     proc = _torchrun("predict", *videos, *common, "-o", str(out), "--resume")
     m = re.search(r"\((\d+) computed now, (\d+) kept", proc.stderr)
     assert m and (int(m.group(1)), int(m.group(2))) == (3, 5), proc.stderr

@@ -330,11 +330,12 @@ def test_full_disk_is_one_line_and_keeps_finished_rows(env, tmp_path, workers):
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))  # the journal's run record and a row fit
 
     out = tmp_path / "o.csv"
-    proc = subprocess.run([sys.executable, "-m", "coreecho", "predict", env.npy, env.npy + "x", env.npy, "--model",
-                           env.model, "-o", str(out), "--quiet", "--threads", "1", "--workers", workers],
+    missing = [env.npy + f"x{i}" for i in range(30)]  # error rows that fill the journal past the limit
+    proc = subprocess.run([sys.executable, "-m", "coreecho", "predict", env.npy, env.npy + "x", env.npy, *missing,
+                           "--model", env.model, "-o", str(out), "--quiet", "--threads", "1", "--workers", workers],
                           capture_output=True, text=True, preexec_fn=limit, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and f"{out}.partial: File too large" in proc.stderr

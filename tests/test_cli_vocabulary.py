@@ -216,6 +216,7 @@ def test_library_messages_reach_the_cli_in_its_words():
     from coreecho.errors import DeviceError, InputError
     from coreecho.precision import resolve_device, resolve_precision
 
+    build_parser()  # the boundary learns each command's options from its parser
     with pytest.raises(InputError) as info:
         resolve_precision("fp8", "cpu")
     text, _ = _phrased(info.value, "predict")
@@ -238,6 +239,7 @@ def test_resume_refusal_is_several_readable_lines(capsys):
     from coreecho.train.config import TrainConfig
     from coreecho.train.recipe import check_resume
 
+    build_parser()
     with pytest.raises(ConfigError) as info:
         check_resume({"config": TrainConfig(size=64, pad=4).to_dict()}, TrainConfig(size=112, pad=4, num_workers=0),
                      "stage1", "runs/a/checkpoint_last.pt")
@@ -318,9 +320,13 @@ def test_library_messages_name_flags_in_every_command_that_has_them():
         command = command.split(" ", 1)[0]
         options = options_of(command)
         for where, text in messages:
+            phrased = cli_words(text, command)
             for name in set(re.findall(r"(?<![\w.\-])([a-z][a-z0-9_]*)=(?!=)", text)) & set(options):
-                phrased = cli_words(text, command)
                 assert not re.search(rf"(?<![\w.\-]){name}=(?!=)", phrased), (where, command, phrased)
+                checked += 1
+            bare = set(re.findall(r"(?<![\w.\-/`'\"])([a-z][a-z0-9]*_[a-z0-9_]+)(?![\w(/\-`'\"])(?!\.\w)", text))
+            for name in bare & set(options):  # "a smaller batch_size": --batch-size
+                assert not re.search(rf"(?<![\w.\-/`'\"]){name}(?![\w(/\-`'\"])(?!\.\w)", phrased), (where, phrased)
                 checked += 1
     assert checked >= 5
 

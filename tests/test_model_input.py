@@ -24,6 +24,7 @@ from coreecho.seeding import rng as seeded_rng
 from coreecho.video import open_video
 from coreecho.video.augment import draw_offsets, pad_and_crop
 from coreecho.video.model_input import _lookup_device, pixel_table, to_model_input
+from coreecho.video.pipeline import ClipPipeline, sector_frames
 from coreecho.video.transforms import normalize, normalize_reference
 
 
@@ -169,3 +170,26 @@ def test_engine_with_workers_hands_over_uint8(layout):
     ref = torch.cat([normalize_reference(pipe(p).pixels, pipe.config.mean, pipe.config.std) for p in paths])
     assert torch.equal(torch.cat(seen), ref)
     assert len(seen) >= 1 and a == list(model.predict_ef(paths, workers=0))
+
+
+def test_decodes_only_the_union_of_the_clips_frames_once(layout):
+    pipe = ClipPipeline(PreprocessConfig(frames=4, stride=3, size=24))  # 32 px frames: resized, fan-cropped
+    path = sorted((layout / "Videos").glob("*.avi"))[0]
+    want = sorted({s + 3 * t for s in (0, 4, 50) for t in range(4)})
+    for attempt in range(2):
+        reader = pipe.open(path)
+        calls: list[list[int]] = []
+        real = reader.read
+        reader.read = lambda idx, real=real, calls=calls: calls.append([int(i) for i in idx]) or real(idx)
+        try:
+            batch = pipe(reader, [0, 4, 50], output="pixels")
+            info = reader.info
+        finally:
+            reader.close()
+        # one read, each frame once: the clips' frames, plus (frames to be resized, the first time only: the fan box
+        # is remembered per file) the frames the fan is found in
+        first = attempt == 0 and pipe.needs_sector(info)
+        context = set(sector_frames(info.n_frames).tolist()) if first else set()
+        assert calls == [sorted(set(want) | context)]
+        assert batch.x is None and batch.offsets is None and batch.pixels.shape == (3, 4, 24, 24, 3)
+    assert pipe.needs_sector(info)

@@ -457,7 +457,7 @@ def _no_big_files() -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
-def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1, tmp_path):
+def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1, tmp_path, capsys):
     from coreecho.train.checkpoint import load_checkpoint
 
     run = _copy(stage1, tmp_path / "s1")
@@ -472,8 +472,8 @@ def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1
     assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
     # the same command without the limit resumes and finishes
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, out = cli(argv[3:], capsys)
+    assert code == 0, out
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
 
 
@@ -523,10 +523,11 @@ def test_device_cuda_without_a_driver_is_a_usage_error(data, tmp_path, capsys):
     assert code == 2 and "CUDA is not available" in out and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_is_refused_and_resume_finishes(data, tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "coreecho", "train", "stage1", "--data", str(data), "--out", str(out), *S1[:-8],
-            "--batch-size", "2", "--epochs", "3", "--save-every-steps", "1", "--workers", "0", "--device", "cpu",
+            "--batch-size", "2", "--epochs", "2", "--save-every-steps", "2", "--workers", "0", "--device", "cpu",
             "--no-progress", "--no-tensorboard", "--seed", "3"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -545,8 +546,22 @@ def test_sigkill_mid_run_then_rerun_is_refused_and_resume_finishes(data, tmp_pat
     assert {k: v for k, v in digests(out).items() if not k.startswith(".")} == before
     resumed = subprocess.run([*argv, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def _flip_tensor_byte(path: Path) -> None:
+    """Flip one byte in the middle of the largest tensor's data (a stored zip entry of torch's format)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start + info.file_size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
 
 
 def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(data, stage1, tmp_path, capsys):
@@ -555,12 +570,28 @@ def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(data, stage1, t
               "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"]
     assert cli([*resume, "--epochs", "2"], capsys)[0] == 0  # checkpoint_prev.pt: epoch 1, checkpoint_last.pt: 2
     last = run / "checkpoint_last.pt"
-    raw = bytearray(last.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF  # one byte inside the tensor data
-    last.write_bytes(bytes(raw))
+    _flip_tensor_byte(last)
     prev = digests(run / "checkpoint_prev.pt")
     code, out = cli([*resume, "--epochs", "3"], capsys)
     assert code == 0 and "Resuming from the previous checkpoint" in out, out
     assert "does not match the sha256" in out
     assert len((run / "metrics.csv").read_text().splitlines()) == 4
     assert prev  # the intact previous checkpoint was read, never damaged
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_the_short_rendezvous_timeout_does_not_apply_to_the_runs_collectives(tmp_path):
+    """A group formed with a 2 s rendezvous timeout still waits at a barrier for a rank that is 4 s late."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import time\nimport torch.distributed as dist\n"
+        "from coreecho.train.distributed import cleanup_distributed, init_distributed\n"
+        "env = init_distributed('cpu')\n"
+        "if env.rank == 1:\n    time.sleep(4)\n"
+        "dist.barrier()\nprint('rank', env.rank, 'passed the barrier', flush=True)\ncleanup_distributed(env)\n")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(_free_port()), str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COREECHO_DIST_TIMEOUT": "2", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("passed the barrier") == 2

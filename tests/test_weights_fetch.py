@@ -57,7 +57,7 @@ class Drive:
     """A local server: confirmation page first, then the file; optionally truncated or replaced."""
 
     def __init__(self, payload: bytes):
-        self.payload, self.truncate_once, self.requests = payload, False, []
+        self.payload, self.truncate_once, self.stall_once, self.requests = payload, False, False, []
         drive = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -97,14 +97,23 @@ class Drive:
                     self.wfile.write(data[: len(data) // 3])  # then the connection closes: a cut transfer
                     self.close_connection = True
                     return
+                if drive.stall_once and not rng:
+                    drive.stall_once = False
+                    self.wfile.write(data[: len(data) // 3])
+                    self.wfile.flush()
+                    drive.release.wait(30)  # then nothing: the client's timeout must end the wait
+                    self.close_connection = True
+                    return
                 self.wfile.write(data[start:])
 
+        self.release = threading.Event()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/uc?id=FILE&export=download"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def close(self):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -164,8 +173,8 @@ def test_truncated_transfer_resumes_and_a_pinned_match_is_verified(published, ca
     drive.truncate_once = True
     model = load_model(NAME, device="cpu")
     assert _same_outputs(model, reference)
-    ranges = [r for _, r in drive.requests if r]
-    assert ranges == [f"bytes={len(drive.payload) // 3}-"]  # resumed where the cut transfer stopped
+    files = [r for p, r in drive.requests if p.startswith("/download")]
+    assert files == [None, f"bytes={len(drive.payload) // 3}-"]  # resumed where the cut transfer stopped
     assert status(NAME) == "verified"
     assert main(["models"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(NAME))
@@ -178,6 +187,23 @@ def test_truncated_transfer_resumes_and_a_pinned_match_is_verified(published, ca
     data[-3] ^= 1
     weights.write_bytes(bytes(data))
     assert status(NAME) == "modified"
+
+
+def test_a_stalled_transfer_times_out_clearly_and_the_next_try_resumes(published, tmp_path):
+    from coreecho.hub.download import download
+
+    drive, _, _ = published
+    drive.stall_once = True
+    target = tmp_path / "best.pth"
+    with pytest.raises(ModelNotFoundError, match=r"no data for 0\.5 s \(timeout\).*kept and the next try resumes"):
+        download(drive.url, target, timeout=0.5)
+    part = tmp_path / "best.pth.part"
+    assert part.stat().st_size == len(drive.payload) // 3 and not target.exists()
+    drive.release.set()
+    download(drive.url, target, timeout=5)
+    assert target.read_bytes() == drive.payload and not part.exists()
+    files = [r for p, r in drive.requests if p.startswith("/download")]
+    assert files == [None, f"bytes={len(drive.payload) // 3}-"]  # the second transfer resumed
 
 
 def test_wrong_file_is_refused_and_not_installed(published):

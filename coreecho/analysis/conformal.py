@@ -346,8 +346,27 @@ class Calibration:
                     k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("shift.")}, source=str(path))
         except (KeyError, TypeError, ValueError) as err:
             raise WeightsError(f"{path}: invalid calibration ({type(err).__name__}: {err})") from err
-        return cls(interval, detector, coverage=float(entry.get("coverage", 0.9)),
-                   metadata=dict(entry.get("metadata") or {}))
+        coverage = entry.get("coverage", 0.9)
+        if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not 0.0 < float(coverage) < 1.0:
+            raise WeightsError(f"{path}: config.json's calibration coverage must be a number between 0 and 1 "
+                               f"(exclusive), found {coverage!r}")
+        if not isinstance(entry.get("metadata") or {}, dict):
+            raise WeightsError(f"{path}: config.json's calibration metadata must be an object")
+        return cls(interval, detector, coverage=float(coverage), metadata=dict(entry.get("metadata") or {}))
+
+    def check_width(self, dim: int, source: str) -> None:
+        """Raise :class:`~coreecho.errors.WeightsError` naming ``source`` when the calibration's embeddings are not
+        ``dim`` wide (the model's embedding width): it was fitted on another model."""
+        widths = {}
+        if self.interval is not None and self.interval.difficulty == "knn":
+            widths["interval.reference"] = int(self.interval.reference.shape[1])
+        if self.detector is not None:
+            widths["shift.dim"] = int(self.detector.dim)
+        wrong = {k: v for k, v in widths.items() if v != int(dim)}
+        if wrong:
+            raise WeightsError(f"{source}: the calibration's embeddings are {', '.join(f'{k} = {v}' for k, v in wrong.items())} "
+                               f"wide but the model's are {dim}; it belongs to another model (recalibrate: "
+                               "coreecho calibrate)")
 
     def __repr__(self) -> str:
         parts = []

@@ -421,12 +421,25 @@ class ShiftDetector:
             raise ConfigError(f"{source}: invalid shift detector ({type(err).__name__}: {err})") from err
         if det.method not in METHODS or det.normalization not in NORMALIZATIONS:
             raise ConfigError(f"{source}: unknown method {det.method!r} or normalization {det.normalization!r}")
+        det._check_fields(source)
         needed = {"knn": det.reference, "mahalanobis": det.precision, "pca": det.components}[det.method]
         if det.method == "pca" and needed.shape[0] != det.n_components:
             raise ConfigError(f"{source}: {needed.shape[0]} principal axes stored but n_components={det.n_components}")
         if needed.ndim != 2 or needed.shape[1] != det.dim or det.center.shape != (det.dim,):
             raise ConfigError(f"{source}: array shapes do not match dim={det.dim}")
         return det
+
+    def _check_fields(self, source: str) -> None:
+        """Ranges and finite values of a rebuilt detector (:class:`ConfigError` naming the field)."""
+        if not (np.isfinite(self.threshold) and 0.0 < self.false_alarm_rate < 1.0):
+            raise ConfigError(f"{source}: threshold must be finite and false_alarm_rate in (0, 1), found "
+                              f"{self.threshold!r} and {self.false_alarm_rate!r}")
+        if self.k < 1 or self.dim < 1 or self.n_reference < 1 or (self.method == "knn" and self.k > self.n_reference):
+            raise ConfigError(f"{source}: k, dim and n_reference must be positive (k <= n_reference for knn), found "
+                              f"k={self.k}, dim={self.dim}, n_reference={self.n_reference}")
+        for name in ARRAYS:
+            if not np.isfinite(getattr(self, name)).all():
+                raise ConfigError(f"{source}: the detector's {name} holds NaN or infinite values")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<stem>.json`` (settings, threshold, sha256 of the arrays) and ``<stem>.safetensors`` (arrays).

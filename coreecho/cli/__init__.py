@@ -85,7 +85,7 @@ def _function(command: str, which: int) -> Callable[..., Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command of :data:`COMMANDS`."""
-    from coreecho.cli._vocabulary import example_lines
+    from coreecho.cli._vocabulary import example_lines, register_parser
 
     parser = argparse.ArgumentParser(prog="coreecho", description="Ejection fraction and embeddings from "
                                      "echocardiogram videos (CoReEcho).", epilog=example_lines("coreecho"),
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.epilog = example_lines(name)  # one table of examples: coreecho.cli._vocabulary.EXAMPLES
         p.formatter_class = argparse.RawDescriptionHelpFormatter
         add_debug(p)
+    register_parser(parser)  # library messages are then phrased with these options (coreecho.cli._vocabulary)
     return parser
 
 

@@ -6,23 +6,27 @@ it refuses as its source (``precision: expected one of ...``), and a list of set
 (``  size: checkpoint 64, now 112``). A command-line user has flags, not arguments, so the CLI boundary
 (:func:`coreecho.cli.main`) rewrites every message it prints with :func:`cli_words`: each name that is an option of
 the running command becomes that option (``--resample-fps``, ``--precision``, ``--size``). The table comes from the
-command's own parser, so a new option is translated without touching this module, and no message is special-cased.
+command's own parser (:func:`register_parser`, called when ``coreecho.cli.build_parser`` builds it), so a new
+option is translated without touching this module, and no message is special-cased.
 
 Example:
-    >>> cli_words("12 fps is far (pass resample_fps=True to resample in time)", "predict")
+    >>> p = argparse.ArgumentParser(prog="coreecho")
+    >>> example = p.add_subparsers().add_parser("example")
+    >>> _ = example.add_argument("--resample-fps", action="store_true"), example.add_argument("--device")
+    >>> register_parser(p)
+    >>> cli_words("12 fps is far (pass resample_fps=True to resample in time)", "example")
     '12 fps is far (add --resample-fps to resample in time)'
-    >>> cli_words("device 'cuda' is absent; use device='cpu' (--device cpu)", "predict")
+    >>> cli_words("device 'cuda' is absent; use device='cpu' (--device cpu)", "example")
     "device 'cuda' is absent; use --device cpu"
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 from typing import NamedTuple
 
-__all__ = ["Option", "options_of", "cli_words", "EXAMPLES", "LIBRARY_NAMES", "example_lines", "subparsers"]
+__all__ = ["Option", "options_of", "register_parser", "cli_words", "EXAMPLES", "LIBRARY_NAMES", "example_lines", "subparsers"]
 
 #: Library argument names that a command's option sets under another name (``--workers`` is ``num_workers=`` in
 #: :func:`coreecho.train.evaluation.evaluate` and :class:`~coreecho.train.transfer.TransferConfig`).
@@ -89,32 +93,40 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def options_of(command: str) -> dict[str, Option]:
-    """Python name → :class:`Option` for every option of ``command`` (and its stages), plus :data:`LIBRARY_NAMES`."""
-    from coreecho.cli import build_parser
+#: command → its options by Python name, filled by :func:`register_parser` (``coreecho.cli.build_parser`` calls it).
+_OPTIONS: dict[str, dict[str, Option]] = {}
 
-    parsers = subparsers(build_parser())
-    found: dict[str, Option] = {}
-    for name, p in parsers.items():
-        if name != command and not name.startswith(command + " "):
-            continue
-        for action in p._actions:
-            longs = [s for s in action.option_strings if s.startswith("--")]
-            if not longs or action.help == argparse.SUPPRESS or action.dest in found:
+
+def register_parser(parser: argparse.ArgumentParser) -> None:
+    """Learn the options of every command of ``parser`` (the ``coreecho`` parser), for :func:`cli_words`."""
+    parsers = subparsers(parser)
+    for command in {name.split(" ", 1)[0] for name in parsers}:
+        found: dict[str, Option] = {}
+        for name, p in parsers.items():
+            if name != command and not name.startswith(command + " "):
                 continue
-            takes = action.nargs != 0
-            found[action.dest] = Option(longs[0], takes, getattr(action, "const", None))
-            found.setdefault(longs[0][2:].replace("-", "_"), found[action.dest])
-    for lib, dest in LIBRARY_NAMES.items():
-        if dest in found:
-            found.setdefault(lib, found[dest])
-    return found
+            for action in p._actions:
+                longs = [s for s in action.option_strings if s.startswith("--")]
+                if not longs or action.help == argparse.SUPPRESS or action.dest in found:
+                    continue
+                found[action.dest] = Option(longs[0], action.nargs != 0, getattr(action, "const", None))
+                found.setdefault(longs[0][2:].replace("-", "_"), found[action.dest])
+        for lib, dest in LIBRARY_NAMES.items():
+            if dest in found:
+                found.setdefault(lib, found[dest])
+        _OPTIONS[command] = found
+
+
+def options_of(command: str) -> dict[str, Option]:
+    """Python name → :class:`Option` for every option of ``command`` (and its stages), plus :data:`LIBRARY_NAMES`;
+    empty until the ``coreecho`` parser was built (:func:`register_parser`)."""
+    return _OPTIONS.get(command, {})
 
 
 _VALUE = r"(?:'[^']*'|\"[^\"]*\"|[^\s,;)\]]+)"
 _ASSIGN = re.compile(r"(?<![\w.\-])(?P<verb>pass )?(?P<name>[a-z][a-z0-9_]*)=(?P<value>" + _VALUE + ")?")
 _BOTH = re.compile(r"(--[a-z][a-z0-9-]*(?: [^\s(),;]+)?) \(\1\)")
+_NAME = re.compile(r"(?<![\w.\-/`'\"])[a-z][a-z0-9]*_[a-z0-9_]+(?![\w(/\-=`'\"])(?!\.\w)")  # a bare batch_size
 _FIELD_LINE = re.compile(r"^(?P<indent>\s+)(?P<name>[a-z][a-z0-9_]*):(?= )", re.MULTILINE)
 
 
@@ -138,17 +150,17 @@ def _assignment(match: re.Match[str], options: dict[str, Option]) -> str:
 def cli_words(text: str, command: str, source: str | None = None) -> str:
     """``text`` with every Python argument of the library that is an option of ``command`` named as that option.
 
-    Three forms are rewritten: ``name=value`` (``--name value``; a yes/no flag as itself, ``pass`` as ``add``),
-    indented ``  name: ...`` lines (a list of settings) and, when ``source`` is given (the source of an
-    :class:`~coreecho.errors.InputError`: the argument it refuses), the leading ``source: ``. Names the command has
-    no option for stay as they are.
+    Four forms are rewritten: ``name=value`` (``--name value``; a yes/no flag as itself, ``pass`` as ``add``), a
+    bare ``snake_case`` name (``a smaller batch_size``), indented ``  name: ...`` lines (a list of settings) and,
+    when ``source`` is given (the source of an :class:`~coreecho.errors.InputError`: the argument it refuses), the
+    leading ``source: ``. Names the command has no option for stay as they are (file names, columns).
     """
-    try:
-        options = options_of(command.split(" ", 1)[0])
-    except Exception:  # noqa: BLE001 - phrasing must never hide the message it phrases
+    options = options_of(command.split(" ", 1)[0])
+    if not options:
         return text
     text = _ASSIGN.sub(lambda m: _assignment(m, options), text)
     text = _BOTH.sub(r"\1", text)  # a message written for both ("device='cpu' (--device cpu)"): said once
+    text = _NAME.sub(lambda m: options[m[0]].flag if m[0] in options else m[0], text)
     text = _FIELD_LINE.sub(lambda m: m["indent"] + options[m["name"]].flag + ":" if m["name"] in options
                            else m[0], text)
     if source in options and text.startswith(f"{source}: "):

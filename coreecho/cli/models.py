@@ -34,17 +34,17 @@ def run_models(args: argparse.Namespace) -> int:
                  "bundled": "inside the package"}.get(src.kind, src.url or "-")
         # "verified" only for a pinned sha256 match; the paper's metrics only beside a verified copy
         state = status(name) if src.kind == "download" else ("bundled" if src.kind == "bundled" else
-                                                              "checksummed on download")
+                                                              "checked on use")
         rows.append({"name": name, "role": src.role, "source": where, "license": src.license,
                      "available_offline": is_cached(name), "status": state, "description": src.description,
                      "metrics": src.metrics if state == "verified" else None})
     if args.json:
         lines = [json.dumps(rows, indent=2)]
     else:
-        lines = [f"{'name':<22} {'role':<8} {'offline':<8} {'status':<15} {'license':<14} source"]
+        lines = [f"{'name':<22} {'role':<8} {'offline':<8} {'status':<15} {'license':<28} source"]
         for r in rows:
             lines.append(f"{r['name']:<22} {r['role']:<8} {('yes' if r['available_offline'] else 'no'):<8} "
-                         f"{r['status'][:15]:<15} {r['license']:<14} {r['source']}")
+                         f"{r['status']:<15} {r['license']:<28} {r['source']}")
             lines.append(f"{'':<22} {r['description']}" + (f"; {r['metrics']}" if r["metrics"] else ""))
             if r["status"] in ("unverified", "user-converted", "modified"):
                 lines.append(f"{'':<22} {r['status']}: not checked against a pinned sha256 of the published file, "

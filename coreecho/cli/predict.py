@@ -90,7 +90,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--resample-fps", action="store_true", help="resample videos far from the training fps")
     p.add_argument("--resume", action="store_true", help="keep the rows of an existing or interrupted OUTPUT and "
-                   "compute only the inputs missing (or failed) there")
+                   "compute only the inputs missing (or failed) there; only an output coreecho wrote with the same "
+                   "model and settings (its run record, OUT.meta.json) is resumed")
     common.add_quiet(p)
 
 
@@ -287,6 +288,8 @@ class _Batch:
             sources.append((final, self._read_embeddings(final) if self.embed else read_rows(final, self.fmt)))
         for part in partials:
             record, rows = read_table(part, journal_format(self.fmt))
+            if record is None and not rows:  # killed before its first line was complete: nothing to keep
+                continue
             if record is None:
                 raise UsageError(f"--resume: {part} has no run record on its first line: it was written by coreecho "
                                  "before 0.3 or by another program. Delete it to start over")

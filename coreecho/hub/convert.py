@@ -65,6 +65,11 @@ def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
                 [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched]))
         raise WeightsError(f"{source}: the weights do not fit the model ({'; '.join(parts)}). Check that the "
                            "config's architecture matches the checkpoint.")
+    kinds = [f"{k} {state[k].dtype} vs model {own[k].dtype}".replace("torch.", "") for k in sorted(own)
+             if own[k].is_floating_point() and not state[k].is_floating_point()]
+    if kinds:  # load_state_dict would cast int64 or bool tensors into the float weights silently
+        raise WeightsError(f"{source}: {len(kinds)} tensors hold integers where the model has real-valued weights "
+                           f"({', '.join(kinds[:6])}{' ...' if len(kinds) > 6 else ''}); not weights of this model")
     module.load_state_dict(dict(state), strict=True)
 
 
@@ -150,9 +155,10 @@ def load_official_checkpoint(path: str | Path, *, trained: bool | None = None, a
     encoder = strip_prefix(ckpt["model"])
     if not isinstance(getattr(model.encoder, "head", None), nn.Linear):
         encoder = {k: v for k, v in encoder.items() if not k.startswith("head.")}  # unused Linear(512, 1)
-    state = {**{f"encoder.{k}": v for k, v in encoder.items()},
-             **{f"head.{k}": v for k, v in strip_prefix(ckpt["regressor"]).items()}}
-    strict_load(model, state, str(path))  # keys and shapes, with the usual message
+    regressor = strip_prefix(ckpt["regressor"])
+    strict_load(model.encoder, encoder, str(path))  # keys and shapes, in the checkpoint's own names
+    strict_load(model.head, regressor, f"{path} ['regressor']")
+    state = {**{f"encoder.{k}": v for k, v in encoder.items()}, **{f"head.{k}": v for k, v in regressor.items()}}
     found = problems(model, state, trained=trained is not False)
     stats = [p for p in found if p.startswith("BatchNorm")]
     if trained or len(stats) < len(found):  # only the statistics are a mere warning, and only without `trained`

@@ -228,7 +228,7 @@ def _transfer(opener: urllib.request.OpenerDirector, start: str, url: str, part:
         with open(part, "ab" if offset else "wb") as fh:
             while True:
                 try:
-                    block = resp.read(_CHUNK)
+                    block = resp.read1(_CHUNK)  # what has arrived: a stall keeps every byte before it
                 except http.client.IncompleteRead as err:
                     fh.write(err.partial)
                     received += len(err.partial)

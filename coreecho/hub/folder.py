@@ -110,6 +110,8 @@ def save_pretrained(model: CoReEcho, directory: str | Path, *, model_card: bool 
     if entry is not None:
         data[CALIBRATION_KEY] = entry
     write_json(out / CONFIG_NAME, data)
+    if entry is None:  # a stale file of an earlier save must not linger (removed once config.json no longer names it)
+        (out / CALIBRATION_FILE).unlink(missing_ok=True)
     if model_card:
         text = card_text(model, card)
         replace_atomically(out / CARD_NAME, lambda fh: fh.write(text))
@@ -142,10 +144,9 @@ def calibration_of(model: CoReEcho) -> Calibration | None:
 
 def _save_calibration(model: CoReEcho, out: Path) -> dict[str, Any] | None:
     """Write ``calibration.safetensors`` (atomically); return the ``calibration`` entry of ``config.json`` (with both
-    files' sha256), or ``None`` when the model has no calibration (a stale file of an earlier save is removed)."""
+    files' sha256), or ``None`` when the model has no calibration."""
     cal = calibration_of(model)
     if cal is None:
-        (out / CALIBRATION_FILE).unlink(missing_ok=True)  # a stale file from an earlier save must not linger
         return None
     entry = cal.save(out)
     entry["weights_sha256"] = sha256_file(out / WEIGHTS_NAME)
@@ -236,6 +237,7 @@ def _load_calibration(model: CoReEcho, folder: Path, entry: Any) -> None:
         raise ChecksumError(f"{folder / WEIGHTS_NAME}: its sha256 differs from the one its calibration was saved "
                             f"with ({want}); the weights were replaced. Restore them or recalibrate.")
     cal = Calibration.load(folder, entry)
+    cal.check_width(model.embed_dim, str(folder / CONFIG_NAME))  # fitted on a model of another width: refused
     cal.fingerprint = state_fingerprint(model)
     model.calibration = cal
     model.shift_detector = cal.detector

@@ -25,13 +25,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from coreecho._version import __version__
 from coreecho.errors import ChecksumError, ModelNotFoundError
@@ -129,17 +130,20 @@ def install_checkpoint(name: str, path: str | Path, *, origin: str = "user-conve
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.with_name(f".{target.name}.coreecho-{os.getpid()}.building")
     shutil.rmtree(building, ignore_errors=True)
-    save_pretrained(model, building, title=f"{name} (official CoReEcho weights, converted by coreecho)",
-                    training_data="EchoNet-Dynamic (Stanford); see the CoReEcho paper for the recipe.")
-    write_json(building / PROVENANCE_NAME, {
-        "name": name, "origin": origin, "source": source or str(path), "source_file": path.name, **prints,
-        "weights_sha256": sha256_file(building / WEIGHTS_NAME), "checks": "passed (keys, shapes, dtypes, finite, "
-        "trained BatchNorm statistics)", "coreecho_version": __version__,
-        "installed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    old = target.with_name(f".{target.name}.coreecho-{os.getpid()}.previous")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(building, target)  # the folder appears complete, or not at all
+    try:
+        save_pretrained(model, building, title=f"{name} (official CoReEcho weights, converted by coreecho)",
+                        training_data="EchoNet-Dynamic (Stanford); see the CoReEcho paper for the recipe.")
+        write_json(building / PROVENANCE_NAME, {
+            "name": name, "origin": origin, "source": source or str(path), "source_file": path.name, **prints,
+            "weights_sha256": sha256_file(building / WEIGHTS_NAME), "checks": "passed (keys, shapes, dtypes, "
+            "finite, trained BatchNorm statistics)", "coreecho_version": __version__,
+            "installed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        old = target.with_name(f".{target.name}.coreecho-{os.getpid()}.previous")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(building, target)  # the folder appears complete, or not at all
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
     return target
 
@@ -150,6 +154,36 @@ def ensure_installed(name: str, *, mirror: str | os.PathLike | None = None, loca
     folder = installed_dir(name)
     if (folder / WEIGHTS_NAME).is_file():
         return folder
+    with _install_lock(name):  # two first uses at once: the second waits, then finds the model installed
+        if (folder / WEIGHTS_NAME).is_file():
+            return folder
+        return _fetch_and_install(name, mirror=mirror, local_files_only=local_files_only, cache=cache,
+                                  progress=progress)
+
+
+@contextlib.contextmanager
+def _install_lock(name: str) -> Iterator[None]:
+    """A blocking, per-machine lock on installing ``name`` (``flock``; none where it is unavailable)."""
+    path = cache_dir() / "downloads" / f".{name}.install.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic renames still keep the folder whole
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock: go on unlocked
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fetch_and_install(name: str, *, mirror: str | os.PathLike | None, local_files_only: bool | None,
+                       cache: str | Path | None, progress: bool | None) -> Path:
     src = model_info(name)
     file, source, temporary = fetch_published(name, src, mirror=mirror, local_files_only=local_files_only,
                                               cache=cache, progress=progress)

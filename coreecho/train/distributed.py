@@ -32,7 +32,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from coreecho.errors import ConfigError
 
-__all__ = ["DistEnv", "DistributedSetupError", "distributed_env", "rendezvous_timeout", "init_distributed", "cleanup_distributed", "wrap_ddp", "ResumableSampler", "is_main",
+__all__ = ["DistEnv", "DistributedSetupError", "distributed_env", "rendezvous_timeout", "init_distributed",
+           "cleanup_distributed", "wrap_ddp", "ResumableSampler", "is_main",
            "barrier", "all_gather_objects", "print0", "unwrap"]
 
 
@@ -131,9 +132,9 @@ def distributed_env() -> tuple[int, int, int]:
 def _rendezvous(backend: str, world: int, rank: int) -> None:
     missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
     if missing:
-        raise DistributedSetupError(f"WORLD_SIZE={world} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                                    "not set: launch with torchrun (which sets them), or unset WORLD_SIZE to run one "
-                                    "process")
+        verb = "is" if len(missing) == 1 else "are"
+        raise DistributedSetupError(f"WORLD_SIZE={world} but {' and '.join(missing)} {verb} not set: launch with "
+                                    "torchrun (which sets them), or unset WORLD_SIZE to run one process")
     port = _env_int("MASTER_PORT", 0, 1, 65535)
     where = f"{os.environ['MASTER_ADDR']}:{port}"
     timeout = rendezvous_timeout()
@@ -143,6 +144,7 @@ def _rendezvous(backend: str, world: int, rank: int) -> None:
     try:
         dist.init_process_group(backend=backend, init_method="env://", world_size=world, rank=rank,
                                 timeout=datetime.timedelta(seconds=timeout))
+        _restore_collective_timeout(backend)
     except Exception as err:  # noqa: BLE001 - torch raises DistStoreError, RuntimeError, ValueError...
         if dist.is_initialized():
             try:
@@ -154,6 +156,18 @@ def _rendezvous(backend: str, world: int, rank: int) -> None:
                                     f"{timeout:g} s ({type(err).__name__}: {first}); start every process (torchrun "
                                     "--nproc-per-node N), check MASTER_ADDR/MASTER_PORT, or raise "
                                     "COREECHO_DIST_TIMEOUT") from None
+
+
+def _restore_collective_timeout(backend: str) -> None:
+    """Give the formed group torch's default collective timeout back: the short rendezvous timeout must not apply
+    to the run's collectives (a barrier while rank 0 writes a checkpoint may well wait longer)."""
+    from torch.distributed import constants
+
+    default = getattr(constants, "default_pg_nccl_timeout", None) if backend == "nccl" else None
+    default = default or constants.default_pg_timeout
+    setter = getattr(dist, "set_timeout", None) or getattr(dist.distributed_c10d, "_set_pg_timeout", None)
+    if setter is not None:
+        setter(default)
 
 
 def _rank_tag(rank: int, world: int) -> str:

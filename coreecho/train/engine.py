@@ -59,7 +59,8 @@ from coreecho.train.metrics import regression_metrics
 from coreecho.train.recipe import check_resume
 from coreecho.train.runfolder import remove_previous_run
 
-__all__ = ["TrainingInterrupted", "TrainingDiverged", "TrainResult", "Stage", "derive_seed", "build_datasets", "find_resume", "run",
+__all__ = ["TrainingInterrupted", "TrainingDiverged", "TrainResult", "Stage", "derive_seed", "build_datasets",
+           "find_resume", "run",
            "CHECKPOINT_NAME", "check_listing"]
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
@@ -303,8 +304,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
                 f"{best_mae:.4g})" if best_epoch >= 0 else "no best model had been saved yet")
         return TrainingDiverged(
             f"{stage.name} diverged at {where} (global step {global_step + (step is not None)}): {why}. Nothing of "
-            f"this step was saved: {kept}; {out / CHECKPOINT_NAME} is from before. Lower the learning rates (--lr, --head-lr) and start "
-            "a new run (another --out, or --overwrite)")
+            f"this step was saved: {kept}; {out / CHECKPOINT_NAME} is from before. Lower the learning rates (--lr, "
+            "--head-lr) and start a new run (another --out, or --overwrite)")
 
     sampler = ResumableSampler(len(train_set), num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                seed=cfg.seed)

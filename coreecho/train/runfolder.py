@@ -99,6 +99,31 @@ def claim_run_folder(cfg: Any, stage: str, env: Any = None) -> Iterator[Path]:
         RunFolderError: the folder is an input, or holds another run's files without resume/overwrite.
         BusyError: another coreecho run holds the folder.
     """
+    main = env is None or getattr(env, "main", True)
+    with contextlib.ExitStack() as stack:
+        error: BaseException | None = None
+        try:
+            out = _check_folder(cfg, stage)
+            if main:
+                out.absolute().parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(output_lock(out, command=getattr(cfg, "command", None)))
+                if out.is_dir():
+                    for name in _WRITTEN:
+                        clean_stale_temporaries(out, name)
+        except Exception as err:  # noqa: BLE001 - agreed with the other ranks below, then raised
+            error = err
+        if env is not None and getattr(env, "distributed", False):  # every rank stops, or none: no rank waits
+            from coreecho.train.distributed import all_gather_objects
+
+            others = [e for e in all_gather_objects(None if error is None else str(error)) if e]
+            if error is None and others:
+                error = RunFolderError(f"another process of this run refused the output folder: {others[0]}")
+        if error is not None:
+            raise error
+        yield out
+
+
+def _check_folder(cfg: Any, stage: str) -> Path:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file, not a folder; choose a folder for the run's outputs")
@@ -111,16 +136,7 @@ def claim_run_folder(cfg: Any, stage: str, env: Any = None) -> Iterator[Path]:
     if found and not cfg.resume and not getattr(cfg, "overwrite", False):
         raise RunFolderError(f"--out {out}: holds another run's files ({', '.join(found)}); continue that run with "
                              "--resume, start over with --overwrite (removes them first), or choose another --out")
-    main = env is None or getattr(env, "main", True)
-    if not main:
-        yield out
-        return
-    out.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out, command=getattr(cfg, "command", None)):
-        if out.is_dir():
-            for name in _WRITTEN:
-                clean_stale_temporaries(out, name)
-        yield out
+    return out
 
 
 def remove_previous_run(cfg: Any) -> list[str]:

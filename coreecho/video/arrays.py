@@ -35,6 +35,15 @@ def _limits_from(max_bytes: int | None, max_side: int | None, base: Limits | Non
 
 def _to_numpy(array: Any, src: str) -> np.ndarray:
     if hasattr(array, "detach") and hasattr(array, "cpu") and type(array).__module__.startswith("torch"):
+        if getattr(array, "is_meta", False):
+            raise InputError(src, "is a tensor on the 'meta' device, which holds no data (shape only); pass the "
+                                  "frames themselves")
+        layout = str(getattr(array, "layout", "torch.strided"))
+        if layout != "torch.strided":
+            raise InputError(src, f"is a {layout.replace('torch.', '')} tensor; pass a dense one (tensor.to_dense())")
+        if getattr(array, "is_quantized", False):
+            raise InputError(src, f"is a quantized tensor ({array.dtype}); pass tensor.dequantize() or an integer "
+                                  "or float tensor")
         array = array.detach().cpu()
         if str(array.dtype) == "torch.bfloat16":
             array = array.float()

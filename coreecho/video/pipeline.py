@@ -94,7 +94,7 @@ class ClipBatch:
             ``"no usable signal: <reason>"`` for a blank video, see :func:`coreecho.video.base.signal_problem`).
     """
 
-    x: "torch.Tensor"
+    x: "torch.Tensor | None"
     pixels: np.ndarray
     starts: list[int]
     source: str

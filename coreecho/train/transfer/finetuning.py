@@ -59,8 +59,8 @@ def finetune(model: CoReEcho, dataset: Any, *, mode: str | None = None, task: st
     device = resolve_device(cfg.device)
     if task == "classification" and len(set(y.tolist())) < 2:
         raise InputError("labels", f"classification needs at least 2 classes; the labels hold only class "
-                                   f"{sorted(set(y.tolist()))} (a model trained on them would be a {n_classes(y)}-output "
-                                   "head that never saw the other class)")
+                                   f"{sorted(set(y.tolist()))} (a model trained on them would be a "
+                                   f"{n_classes(y)}-output head that never saw the other class)")
     out_dim = n_classes(y) if task == "classification" else 1
     mean, sd = label_stats(y, task)
     seed = derive_seed(cfg.seed, 10_000)
