@@ -53,8 +53,7 @@ from coreecho.data.layouts import write_echonet_layout
 from coreecho.engine import VideoItems
 from coreecho.data.pipelined import batch_clips
 from coreecho.video import test_starts
-from coreecho.video.model_input import to_model_input
-from coreecho.video.transforms import normalize_reference
+from coreecho.video.model_input import normalize_reference, to_model_input
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coreecho"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("coreecho._version", "coreecho.errors", "coreecho.constants", "coreecho._lazy", "coreecho._warnings",
               "coreecho._atomic", "coreecho._oserrors", "coreecho._lock", "coreecho._deprecation",
-              "coreecho.seeding", "coreecho._lists")),
+              "coreecho.seeding", "coreecho._lists", "coreecho._csvcells")),
     ("video", ("coreecho.video",)),
     ("models", ("coreecho.models", "coreecho.losses")),
     ("engine", ("coreecho.engine", "coreecho.precision", "coreecho.allocator", "coreecho.validate")),

@@ -150,3 +150,29 @@ def test_peak_memory_of_extreme_inputs_stays_under_the_budget(tmp_path):
     assert out["fps 1e-05"] == out["fps 1000000.0"] == out["fps nan"] == "InputError"
     assert "clip batch" in out["clips 2000"] and "2000 clips" in out["clips 2000"]
     assert out["above"] < budget, out  # the model and torch were loaded before the baseline
+
+
+def test_an_avi_stating_one_frame_per_50000_seconds(tmp_path, tiny_model):
+    from fractions import Fraction
+
+    av = pytest.importorskip("av")
+    path = tmp_path / "slow.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=Fraction(1, 50000))
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuvj420p"
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    with open_video(str(path)) as reader:
+        assert reader.info.fps == pytest.approx(2e-5)
+    import coreecho
+
+    row = coreecho.predict_ef(str(path), model=tiny_model, resample_fps=True, errors="nan", return_details=True,
+                              workers=0)
+    assert not row.ok and "plausible" in row.error and np.isnan(row.ef)  # was EF 5.3 from a 10^9-frame timeline
+    with pytest.warns(UserWarning, match="plausible"):
+        row = coreecho.predict_ef(str(path), model=tiny_model, return_details=True, workers=0)
+    assert row.ok and row.fps is None and row.n_frames == 60

@@ -1,8 +1,8 @@
 """uint8 to the device: the model input made from handed-over uint8 clips (and crop offsets) is bit-identical to
 the float path of 0.2 (normalise in the worker, float64 arithmetic, pad-and-crop through a padded copy).
 
-The reference is reconstructed here from its definition: ``normalize_reference`` (the float64 arithmetic kept in
-``coreecho.video.transforms``) and a zero-pad-then-crop written below with the same draws as 0.2's augmentation.
+The reference is reconstructed here from its definition: ``normalize_reference`` (the float64 arithmetic of 0.2, kept in
+``coreecho.video.model_input``) and a zero-pad-then-crop written below with the same draws as 0.2's augmentation.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from coreecho.models.config import PreprocessConfig
 from coreecho.seeding import rng as seeded_rng
 from coreecho.video import open_video
 from coreecho.video.augment import draw_offsets, pad_and_crop
-from coreecho.video.model_input import _lookup_device, pixel_table, to_model_input
+from coreecho.video.model_input import _lookup_device, normalize_reference, pixel_table, to_model_input
 from coreecho.video.pipeline import ClipPipeline, sector_frames
-from coreecho.video.transforms import normalize, normalize_reference
+from coreecho.video.transforms import normalize
 
 
 def _pad_then_crop(clips: np.ndarray, pad: int, rng: np.random.Generator, style: str) -> np.ndarray:

@@ -158,7 +158,7 @@ def test_resume_with_other_settings_refuses_with_a_diff(videos, tmp_path, capsys
                  "-o", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "other settings" in err and "  clips: 1 in ef.csv, 3 in this run" in err
-    assert "  resample_fps: false in ef.csv, true in this run" in err
+    assert "  --resample-fps: false in ef.csv, true in this run" in err  # in the command's words
     assert out.read_bytes() == before
     # another model (other weights) is refused too, and so is an interrupted journal with other settings
     import torch

@@ -35,6 +35,7 @@ from coreecho.cli.output import (Journal, StreamWriter, check_output, find_parti
                                  partial_path, read_rows, read_table, replace_atomically, row_format, temporary_stem,
                                  write_rows)
 from coreecho.cli.runrecord import check_settings, file_sha256, read_record, record_path, run_settings, write_record
+from coreecho.cli.world import World, start_world
 from coreecho._lists import join_values, normalize_list_cell
 from coreecho.video.limits import READABLE_EXTENSIONS
 
@@ -151,66 +152,6 @@ def _failed(row: dict[str, Any]) -> bool:
     return bool(row.get("error"))
 
 
-# ------------------------------------------------------------------------------------------- distributed
-class _World:
-    """This process's place under torchrun (one process: rank 0 of 1, nothing started)."""
-
-    def __init__(self, env: Any = None):
-        self.env = env
-        self.rank = env.rank if env is not None else 0
-        self.size = env.world_size if env is not None else 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.size > 1:
-            from coreecho.train.distributed import barrier
-
-            barrier()
-
-    def gather(self, obj: Any) -> list[Any]:
-        if self.size == 1:
-            return [obj]
-        from coreecho.train.distributed import all_gather_objects
-
-        return all_gather_objects(obj)
-
-    def agree(self, error: BaseException | None) -> None:
-        """Every rank raises if any rank failed to set up (no rank waits forever at a later barrier)."""
-        if self.size == 1:
-            if error is not None:
-                raise error
-            return
-        errors = self.gather(None if error is None else (type(error).__name__, str(error)))
-        if error is not None:
-            raise error
-        for rank, e in enumerate(errors):
-            if e is not None:
-                raise UsageError(f"rank {rank} could not start ({e[0]}: {e[1]})")
-
-    def close(self) -> None:
-        if self.env is not None:
-            from coreecho.train.distributed import cleanup_distributed
-
-            cleanup_distributed(self.env)
-
-
-def _start(args: argparse.Namespace) -> tuple[_World, Any]:
-    """The world and the device (``cuda:LOCAL_RANK`` under torchrun with CUDA)."""
-    from coreecho.precision import resolve_device
-
-    device = None if args.device in (None, "auto") else args.device
-    resolved = resolve_device(device)  # DeviceError now, before any process group or model
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _World(), resolved
-    from coreecho.train.distributed import init_distributed
-
-    env = init_distributed(None if device is None else str(resolved))
-    return _World(env), env.device
-
-
 # ------------------------------------------------------------------------------------------------ the run
 class _Batch:
     """One ``predict`` or ``embed`` run: inputs, output, earlier rows, journal, merge."""
@@ -244,7 +185,7 @@ class _Batch:
             return [str(p)]
         return [str(stem) + ".npz", str(stem) + ".parquet"]
 
-    def prepare(self, world: _World) -> None:
+    def prepare(self, world: World) -> None:
         if not self.inputs:
             from coreecho.errors import InputError
 
@@ -376,7 +317,7 @@ class _Batch:
                 cli_words(value, self.command) if isinstance(value, str) else value
         return row
 
-    def compute(self, model: Any, shard: list[str], world: _World) -> tuple[int, int]:
+    def compute(self, model: Any, shard: list[str], world: World) -> tuple[int, int]:
         """Run ``shard`` through the model, writing each row as it finishes; (rows, failures)."""
         import warnings
 
@@ -491,7 +432,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     from coreecho.cli._common import say
 
     batch = _Batch(args, command)
-    world, device = _start(args)
+    world, device = start_world(args)
     try:
         error: BaseException | None = None
         model = None

@@ -110,6 +110,9 @@ def audit_echonet(root: str | os.PathLike, *, label: str = "EF", min_traced_fram
     from coreecho.data.echonet import read_csv_table
 
     base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DatasetError(f"{base}: dataset folder not found; expected the EchoNet-Dynamic folder with "
+                           "FileList.csv, VolumeTracings.csv and Videos/")
     flist = base / "FileList.csv"
     rows = read_csv_table(flist, ["FileName", label, "Split"], "the EchoNet-Dynamic file list")
     audit = EchoNetAudit(base)

@@ -19,6 +19,12 @@ Outputs in ``cfg.out``: ``checkpoint_last.pt``, ``metrics.csv`` (one row per epo
 ``best_model/`` (best validation MAE so far, a :func:`coreecho.load_model` folder), ``last_model/`` and, for
 stage 2, ``model/`` (the final export); ``tensorboard/`` when TensorBoard is installed.
 
+Safety (``docs/training.md``, "Safety"): the dataset listing is checked before the first step
+(:func:`check_listing`) and its digest is stored in every checkpoint (``data_listing``), so ``--resume`` refuses an
+edited listing; a diverged run (:mod:`coreecho.train.divergence`) stops before anything of the bad step is written;
+``train_config.json``, ``metrics.csv`` and ``result.json`` are written atomically, and only once the data, the
+model and the resume state were accepted.
+
 Training steps run their own forward and backward pass, by design (gradients, training-mode layers); validation
 predicts through the inference engine (:func:`~coreecho.train.evaluation.predict_dataset`, which runs
 :func:`coreecho.engine.stream`), like every other forward pass over data.

@@ -42,6 +42,8 @@ __all__ = ["RunFolderError", "RUN_FILES", "run_files", "claim_run_folder", "chec
 RUN_FILES = ("checkpoint_last.pt", "checkpoint_prev.pt", "metrics.csv", "train_config.json", "result.json",
              "best_model", "last_model", "model", "tensorboard")
 _WRITTEN = ("metrics.csv", "train_config.json", "result.json", "checkpoint_last.pt", "checkpoint_prev.pt")
+_MODEL_FOLDERS = ("best_model", "last_model", "model")
+_MODEL_FILES = ("model.safetensors", "config.json", "README.md", "calibration.safetensors")
 
 
 class RunFolderError(OutputError):
@@ -110,6 +112,9 @@ def claim_run_folder(cfg: Any, stage: str, env: Any = None) -> Iterator[Path]:
                 if out.is_dir():
                     for name in _WRITTEN:
                         clean_stale_temporaries(out, name)
+                    for folder in _MODEL_FOLDERS:  # the exported models' files
+                        for name in _MODEL_FILES:
+                            clean_stale_temporaries(out / folder, name)
         except Exception as err:  # noqa: BLE001 - agreed with the other ranks below, then raised
             error = err
         if env is not None and getattr(env, "distributed", False):  # every rank stops, or none: no rank waits

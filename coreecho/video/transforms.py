@@ -38,7 +38,6 @@ __all__ = [
     "resize_frames",
     "prepare_frames",
     "normalize",
-    "normalize_reference",
     "resample_indices",
     "resample_fps",
 ]
@@ -322,9 +321,10 @@ def normalize(
 ) -> torch.Tensor:
     """``(x - mean) / std`` per channel, in 0..255 pixel units, to the model's float32 layout.
 
-    The numbers are those of :func:`normalize_reference` (float64, rounded to float32 after each step, as numpy's
-    in-place float32 arithmetic with float64 constants does in the official pipeline), bit for bit; they are read
-    from a 256-entry table per channel in one pass (:func:`coreecho.video.model_input.to_model_input`).
+    The numbers are those of :func:`coreecho.video.model_input.normalize_reference` (float64, rounded to float32
+    after each step, as numpy's in-place float32 arithmetic with float64 constants does in the official pipeline),
+    bit for bit; they are read from a 256-entry table per channel in one pass
+    (:func:`coreecho.video.model_input.to_model_input`).
 
     Args:
         clips: ``uint8`` ``[K, T, H, W, 3]`` (or one clip ``[T, H, W, 3]``), numpy or torch.
@@ -342,37 +342,6 @@ def normalize(
     from coreecho.video.model_input import to_model_input  # noqa: PLC0415 - it imports torch
 
     return to_model_input(clips, mean, std)
-
-
-def normalize_reference(
-    clips: Any,
-    mean: Sequence[float] = ECHONET_MEAN,
-    std: Sequence[float] = ECHONET_STD,
-) -> torch.Tensor:
-    """:func:`normalize` computed elementwise in float64 (the definition of its numbers; slower).
-
-    ``y = float32(x - mean)``, then ``float32(y / std)``, both steps in float64.
-
-    Example:
-        >>> import numpy as np, torch
-        >>> px = np.arange(256, dtype=np.uint8).repeat(3).reshape(1, 1, 16, 16, 3)
-        >>> torch.equal(normalize_reference(px), normalize(px))
-        True
-    """
-    import torch  # noqa: PLC0415
-
-    x = clips if isinstance(clips, torch.Tensor) else torch.from_numpy(np.asarray(clips))
-    if x.ndim == 4:
-        x = x[None]
-    if x.ndim != 5 or x.shape[-1] != 3:
-        raise InputError("clips", f"expected (K, T, H, W, 3), got shape {tuple(x.shape)}")
-    m = torch.as_tensor(np.asarray(mean, dtype=np.float64)).reshape(-1, 1, 1, 1)
-    s = torch.as_tensor(np.asarray(std, dtype=np.float64)).reshape(-1, 1, 1, 1)
-    if m.numel() != 3 or s.numel() != 3 or bool((s <= 0).any()):
-        raise InputError("mean/std", "need 3 values each, std positive")
-    x = x.permute(0, 4, 1, 2, 3).to(torch.float64)
-    y = (x - m).to(torch.float32).to(torch.float64)
-    return (y / s).to(torch.float32).contiguous()
 
 
 def resample_indices(n_frames: int, fps_in: float, fps_out: float) -> np.ndarray:
