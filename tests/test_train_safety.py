@@ -100,6 +100,9 @@ def test_overwrite_starts_a_new_run(data, stage1, tmp_path, capsys):
     code, text = cli(["train", "stage1", "--data", data, "--out", run, *S1, "--seed", "4", "--overwrite"], capsys)
     assert code == 0, text
     assert not (run / "checkpoint_prev.pt").exists()  # the previous run's files went; only the new run's are there
+    before = digests(run)
+    code, text = cli(["train", "stage1", "--data", data, "--out", run, *S1, "--overwrite", "--resume"], capsys)
+    assert code == 2 and "give one" in text and digests(run) == before
     assert json.loads((run / "train_config.json").read_text())["seed"] == 4
     assert len((run / "metrics.csv").read_text().splitlines()) == 2
 

@@ -318,3 +318,6 @@ def test_calibrate_the_published_model_in_one_command(published, tmp_path, capsy
     assert model.calibration is not None and model.shift_detector is not None
     assert status(NAME) == "unverified"  # the weights are still those converted at installation
     assert len([p for p, _ in drive.requests if p.startswith("/download")]) == 1
+    # a bundled model is never calibrated in place: it needs --out
+    assert main(["calibrate", "phantom-tiny", "--data", str(root), "--split", "val"]) == 2
+    assert "--out FOLDER" in capsys.readouterr().err

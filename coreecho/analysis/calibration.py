@@ -167,6 +167,9 @@ def calibrate(model: Any, data: Any = None, *, split: str = "val", labels: Seque
         640
     """
     model = get_model(model)
+    from coreecho.models.task import check_ef_regression
+
+    check_ef_regression(model.config, "model", "calibrate (the interval is in EF points)")
     got = collected if collected is not None else collect(model, data, split=split, labels=labels, clips=clips,
                                                           batch_size=batch_size, limit=limit, progress=progress)
     n = len(got["true"])

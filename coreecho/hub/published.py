@@ -69,7 +69,7 @@ def fetch_published(name: str, src: ModelSource, *, mirror: str | os.PathLike | 
             route.
     """
     where = mirror_setting(mirror)
-    if where is not None and not is_url(where) or where is not None and where.startswith("file:"):
+    if where is not None and (not is_url(where) or where.startswith("file:")):  # a local file, folder or Hub repo
         path = local_path(where)
         if path.is_dir():
             path = path / str(src.filename)

@@ -130,6 +130,8 @@ def claim_run_folder(cfg: Any, stage: str, env: Any = None) -> Iterator[Path]:
 
 def _check_folder(cfg: Any, stage: str) -> Path:
     out = Path(cfg.out)
+    if cfg.resume and getattr(cfg, "overwrite", False):
+        raise RunFolderError(f"--out {out}: --resume continues the run there and --overwrite removes it; give one")
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: is a file, not a folder; choose a folder for the run's outputs")
     inputs: dict[str, Any] = {"the dataset": cfg.data}
