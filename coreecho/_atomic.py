@@ -146,9 +146,17 @@ def install(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_previous:
             os.fsync(fd)
         finally:
             os.close(fd)
+        aside = None
         if keep_previous is not None and os.path.isfile(t) and not os.path.islink(t):
-            _keep(t, Path(keep_previous))
-        os.replace(tmp, t)
+            aside = _link_aside(t, Path(keep_previous))
+        try:
+            os.replace(tmp, t)
+        except BaseException:
+            if aside is not None:  # the target was not replaced: the older previous file stays as it was
+                _discard(aside)
+            raise
+        if aside is not None:
+            os.replace(aside, keep_previous)
     except BaseException as err:
         _discard(tmp)
         _raise_typed(err, err, t)
@@ -156,19 +164,18 @@ def install(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_previous:
     return t
 
 
-def _keep(target: Path, previous: Path) -> None:
+def _link_aside(target: Path, previous: Path) -> Path | None:
+    """Hard-link ``target`` to a temporary name next to ``previous``; it becomes ``previous`` once ``target`` is
+    replaced, so a failed replacement keeps the older ``previous``. Without hard links (some network or FAT file
+    systems) ``target`` is moved to ``previous`` at once (a moment without target) and ``None`` is returned."""
     check_output_target(previous)
     link = temporary_name(previous)
     try:
         os.link(target, link)
-    except OSError:  # no hard links here (some network or FAT file systems): move it (a moment without target)
+    except OSError:
         os.replace(target, previous)
-        return
-    try:
-        os.replace(link, previous)
-    except BaseException:
-        _discard(link)
-        raise
+        return None
+    return link
 
 
 def replace_atomically(target: str | os.PathLike, write: Callable[[Any], Any], *, binary: bool = False,

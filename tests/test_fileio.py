@@ -404,3 +404,25 @@ def test_any_file_name_round_trips_through_a_journal(tmp_path, fmt):
     assert [float(r["ef"]) for r in rows] == [40.0 + i for i in range(len(names))]
     replace_atomically(tmp_path / "ef.out", lambda fh: write_rows(fh, fmt, rows, ["path", "ef"]))
     assert [r["path"] for r in read_rows(tmp_path / "ef.out", fmt)] == names
+
+
+def test_a_failed_replacement_keeps_the_older_previous_file(tmp_path, monkeypatch):
+    """keep_previous: the old target becomes the previous file only once the new one is in place."""
+    target, previous = tmp_path / "last.pt", tmp_path / "prev.pt"
+    previous.write_text("older")
+    target.write_text("current")
+    real_replace = os.replace
+
+    def failing_replace(src, dst, *args, **kwargs):
+        if os.fspath(dst) == os.fspath(target):
+            raise OSError(28, "No space left on device", os.fspath(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(DiskFullError):
+        replace_atomically(target, lambda fh: fh.write("new"), keep_previous=previous)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_text() == "current" and previous.read_text() == "older"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]  # no link or temporary left
+    replace_atomically(target, lambda fh: fh.write("new"), keep_previous=previous)
+    assert target.read_text() == "new" and previous.read_text() == "current"

@@ -140,13 +140,12 @@ def _av_probe(container, path: Path, limits: Limits) -> _AvProbe:
     check_frame_size(src, int(cc.height), int(cc.width), limits, field="frame size (container header)",
                      error=VideoReadError)
     n = 0
-    mjpeg = cc.name == "mjpeg"
-    first = None
+    sizes = _JpegSizes(src) if cc.name == "mjpeg" else None
     try:
         for packet in container.demux(stream):
             if packet.size:
-                if mjpeg:  # every MJPEG packet states its frame size: refuse size changes without decoding
-                    first = _check_jpeg_packet(src, bytes(packet), first, n)
+                if sizes is not None:  # every MJPEG packet states its frame size: refuse changes without decoding
+                    sizes.check(bytes(packet), n)
                 n += 1
                 if n > limits.max_frames:
                     check_frame_count(src, n, limits, field=f"frame count (more than {limits.max_frames} packets)",
@@ -278,6 +277,11 @@ def _import_decord(source: str):
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Height and width from a JPEG's start-of-frame marker, or None."""
+    return _jpeg_header(data)[0]
+
+
+def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, int]:
+    """``(size, end)``: :func:`_jpeg_size` and the number of leading bytes it depends on (0 without a size)."""
     i, n = 2, len(data)
     while i + 9 <= n:
         if data[i] != 0xFF:
@@ -291,9 +295,29 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            return (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")), i + 9
         i += 2 + length
-    return None
+    return None, 0
+
+
+class _JpegSizes:
+    """Refuses an MJPEG packet that states another frame size than the first (see :func:`_check_jpeg_packet`).
+
+    A packet whose leading bytes equal the first sized packet's up to the end of its frame header (an encoder
+    repeats its headers: the usual case) states the same size by construction and is not parsed again.
+    """
+
+    def __init__(self, source: str):
+        self.source, self.first, self.prefix = source, None, None
+
+    def check(self, data: bytes, i: int) -> None:
+        if self.prefix is not None and data.startswith(self.prefix):
+            return
+        self.first = _check_jpeg_packet(self.source, data, self.first, i)
+        if self.prefix is None and self.first is not None:
+            size, end = _jpeg_header(data)
+            if size == self.first:
+                self.prefix = data[:end]
 
 
 def _check_jpeg_packet(source: str, data: bytes, first: tuple[int, int] | None, i: int) -> tuple[int, int] | None:
@@ -327,11 +351,11 @@ def _container_check_for_decord(path: Path, limits: Limits) -> None:
         stream = container.streams.video[0]
         if stream.codec_context.name != "mjpeg":
             return
-        first, n = None, 0
+        sizes, n = _JpegSizes(str(path)), 0
         for packet in container.demux(stream):  # every MJPEG packet states its own frame size
             if not packet.size:
                 continue
-            first = _check_jpeg_packet(str(path), bytes(packet), first, n)
+            sizes.check(bytes(packet), n)
             n += 1
             if n > limits.max_frames:
                 check_frame_count(str(path), n, limits, field=f"frame count (more than {limits.max_frames} packets)",
