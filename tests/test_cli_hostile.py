@@ -281,7 +281,7 @@ def _special(name, e, t):
               "ckpt_garbage": {"garbage": True}}[name]
         out = _train_ckpt(e, t, **kw)
         return ["train", "stage1", "--data", t, "--out", out, "--resume", "--device", "cpu", "--preset", "micro",
-                "--init", "none", "--no-progress", "--no-tensorboard"], None
+                "--init", "none", "--quiet", "--no-tensorboard"], None
     raise KeyError(name)
 
 

@@ -208,16 +208,16 @@ def test_row_passes(data, tmp_path, monkeypatch, capsys):
     assert seen["cfg"].epochs == 5
     # the README's commands: no --epochs
     common = ["--data", str(data), "--preset", "micro", "--init", "none", "--frames", "4", "--size", "32",
-              "--workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard"]
+              "--workers", "0", "--device", "cpu", "--quiet", "--no-tensorboard"]
     assert main(["train", "stage1", "--out", str(tmp_path / "c1"), *common]) == 0
     assert seen["cfg"].epochs == 26
     # stage 2 takes frames, size and the encoder from its --init model (giving them is refused, issue 23)
     stage2_options = ["--data", str(data), "--init", str(tmp_path / "s1model"), "--workers", "0", "--device", "cpu",
-                      "--no-progress", "--no-tensorboard"]
+                      "--quiet", "--no-tensorboard"]
     assert main(["train", "stage2", "--out", str(tmp_path / "c2"), *stage2_options]) == 0
     assert seen["cfg"].epochs == 5
     assert main(["train", "stage1", "--out", str(tmp_path / "c3"), "--epochs", "3", *common[:2], "--preset",
-                 "micro", "--init", "none", "--device", "cpu", "--no-progress"]) == 0
+                 "micro", "--init", "none", "--device", "cpu", "--quiet"]) == 0
     assert seen["cfg"].epochs == 3  # --epochs counts passes
     capsys.readouterr()
     with pytest.raises(SystemExit):

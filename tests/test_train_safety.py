@@ -27,8 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 MICRO = {"drop_rate": 0.0}
 S1 = ["--preset", "micro", "--init", "none", "--frames", "4", "--stride", "4", "--size", "32", "--batch-size", "4",
-      "--epochs", "1", "--workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3"]
-S2 = ["--batch-size", "4", "--epochs", "1", "--workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard"]
+      "--epochs", "1", "--workers", "0", "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3"]
+S2 = ["--batch-size", "4", "--epochs", "1", "--workers", "0", "--device", "cpu", "--quiet", "--no-tensorboard"]
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -315,7 +315,7 @@ def test_resume_refuses_a_listing_changed_since_the_checkpoint(data, stage1, tmp
     run = _copy(stage1, tmp_path / "s1")
     before = digests(run)
     code, out = cli(["train", "stage1", "--data", edited, "--out", run, *S1[:-8], "--epochs", "2", "--workers", "0",
-                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
+                     "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
     assert code == 1 and "dataset listing" in out and "changed since this checkpoint" in out, out
     assert digests(run) == before
     # the same listing in another folder (the data moved) resumes, and removes what interrupted writes left
@@ -328,7 +328,7 @@ def test_resume_refuses_a_listing_changed_since_the_checkpoint(data, stage1, tmp
         os.utime(path, (path.stat().st_mtime - 7200, path.stat().st_mtime - 7200))
     moved = _copy(data, tmp_path / "moved")
     code, out = cli(["train", "stage1", "--data", moved, "--out", run, *S1[:-8], "--epochs", "2", "--workers", "0",
-                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
+                     "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
     assert code == 0, out
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
     assert not any(p.exists() for p in stale) and fresh.exists()
@@ -456,7 +456,7 @@ def test_a_corrupt_video_in_a_loader_worker_reads_as_one_line(data, tmp_path):
         name = _first(list(csv.DictReader(fh)), "TRAIN")["FileName"]
     (bad / "Videos" / f"{name}.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage" * 8)
     argv = [sys.executable, "-m", "coreecho", "train", "stage1", "--data", str(bad), "--out", str(tmp_path / "r"),
-            *S1[:-8], "--device", "cpu", "--no-progress", "--no-tensorboard", "--workers", "1", "--epochs", "1"]
+            *S1[:-8], "--device", "cpu", "--quiet", "--no-tensorboard", "--workers", "1", "--epochs", "1"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if ": error:" in line]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
@@ -478,7 +478,7 @@ def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1
     run = _copy(stage1, tmp_path / "s1")
     before = {k: v for k, v in digests(run).items() if k.startswith("checkpoint")}
     argv = [sys.executable, "-m", "coreecho", "train", "stage1", "--data", str(data), "--out", str(run), *S1[:-8],
-            "--epochs", "2", "--workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3",
+            "--epochs", "2", "--workers", "0", "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3",
             "--resume"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, preexec_fn=_no_big_files)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -507,7 +507,7 @@ def test_read_only_checkpoint_folder_is_a_typed_line_and_keeps_the_checkpoint(da
 
     monkeypatch.setattr(os, "replace", replace)
     code, out = cli(["train", "stage1", "--data", data, "--out", run, *S1[:-8], "--epochs", "2", "--workers", "0",
-                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
+                     "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3", "--resume"], capsys)
     assert code == 1 and "checkpoint_last.pt: cannot be written: the file system is read-only" in out, out
     assert "bug" not in out and "Traceback" not in out
     after = digests(run)
@@ -527,7 +527,7 @@ def test_a_killed_loader_worker_is_one_line(data, tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(echonet.ClipDataset, "__getitem__", getitem)
     code, out = cli(["train", "stage1", "--data", data, "--out", tmp_path / "r", *S1[:-10], "--workers", "1",
-                     "--device", "cpu", "--no-progress", "--no-tensorboard", "--seed", "3"], capsys)
+                     "--device", "cpu", "--quiet", "--no-tensorboard", "--seed", "3"], capsys)
     assert code == 1 and "a data loader worker process died" in out and "--workers" in out, out
     assert "bug" not in out
 
@@ -543,7 +543,7 @@ def test_sigkill_mid_run_then_rerun_is_refused_and_resume_finishes(data, tmp_pat
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "coreecho", "train", "stage1", "--data", str(data), "--out", str(out), *S1[:-8],
             "--batch-size", "2", "--epochs", "2", "--save-every-steps", "2", "--workers", "0", "--device", "cpu",
-            "--no-progress", "--no-tensorboard", "--seed", "3"]
+            "--quiet", "--no-tensorboard", "--seed", "3"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         import time
@@ -582,7 +582,7 @@ def _flip_tensor_byte(path: Path) -> None:
 def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(data, stage1, tmp_path, capsys):
     run = _copy(stage1, tmp_path / "s1")
     resume = ["train", "stage1", "--data", data, "--out", run, *S1[:-8], "--workers", "0", "--device", "cpu",
-              "--no-progress", "--no-tensorboard", "--seed", "3", "--resume"]
+              "--quiet", "--no-tensorboard", "--seed", "3", "--resume"]
     assert cli([*resume, "--epochs", "2"], capsys)[0] == 0  # checkpoint_prev.pt: epoch 1, checkpoint_last.pt: 2
     last = run / "checkpoint_last.pt"
     _flip_tensor_byte(last)
