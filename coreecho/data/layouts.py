@@ -475,9 +475,9 @@ def write_dicom(path: str | os.PathLike, frames: np.ndarray, *, fps: float | Non
         >>> write_dicom("/tmp/study/a4c.dcm", frames[..., 0], fps=meta.fps)  # doctest: +SKIP
         PosixPath('/tmp/study/a4c.dcm')
     """
-    from coreecho.video.dicom import _import_pydicom  # noqa: PLC0415
+    from coreecho.video.dicom import import_pydicom  # noqa: PLC0415
 
-    _import_pydicom(str(path))
+    import_pydicom(str(path))
     from pydicom.dataset import Dataset, FileMetaDataset  # noqa: PLC0415
     from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid  # noqa: PLC0415
 

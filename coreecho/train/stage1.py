@@ -193,7 +193,7 @@ def head_l1_step(head: nn.Module, emb: torch.Tensor, target: torch.Tensor, opt_h
     return l1
 
 
-def _metadata(cfg: TrainConfig, stage: str, env: DistEnv, precision: str) -> dict[str, Any]:
+def run_metadata(cfg: TrainConfig, stage: str, env: DistEnv, precision: str) -> dict[str, Any]:
     return {
         "description": f"CoReEcho {stage} trained with coreecho",
         "training_data": f"EchoNet-Dynamic layout at {cfg.data}",
@@ -229,7 +229,7 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
     autocast, precision = autocast_for(env.device, cfg.precision)
     resume = engine.find_resume(cfg, "stage1", env)  # refuses a changed recipe before anything is built
     train_set, val_set = engine.build_datasets(cfg, views=2)
-    model = build_stage1_model(cfg) if resume is None else _model_from_checkpoint(resume)
+    model = build_stage1_model(cfg) if resume is None else model_from_checkpoint(resume)
     model.encoder.set_grad_checkpointing(cfg.grad_checkpointing)
     model = model.to(env.device)
     encoder = wrap_ddp(model.encoder, env, sync_bn=cfg.sync_bn and env.device.type == "cuda")
@@ -255,10 +255,10 @@ def _run_stage1(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
 
     stage = engine.Stage("stage1", model, encoder, head, optimizers,
                          {"encoder": cfg.lr, "head": cfg.head_lr}, step, modes, scaler,
-                         _metadata(cfg, "stage1", env, precision))
+                         run_metadata(cfg, "stage1", env, precision))
     return engine.run(cfg, env, stage, train_set, val_set, resume)
 
 
-def _model_from_checkpoint(ckpt: dict[str, Any]) -> CoReEcho:
+def model_from_checkpoint(ckpt: dict[str, Any]) -> CoReEcho:
     """A model with the architecture recorded in a training checkpoint (weights are loaded by the engine)."""
     return build_model(ModelConfig.from_dict(dict(ckpt["model_config"]), source="checkpoint"), source="checkpoint")

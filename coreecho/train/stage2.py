@@ -35,7 +35,7 @@ from coreecho.train.config import TrainConfig
 from coreecho.train.distributed import DistEnv, cleanup_distributed, init_distributed, wrap_ddp
 from coreecho.train.evaluation import autocast_for
 from coreecho.train.runfolder import claim_run_folder
-from coreecho.train.stage1 import _metadata, _model_from_checkpoint, build_optimizers, head_l1_step, make_scaler
+from coreecho.train.stage1 import build_optimizers, head_l1_step, make_scaler, model_from_checkpoint, run_metadata
 
 __all__ = ["train_stage2", "stage2_step", "load_stage1_model"]
 
@@ -123,7 +123,7 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
             model.reset_head(1, **{k: v for k, v in cfg.head_args.items()
                                    if k in ("hidden_dim", "dropout", "bias_init")})
     else:
-        model = _model_from_checkpoint(resume)
+        model = model_from_checkpoint(resume)
         meta_now = model.config.metadata
         stage1_meta = dict(meta_now["stage1"] if meta_now.get("stage") == "stage2" else meta_now)
     # the stage-1 model's input recipe (sampling included), with this stage's augmentation; the run's config and
@@ -150,7 +150,7 @@ def _run_stage2(cfg: TrainConfig, env: DistEnv) -> engine.TrainResult:
         encoder.eval()
         head.train()
 
-    meta = _metadata(cfg, "stage2", env, precision)
+    meta = run_metadata(cfg, "stage2", env, precision)
     meta["stage1"] = {k: v for k, v in stage1_meta.items() if k != "stage1"}
     meta["description"] = "CoReEcho (stage 1 Rank-N-Contrast encoder + stage 2 head) trained with coreecho"
     stage = engine.Stage("stage2", model, encoder, head, {"head": opt_head}, {"head": cfg.head_lr}, step, modes,

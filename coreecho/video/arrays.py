@@ -22,7 +22,7 @@ from coreecho.video.limits import DEFAULT_LIMITS, Limits, check_frame_count, che
 __all__ = ["as_frames", "ArrayReader", "NpyReader"]
 
 
-def _limits_from(max_bytes: int | None, max_side: int | None, base: Limits | None = None) -> Limits:
+def limits_from(max_bytes: int | None, max_side: int | None, base: Limits | None = None) -> Limits:
     """``base`` (default :data:`DEFAULT_LIMITS`) with the legacy ``max_bytes``/``max_side`` arguments applied."""
     limits = base or DEFAULT_LIMITS
     if max_bytes is not None and max_bytes != limits.max_bytes:
@@ -93,7 +93,7 @@ def as_frames(
     array = _to_numpy(array, src)
     _check_array_shape(src, array)
     t, h, w = array.shape[:3]
-    limits = _limits_from(max_bytes, max_side)
+    limits = limits_from(max_bytes, max_side)
     check_frame_size(src, h, w, limits)
     check_read_bytes(src, t, h, w, limits)
 

@@ -2,8 +2,8 @@
 interface and index checks.
 
 Example:
-    >>> from coreecho.video.base import _validate_indices
-    >>> _validate_indices("a.avi", [3, 1], 10).tolist()
+    >>> from coreecho.video.base import validate_indices
+    >>> validate_indices("a.avi", [3, 1], 10).tolist()
     [3, 1]
 """
 
@@ -141,7 +141,7 @@ class VideoReader:
             InputError: indices out of range or not integers; the read would exceed ``limits.max_bytes``.
             VideoReadError: the frames cannot be decoded (corrupt, truncated, frame size changes).
         """
-        idx = _validate_indices(self.source, indices, self.info.n_frames)
+        idx = validate_indices(self.source, indices, self.info.n_frames)
         wanted, inverse = _gather(idx)
         check_read_bytes(self.source, len(wanted), self.info.height, self.info.width, self.limits,
                          self._bytes_per_pixel())
@@ -177,7 +177,7 @@ class VideoReader:
 # helpers
 
 
-def _missing(package: str, extra: str | None, feature: str, hint: str) -> MissingDependencyError:
+def missing_dependency(package: str, extra: str | None, feature: str, hint: str) -> MissingDependencyError:
     """A MissingDependencyError whose message names the exact package to install."""
     err = MissingDependencyError(package, extra or "", feature)
     message = f"{feature} needs the package '{package}', which is not installed. {hint}"
@@ -186,7 +186,7 @@ def _missing(package: str, extra: str | None, feature: str, hint: str) -> Missin
     return err
 
 
-def _validate_indices(source: str, indices: Iterable[int] | None, n_frames: int) -> np.ndarray:
+def validate_indices(source: str, indices: Iterable[int] | None, n_frames: int) -> np.ndarray:
     if indices is None:
         return np.arange(n_frames, dtype=np.int64)
     arr = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from coreecho.errors import VideoReadError
-from coreecho.video.base import VideoInfo, VideoReader, _missing
+from coreecho.video.base import VideoInfo, VideoReader, missing_dependency
 from coreecho.video.limits import Limits, check_frame_count, check_frame_size
 
 __all__ = ["PyAVReader", "DecordReader", "VIDEO_FORMATS", "IMAGE_FORMATS"]
@@ -85,17 +85,17 @@ def _sniff(path: Path) -> str | None:
 # PyAV
 
 
-def _import_av(source: str):
+def import_av(source: str):
     try:
         import av  # noqa: PLC0415 - lazy on purpose
     except ImportError as exc:
-        raise _missing("av", None, f"Reading {source}", "Install it with `pip install av` (PyAV).") from exc
+        raise missing_dependency("av", None, f"Reading {source}", "Install it with `pip install av` (PyAV).") from exc
     return av
 
 
 def _av_open(path: Path):
     """Open with FFmpeg and check the container format; :class:`_CannotOpen` when FFmpeg cannot open it."""
-    av = _import_av(str(path))
+    av = import_av(str(path))
     try:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
@@ -133,19 +133,20 @@ class _AvProbe:
 
 def _av_probe(container, path: Path, limits: Limits) -> _AvProbe:
     """Count the packets of an opened container (no decoding), once; stops at ``limits.max_frames + 1``."""
-    av = _import_av(str(path))
+    av = import_av(str(path))
     src = str(path)
     stream = container.streams.video[0]
     cc = stream.codec_context
     check_frame_size(src, int(cc.height), int(cc.width), limits, field="frame size (container header)",
                      error=VideoReadError)
     n = 0
-    sizes = _JpegSizes(src) if cc.name == "mjpeg" else None
+    mjpeg = cc.name == "mjpeg"
+    first = None
     try:
         for packet in container.demux(stream):
             if packet.size:
-                if sizes is not None:  # every MJPEG packet states its frame size: refuse changes without decoding
-                    sizes.check(bytes(packet), n)
+                if mjpeg:  # every MJPEG packet states its frame size: refuse size changes without decoding
+                    first = _check_jpeg_packet(src, bytes(packet), first, n)
                 n += 1
                 if n > limits.max_frames:
                     check_frame_count(src, n, limits, field=f"frame count (more than {limits.max_frames} packets)",
@@ -198,7 +199,7 @@ class PyAVReader(VideoReader):
         self.metadata = {"codec": pr.codec, "container": pr.format}
 
     def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
-        av = _import_av(self.source)
+        av = import_av(self.source)
         path, info, src = self._path, self.info, self.source
         try:
             from av.video.reformatter import VideoReformatter  # noqa: PLC0415
@@ -267,7 +268,7 @@ def _import_decord(source: str):
     try:
         import decord  # noqa: PLC0415
     except ImportError as exc:
-        raise _missing(
+        raise missing_dependency(
             "decord", None, f"Reading {source} with backend='decord'",
             "It has wheels for x86-64 Linux and Windows only (`pip install decord`); "
             "elsewhere use backend='pyav' or 'auto'.",
@@ -277,11 +278,6 @@ def _import_decord(source: str):
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Height and width from a JPEG's start-of-frame marker, or None."""
-    return _jpeg_header(data)[0]
-
-
-def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, int]:
-    """``(size, end)``: :func:`_jpeg_size` and the number of leading bytes it depends on (0 without a size)."""
     i, n = 2, len(data)
     while i + 9 <= n:
         if data[i] != 0xFF:
@@ -295,29 +291,9 @@ def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, int]:
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")), i + 9
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
         i += 2 + length
-    return None, 0
-
-
-class _JpegSizes:
-    """Refuses an MJPEG packet that states another frame size than the first (see :func:`_check_jpeg_packet`).
-
-    A packet whose leading bytes equal the first sized packet's up to the end of its frame header (an encoder
-    repeats its headers: the usual case) states the same size by construction and is not parsed again.
-    """
-
-    def __init__(self, source: str):
-        self.source, self.first, self.prefix = source, None, None
-
-    def check(self, data: bytes, i: int) -> None:
-        if self.prefix is not None and data.startswith(self.prefix):
-            return
-        self.first = _check_jpeg_packet(self.source, data, self.first, i)
-        if self.prefix is None and self.first is not None:
-            size, end = _jpeg_header(data)
-            if size == self.first:
-                self.prefix = data[:end]
+    return None
 
 
 def _check_jpeg_packet(source: str, data: bytes, first: tuple[int, int] | None, i: int) -> tuple[int, int] | None:
@@ -336,7 +312,7 @@ def _container_check_for_decord(path: Path, limits: Limits) -> None:
     if kind is not None:
         raise VideoReadError(str(path), f"container: it is {kind}, not a video; expected {_ACCEPTED}")
     try:
-        av = _import_av(str(path))
+        av = import_av(str(path))
     except ImportError:
         return  # without PyAV only the byte signature can be checked
     try:
@@ -351,11 +327,11 @@ def _container_check_for_decord(path: Path, limits: Limits) -> None:
         stream = container.streams.video[0]
         if stream.codec_context.name != "mjpeg":
             return
-        sizes, n = _JpegSizes(str(path)), 0
+        first, n = None, 0
         for packet in container.demux(stream):  # every MJPEG packet states its own frame size
             if not packet.size:
                 continue
-            sizes.check(bytes(packet), n)
+            first = _check_jpeg_packet(str(path), bytes(packet), first, n)
             n += 1
             if n > limits.max_frames:
                 check_frame_count(str(path), n, limits, field=f"frame count (more than {limits.max_frames} packets)",

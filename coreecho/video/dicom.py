@@ -40,7 +40,7 @@ class _DicomHeader:
     fps: float | None
 
 
-def _import_pydicom(source: str):
+def import_pydicom(source: str):
     try:
         import pydicom  # noqa: PLC0415
     except ImportError as exc:
@@ -141,7 +141,7 @@ def _read_meta_bytes(fh, end: int) -> bytes:
 
 
 def _dicom_header(p: Path):
-    pydicom = _import_pydicom(str(p))
+    pydicom = import_pydicom(str(p))
     from pydicom.errors import InvalidDicomError  # noqa: PLC0415
 
     try:

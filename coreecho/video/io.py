@@ -42,10 +42,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from coreecho.errors import InputError
-from coreecho.video.arrays import _limits_from, as_frames
+from coreecho.video.arrays import as_frames, limits_from
 from coreecho.video.base import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SIDE, DICOM_EXTENSIONS, VIDEO_EXTENSIONS, Video,
-                                 VideoInfo, _validate_indices)
-from coreecho.video.containers import _import_av
+                                 VideoInfo, validate_indices)
+from coreecho.video.containers import import_av
 from coreecho.video.limits import Limits
 from coreecho.video.readers import open_video
 
@@ -139,9 +139,9 @@ def read_video(
         ((3, 112, 112, 3), 173)
     """
     _require_path(path)
-    with open_video(path, backend=backend, limits=_limits_from(max_bytes, max_side, limits)) as reader:
+    with open_video(path, backend=backend, limits=limits_from(max_bytes, max_side, limits)) as reader:
         info = reader.info
-        idx = _validate_indices(info.source, indices, info.n_frames)
+        idx = validate_indices(info.source, indices, info.n_frames)
         frames = reader.read(idx)
         return Video(frames, info.fps, info.source, info.n_frames, idx, info.backend, dict(reader.metadata))
 
@@ -182,10 +182,10 @@ def load_video(
                           limits=limits)
     if isinstance(video, Video) and indices is None:
         return video
-    lim = _limits_from(max_bytes, max_side, limits)
+    lim = limits_from(max_bytes, max_side, limits)
     reader = open_video(video, limits=lim, fps=fps, name=source)
     info = reader.info
-    idx = _validate_indices(info.source, indices, info.n_frames)
+    idx = validate_indices(info.source, indices, info.n_frames)
     frames = reader.read(idx)
     if isinstance(video, Video):
         return Video(frames, video.fps, video.source, video.n_frames, idx, video.backend, dict(video.metadata))
@@ -225,7 +225,7 @@ def write_video(
     """
     from fractions import Fraction  # noqa: PLC0415
 
-    av = _import_av(str(path))
+    av = import_av(str(path))
     data = as_frames(frames, str(path))
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise InputError(str(path), f"fps must be a positive number, got {fps!r}")
