@@ -54,6 +54,7 @@ from coreecho._deprecation import deprecated_aliases
 from coreecho.analysis import rendering
 from coreecho.errors import InputError
 from coreecho.video.io import probe_video
+from coreecho.video.model_input import to_pixels
 
 __all__ = ["STAGES", "DEFAULT_STAGE", "GradCAM", "Explanation", "explain", "explain_clip"]
 
@@ -232,12 +233,9 @@ class Explanation:
                                       frame_indices=self.frame_indices, fps=fps)
 
 def _denormalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 frames ``[T, H, W, 3]`` back from a normalised clip ``(3, T, H, W)``, with the model config's
-    mean/std (the only place the pipeline's normalisation is inverted: a clip given as a tensor has no pixels)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
-    x = clip.detach().float().cpu() * s + m
-    return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    """uint8 frames ``[T, H, W, 3]`` back from a normalised clip ``(3, T, H, W)`` with the model config's mean/std,
+    through the pipeline's own inverse (:func:`coreecho.video.model_input.to_pixels`: exact for pipeline output)."""
+    return to_pixels(clip, mean, std)
 
 
 def explain_clip(model: torch.nn.Module, clip: torch.Tensor, *, stage: str | None = None,

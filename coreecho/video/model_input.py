@@ -40,7 +40,7 @@ from coreecho.constants import ECHONET_MEAN, ECHONET_STD
 from coreecho.errors import InputError
 from coreecho.video.augment import crop_window
 
-__all__ = ["pixel_table", "to_model_input", "normalize_reference"]
+__all__ = ["pixel_table", "to_model_input", "to_pixels", "normalize_reference"]
 
 
 def normalize_reference(
@@ -94,6 +94,32 @@ def pixel_table(mean: Sequence[float] = ECHONET_MEAN, std: Sequence[float] = ECH
     if len(m) != 3 or len(s) != 3 or min(s) <= 0:
         raise InputError("mean/std", "need 3 values each, std positive")
     return _table(m, s)
+
+
+def to_pixels(clip: Any, mean: Sequence[float] = ECHONET_MEAN, std: Sequence[float] = ECHONET_STD) -> np.ndarray:
+    """The inverse of :func:`to_model_input` for one clip: float ``(3, T, H, W)`` → uint8 frames ``[T, H, W, 3]``.
+
+    Each value becomes the uint8 whose :func:`pixel_table` entry is nearest, so a clip the pipeline made comes back
+    exactly (no float inversion of mean/std anywhere else: Grad-CAM shows the pixels through this).
+
+    Example:
+        >>> import numpy as np
+        >>> px = np.random.default_rng(0).integers(0, 256, (1, 4, 8, 8, 3), dtype=np.uint8)
+        >>> bool((to_pixels(to_model_input(px)[0]) == px[0]).all())
+        True
+    """
+    x = torch.as_tensor(clip).detach().to("cpu", torch.float32)
+    if x.ndim != 4 or x.shape[0] != 3:
+        raise InputError("clip", f"expected a normalised clip (3, T, H, W), got shape {tuple(x.shape)}")
+    table = pixel_table(mean, std)
+    out = np.empty(tuple(x.shape[1:]) + (3,), dtype=np.uint8)
+    for c in range(3):
+        row, v = table[c], x[c].reshape(-1)
+        hi = torch.searchsorted(row, v.contiguous()).clamp_(1, 255)
+        lo = hi - 1
+        nearest = torch.where((v - row[lo]).abs() <= (row[hi] - v).abs(), lo, hi)
+        out[..., c] = nearest.to(torch.uint8).reshape(x.shape[1:]).numpy()
+    return out
 
 
 def _check(pixels: Any, offsets: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
