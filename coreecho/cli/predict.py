@@ -9,6 +9,9 @@ its finished rows and ``--resume`` computes only the rest.
 Under ``torchrun`` each process takes every WORLD_SIZE-th remaining input (on ``cuda:LOCAL_RANK``, or the CPU),
 writes its own journal, and rank 0 merges them into the one output after a barrier.
 
+Length: about 490 lines, most of them :class:`_Batch`, which holds one run's whole life (inputs, resume, journals,
+ranks, the final output) as one object by design; the file writing itself lives in :mod:`coreecho.cli.output`.
+
 Example:
     $ coreecho predict videos/ --recursive --model phantom-tiny --output ef.csv
     $ coreecho predict videos/ --recursive --model phantom-tiny --output ef.csv --resume
