@@ -16,8 +16,9 @@ medians and the ratio to the baseline.
 2. **Inference preparation, CPU ms per clip** (three evenly spaced clips per test video): the parts of coreecho's
    path timed through public calls — decode (``model.pipeline().open(path).read(frames)``: only the frames the
    clips need), transform (``pipeline.transform``: fan crop and resize, a pass-through for 112 px frames, plus
-   gathering the clips), handover (moving the item's uint8 clips into shared memory as the DataLoader's pickler
-   does, and reading every page once on the other side), model input (``to_model_input`` of the handed-over
+   gathering the clips), handover (moving the item's uint8 clips into shared memory as the engine's loader
+   workers do, ``coreecho.engine.items.share_clips``, and reading every page once on the other side; the
+   official-style and 0.2 rows move theirs as a DataLoader's pickler does), model input (``to_model_input`` of the handed-over
    uint8 into one preallocated float32 batch, as the engine does where the model runs) — and the whole worker side
    (``coreecho.engine.VideoItems(...)[i]``), with 0.2's float64 normalisation and float32 handover in the same
    rounds, against the official-style test item (whole decode to float32, slice, normalise) and its own handover.
@@ -51,6 +52,7 @@ import coreecho
 from coreecho.data.echonet import EchoNetDynamic
 from coreecho.data.layouts import write_echonet_layout
 from coreecho.engine import VideoItems
+from coreecho.engine.items import share_clips
 from coreecho.data.pipelined import batch_clips
 from coreecho.video import test_starts
 from coreecho.video.model_input import normalize_reference, to_model_input
@@ -118,14 +120,21 @@ def _with(ds: EchoNetDynamic, handover: str, i: int) -> dict[str, Any]:
         ds.handover = "tensor"
 
 
-def handover(tensors: list[torch.Tensor]) -> int:
+def _torch_share(t: torch.Tensor) -> torch.Tensor:
+    """What a DataLoader's pickler does with a tensor: a new shared-memory file, mapped, the tensor copied in."""
+    shared = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype).share_memory_()
+    return shared.copy_(t)
+
+
+def handover(tensors: list[torch.Tensor], share: Callable[[torch.Tensor], torch.Tensor] = _torch_share) -> int:
     """Copy ``tensors`` into new shared memory and read every page of it once: the handover of a DataLoader worker
     (its pickler or collate writes the item into shared memory, in the item's own memory layout; the main process
-    then touches it). Returns the bytes handed over."""
+    then touches it). ``share``: torch's way (the default), or coreecho's loader workers'
+    (:func:`coreecho.engine.items.share_clips`, written into the file, then mapped: the read here takes the page
+    faults the other process would). Returns the bytes handed over."""
     total = 0
     for t in tensors:
-        shared = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype).share_memory_()
-        shared.copy_(t)
+        shared = share(t)
         flat = torch.empty(0, dtype=t.dtype).set_(shared.untyped_storage())
         float(flat[:: max(1, 4096 // t.element_size())].sum())
         total += shared.untyped_storage().nbytes()
@@ -193,7 +202,7 @@ def prep_section(model: coreecho.CoReEcho, paths: list[str], n_frames: list[int]
         "coreecho decode (only the needed frames)": decode,
         "coreecho transform (fan crop/resize, gather clips)": transform,
         "coreecho handover (the item's uint8 clips into shared memory)": lambda: handover(
-            [it.x for it in worker_items]),
+            [it.x for it in worker_items], share_clips),
         "coreecho model input (uint8 -> normalised float32 batch, where the model runs)": model_input,
         "coreecho worker side, whole (VideoItems[i])": lambda: [items[i] for i in range(len(items))],
     }

@@ -28,6 +28,7 @@ import torch
 from coreecho._warnings import warn_user
 from coreecho.engine import EncoderHead, VideoItems, stream
 from coreecho.errors import InputError, NoSignalError, OutputError
+from coreecho.hub.registry import DEFAULT_MODEL  # model used when none is given (re-exported)
 from coreecho.hub.resolve import load_model
 from coreecho.models.coreecho import CoReEcho
 from coreecho.precision import maybe_compile, set_threads
@@ -38,8 +39,6 @@ from coreecho.video.base import NO_SIGNAL_NOTE
 __all__ = ["Prediction", "predict_ef", "embed", "run", "get_model", "inference_view", "check_result", "DEFAULT_MODEL",
            "FPS_TOLERANCE"]
 
-#: Model used by the module-level functions when none is given.
-DEFAULT_MODEL = "coreecho-echonet"
 
 
 @dataclass

@@ -120,8 +120,11 @@ def test_journal_cut_inside_a_quoted_newline(tmp_path):
     assert head == record and [r["path"] for r in rows] == ["a\nb.avi", "=e.avi"]
     assert [float(r["ef"]) for r in rows] == [50.0, 70.0]
     part.write_bytes(part.read_bytes().replace(b'"a\nb.avi"', b'"a"x\nb.avi"'))  # damaged before the end
-    with pytest.raises(Exception, match="not CSV"):
+    from coreecho.cli._common import UsageError
+
+    with pytest.raises(UsageError, match="not CSV") as err:
         read_table(part, "csv")
+    assert str(part) in str(err.value)
 
 
 def test_resume_refuses_what_coreecho_did_not_write(videos, tmp_path, capsys):

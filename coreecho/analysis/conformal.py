@@ -336,6 +336,11 @@ class Calibration:
             arrays = load(raw)
         except (SafetensorError, ValueError) as err:
             raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+        odd = {k: str(v.dtype) for k, v in arrays.items() if not np.issubdtype(v.dtype, np.floating)}
+        if odd:  # coreecho writes float64 only: integers or booleans here mean another tool wrote this file
+            raise WeightsError(f"{path}: calibration arrays must hold floating-point values, found "
+                               f"{', '.join(f'{k} ({d})' for k, d in sorted(odd.items()))}; recalibrate "
+                               "(coreecho calibrate)")
         interval = detector = None
         try:
             if entry.get("interval") is not None:
@@ -346,6 +351,10 @@ class Calibration:
                     k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("shift.")}, source=str(path))
         except (KeyError, TypeError, ValueError) as err:
             raise WeightsError(f"{path}: invalid calibration ({type(err).__name__}: {err})") from err
+        except WeightsError as err:
+            if str(path) in str(err):
+                raise
+            raise WeightsError(f"{path}: {err}") from err
         coverage = entry.get("coverage", 0.9)
         if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not 0.0 < float(coverage) < 1.0:
             raise WeightsError(f"{path}: config.json's calibration coverage must be a number between 0 and 1 "

@@ -224,8 +224,9 @@ def plot_training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike
     """Write the curves of a training run: one panel per kind of column of its ``metrics.csv``.
 
     Panels (those with data): ``train_*`` (the loss per epoch), ``val_*`` errors (MAE, RMSE), ``val_*r2``, and the
-    learning rates (``lr``/``lr_*``, log scale). The epoch with the lowest ``val_mae`` (when logged) is marked by a
-    dotted line in every panel and named in the title.
+    learning rates (``lr``/``lr_*``, log scale). Epochs are counted from 1 as the training log counts them
+    (``metrics.csv``'s ``epoch`` column counts from 0). The epoch with the lowest ``val_mae`` (when logged) is
+    marked by a dotted line in every panel and named in the title.
 
     Args:
         metrics_csv: the ``metrics.csv`` of a run (``coreecho train ... --out RUN`` writes ``RUN/metrics.csv``).
@@ -240,7 +241,7 @@ def plot_training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike
         >>> plot_training_curves("runs/stage2/metrics.csv", "runs/stage2/curves.png")  # doctest: +SKIP
     """
     cols = read_metrics_csv(metrics_csv)
-    epochs = cols["epoch"]
+    epochs = cols["epoch"] + 1  # 1-based, as the training log and the CLI count passes (metrics.csv counts from 0)
     groups = _groups(cols)
     if not groups:
         raise InputError(str(metrics_csv), "has no metric columns with numbers to plot")
@@ -261,6 +262,7 @@ def plot_training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike
             y = cols[key]
             ok = np.isfinite(y)
             ax.plot(epochs[ok], y[ok], marker="o" if ok.sum() <= 30 else None, ms=3, lw=1.4, color=f"C{k}",
+                    ls=("-", "--", ":", "-.")[k % 4],  # equal series (two learning rates) stay visible
                     label=key)
         if best is not None:
             ax.axvline(best[0], color="0.4", ls=":", lw=1.0)

@@ -173,6 +173,20 @@ def _phrased(err: CoReEchoError, command: str) -> tuple[str, list[str]]:
     return cli_words(text, command, getattr(err, "source", None)), details  # an InputError's source: the argument
 
 
+def _refuse_unavailable_model(args: argparse.Namespace) -> None:
+    """Offline and the ``--model`` (default ``coreecho-echonet``) a published model not installed: fail now, with the
+    library's message and the manual route, before the command imports torch (seconds) to find that out."""
+    if not hasattr(args, "model"):
+        return
+    from coreecho.hub.registry import offline_refusal
+
+    why = offline_refusal(args.model)
+    if why is not None:
+        from coreecho.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(why)
+
+
 def _run(command: str, args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("COREECHO_DEBUG") == "1"
 
@@ -184,6 +198,7 @@ def _run(command: str, args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
+            _refuse_unavailable_model(args)
             return int(_function(command, 1)(args) or 0)
     except BaseException as err:  # noqa: BLE001 - the one boundary: classify, print one line, pick the exit code
         if isinstance(err, SystemExit):

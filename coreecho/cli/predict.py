@@ -361,8 +361,12 @@ class _Batch:
 
                         say(self.command, "error", row["error"] if row["error"].startswith(pred.source)
                              else f"{pred.source}: {row['error']}")
-        finally:
+        except BaseException:
             sink.close()
+            if self.output is not None and not a.resume and count == 0:
+                part.unlink(missing_ok=True)  # failed before its first row: no stale journal that asks for --resume
+            raise
+        sink.close()
         return count, failed
 
     # ---------------------------------------------------------------- merge (rank 0)
@@ -433,7 +437,9 @@ class _Batch:
 
 def _run(args: argparse.Namespace, command: str) -> int:
     from coreecho.cli._common import say
+    from coreecho.video.budget import env_max_bytes
 
+    env_max_bytes()  # a garbage COREECHO_MAX_BYTES is refused before any output or journal exists
     batch = _Batch(args, command)
     world, device = start_world(args)
     try:

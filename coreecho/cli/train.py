@@ -327,7 +327,10 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="for --clips N: evenly spaced (as coreecho predict) or random (as the official validation)")
     p.add_argument("--starts", help="fixed starts per video (.pkl official file, .json or .csv); overrides --clips")
     common.add_output(p, text="write the per-video CSV (name, true EF, predicted EF, per-clip EFs) here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file (and its figure)")
+    p.add_argument("--no-plot", dest="plot", action="store_false",
+                   help="with --output, do not write the agreement figure OUTPUT_STEM_agreement.png beside it "
+                        "(predicted vs true EF with the identity line, and the Bland-Altman plot; needs matplotlib)")
     common.add_batch_size(p)
     common.add_device(p)
     common.add_precision(p)
@@ -354,8 +357,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from coreecho.cli.output import check_output
 
         inputs = dataset_inputs(args.data) + [args.starts or ""]
-        check_output(args.output, inputs)
+        planned = _figure_path(args)  # the agreement PNG: never an input either
+        check_output(args.output, inputs, targets=[args.output] + ([str(planned)] if planned else []))
         check_result_file(args.output, inputs, overwrite=args.overwrite, model=args.model)
+        if planned is not None:
+            check_result_file(str(planned), inputs, overwrite=args.overwrite, model=args.model,
+                              option="--output's figure")
         if distributed_env()[1] == 0:  # rank 0 writes the output
             lock = output_lock(args.output)
     # under torchrun each rank evaluates every WORLD_SIZE-th video on its own device; rows are gathered in order
@@ -369,6 +376,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                               bootstrap=args.bootstrap, output=args.output, limit=args.limit,
                               progress=not args.quiet and sys.stderr.isatty(),
                               rank=env.rank if env else 0, world_size=env.world_size if env else 1)
+            figure = _write_agreement(args, result) if (env is None or env.rank == 0) else None
     finally:
         if env is not None:
             cleanup_distributed(env)
@@ -380,6 +388,38 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(result.summary())
         if args.output:
             print(f"per-video predictions: {args.output}")
+    if figure is not None:
+        print(f"agreement figure: {figure}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _figure_path(args: argparse.Namespace) -> Any:
+    """The agreement figure ``evaluate --output`` writes (``None`` with ``--no-plot`` or without ``--output``)."""
+    if not args.output or not getattr(args, "plot", True):
+        return None
+    from coreecho.train.figures import agreement_path
+
+    return agreement_path(args.output)
+
+
+def _write_agreement(args: argparse.Namespace, result: Any) -> Any:
+    """Write the agreement figure of ``result``; without matplotlib (or with fewer than 2 videos) one warning line
+    says why and the command still succeeds."""
+    path = _figure_path(args)
+    if path is None:
+        return None
+    from coreecho._warnings import warn_user
+    from coreecho.analysis.figures import plot_agreement
+    from coreecho.errors import InputError, MissingDependencyError
+    from coreecho.train.figures import write_figure
+
+    rows = result.rows
+    title = f"{args.model} on {args.data} ({args.split} split)"
+    try:
+        return write_figure(plot_agreement, path, [r["ef_true"] for r in rows], [r["ef_pred"] for r in rows],
+                            title=title)
+    except (MissingDependencyError, InputError) as err:
+        warn_user(f"agreement figure {path} not written: {err} (--no-plot leaves it out)")
+        return None
 
 

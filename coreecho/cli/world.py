@@ -7,7 +7,6 @@ One process (no ``WORLD_SIZE``): rank 0 of 1, nothing started. Used by ``coreech
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from coreecho.cli._common import UsageError
@@ -66,9 +65,10 @@ def start_world(args: argparse.Namespace) -> tuple[World, Any]:
 
     device = None if args.device in (None, "auto") else args.device
     resolved = resolve_device(device)  # DeviceError now, before any process group or model
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    from coreecho.train.distributed import distributed_env, init_distributed
+
+    if distributed_env()[0] <= 1:  # garbage WORLD_SIZE/RANK: a typed DistributedSetupError, not a ValueError
         return World(), resolved
-    from coreecho.train.distributed import init_distributed
 
     env = init_distributed(None if device is None else str(resolved))
     return World(env), env.device

@@ -15,7 +15,7 @@ import torch
 
 from coreecho.allocator import keep_freed_memory
 from coreecho.engine.forward import apply_head, encode
-from coreecho.engine.items import Item, VideoItems
+from coreecho.engine.items import Item, VideoItems, share_clips
 from coreecho.engine.policy import clips_per_pass, default_workers, forward_bytes, is_compute_bound
 from coreecho.errors import InputError
 from coreecho.models.fused import cached_weights
@@ -46,7 +46,7 @@ def _first(batch: list[Item]) -> Item:
     item = batch[0]
     if item.x is not None and torch.utils.data.get_worker_info() is not None:
         try:
-            item.x.share_memory_()
+            item.x = share_clips(item.x)
         except RuntimeError as err:
             item.x, item.error = None, _SharedMemoryFailed(str(err))
     return item

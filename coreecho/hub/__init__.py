@@ -33,13 +33,23 @@ Example:
     64
 """
 
-from coreecho.hub.convert import load_encoder_weights, load_official_checkpoint, strict_load
-from coreecho.hub.fetch import NETWORK_TIMEOUT, cache_dir, sha256_file
-from coreecho.hub.folder import (CALIBRATION_KEY, CARD_NAME, CITATION, CONFIG_NAME, WEIGHTS_NAME, convert_checkpoint,
-                                 push_to_hub, save_pretrained)
-from coreecho.hub.published import MIRROR_ENV, ensure_installed, install_checkpoint, status
-from coreecho.hub.registry import REGISTRY, ModelSource, fetch_weights_file, is_cached, list_models, model_info
-from coreecho.hub.resolve import load_model
+from coreecho._lazy import lazy_exports
+
+# Exported lazily (PEP 562): ``import coreecho.hub.registry`` (names, offline checks) must not import torch, which
+# the model-building modules below do. Each name is imported from its module on first use.
+_EXPORTS = {
+    **{name: "coreecho.hub.convert" for name in ("load_encoder_weights", "load_official_checkpoint", "strict_load")},
+    **{name: "coreecho.hub.fetch" for name in ("NETWORK_TIMEOUT", "cache_dir", "sha256_file")},
+    **{name: "coreecho.hub.folder" for name in ("CALIBRATION_KEY", "CARD_NAME", "CITATION", "CONFIG_NAME",
+                                                "WEIGHTS_NAME", "convert_checkpoint", "push_to_hub",
+                                                "save_pretrained")},
+    **{name: "coreecho.hub.published" for name in ("MIRROR_ENV", "ensure_installed", "install_checkpoint",
+                                                   "status")},
+    **{name: "coreecho.hub.registry" for name in ("REGISTRY", "ModelSource", "fetch_weights_file", "is_cached",
+                                                  "list_models", "model_info")},
+    "load_model": "coreecho.hub.resolve",
+}
+__getattr__, __dir__ = lazy_exports("coreecho.hub", _EXPORTS)
 
 __all__ = [
     "ModelSource", "REGISTRY", "list_models", "model_info", "is_cached", "load_model", "save_pretrained",

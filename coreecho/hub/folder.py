@@ -36,6 +36,7 @@ from coreecho.analysis.conformal import Calibration, state_fingerprint
 from coreecho.errors import ChecksumError, ConfigError, ModelNotFoundError, WeightsError
 from coreecho.hub.convert import load_official_checkpoint, strict_load
 from coreecho.hub.fetch import sha256_file
+from coreecho.hub.names import CONFIG_NAME, WEIGHTS_NAME  # defined without dependencies for the registry
 from coreecho.models.build import build_model
 from coreecho.models.config import ModelConfig, read_json
 from coreecho.models.coreecho import CoReEcho
@@ -43,8 +44,6 @@ from coreecho.models.coreecho import CoReEcho
 __all__ = ["save_pretrained", "push_to_hub", "convert_checkpoint", "load_folder", "read_config", "card_text",
            "calibration_of", "write_json", "internal_load", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME", "CALIBRATION_KEY", "CITATION"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 CALIBRATION_KEY = "calibration"
 

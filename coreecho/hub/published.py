@@ -41,15 +41,13 @@ from coreecho.hub.download import download, is_url, local_path
 from coreecho.hub.fetch import (cache_dir, hub_download, network_problem, offline_reason, sha256_file,
                                 trust_on_first_use, valid_repo_id)
 from coreecho.hub.folder import WEIGHTS_NAME, save_pretrained, write_json
-from coreecho.hub.registry import ModelSource, installed_dir, model_info, not_installed_message
+from coreecho.hub.registry import MIRROR_ENV, ModelSource, installed_dir, model_info, not_installed_message
 
 __all__ = ["ensure_installed", "install_checkpoint", "fetch_published", "status", "provenance", "mirror_setting",
            "PROVENANCE_NAME", "MIRROR_ENV", "STATUSES"]
 
 #: The file of an installed folder that says where its weights came from.
 PROVENANCE_NAME = "provenance.json"
-#: Environment variable naming a mirror of the published files (URL, local file or folder, or Hub repo id).
-MIRROR_ENV = "COREECHO_WEIGHTS_MIRROR"
 STATUSES = ("verified", "unverified", "user-converted", "modified", "not installed")
 
 

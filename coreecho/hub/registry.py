@@ -15,16 +15,23 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from coreecho.errors import ModelNotFoundError
-from coreecho.hub.fetch import cache_dir, hub_download, trust_on_first_use, verify_hub_file
-from coreecho.hub.folder import CONFIG_NAME, WEIGHTS_NAME, read_config
+from coreecho.hub.fetch import cache_dir, hub_download, offline_reason, trust_on_first_use, verify_hub_file
+from coreecho.hub.names import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = ["ModelSource", "REGISTRY", "BUNDLED_DIR", "registry", "bundled_models", "list_models", "model_info",
-           "is_cached", "installed_dir", "not_installed_message", "fetch_weights_file"]
+           "is_cached", "installed_dir", "not_installed_message", "fetch_weights_file", "offline_refusal",
+           "DEFAULT_MODEL", "MIRROR_ENV"]
+
+#: The model used when none is named (``coreecho predict`` without ``--model``, ``predict_ef(video)``).
+DEFAULT_MODEL = "coreecho-echonet"
+#: Environment variable naming a mirror of the published files (URL, local file or folder, or Hub repo id).
+MIRROR_ENV = "COREECHO_WEIGHTS_MIRROR"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ def bundled_models() -> dict[str, ModelSource]:
     """The models shipped in :data:`BUNDLED_DIR` (a folder with ``config.json`` and ``model.safetensors``)."""
     found = {}
     if BUNDLED_DIR.is_dir():
+        from coreecho.hub.folder import read_config  # the model layer (torch): only when bundled models are read
+
         for folder in sorted(BUNDLED_DIR.iterdir()):
             if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
                 cfg, _ = read_config(folder / CONFIG_NAME)
@@ -148,6 +157,31 @@ def not_installed_message(name: str, src: ModelSource, installed: Path, why: str
             "offline, use the bundled 'phantom-tiny' model: `--model phantom-tiny` on the command line, "
             "`coreecho.load_model(\"phantom-tiny\")` in Python (trained on synthetic phantoms: it shows the "
             "pipeline, not clinical accuracy).")
+
+
+def offline_refusal(name: str | None, *, mirror: str | os.PathLike | None = None,
+                    local_files_only: bool | None = None) -> str | None:
+    """The message :func:`coreecho.load_model` would fail with, decided without importing torch: ``name`` (default
+    :data:`DEFAULT_MODEL`) is a published (``download``) model that is not installed, no mirror is named, and
+    downloads are off (``local_files_only``, ``HF_HUB_OFFLINE``, ``COREECHO_OFFLINE``). ``None`` otherwise (the
+    model may load, or only trying says why not). The command line calls it before loading anything, so an
+    offline ``coreecho predict`` without the default model fails at once.
+
+    Example:
+        >>> offline_refusal("phantom-tiny", local_files_only=True) is None
+        True
+    """
+    name = DEFAULT_MODEL if name is None else str(name)
+    src = REGISTRY.get(name)
+    if src is None or src.kind != "download" or os.path.exists(os.path.expanduser(name)):
+        return None  # a bundled or Hub model, or a local path that shadows the name
+    if mirror is not None or os.environ.get(MIRROR_ENV, "").strip():
+        return None  # a local mirror works offline; the library decides
+    folder = installed_dir(name)
+    if (folder / WEIGHTS_NAME).is_file():
+        return None
+    why = offline_reason(local_files_only)
+    return None if why is None else not_installed_message(name, src, folder, why)
 
 
 def is_cached(name: str, cache: str | Path | None = None) -> bool:

@@ -302,7 +302,7 @@ def read_json(path: str | Path, what: str = "the model config") -> Any:
         raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {err.start}: {err.reason})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, and an integer literal longer than Python converts
         raise ConfigError(f"{path}: cannot read {what} ({err})") from None
     except RecursionError:
         raise ConfigError(f"{path}: {what} is nested too deeply to be a coreecho config") from None

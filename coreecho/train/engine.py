@@ -15,7 +15,8 @@ the same random numbers, so it ends with the same weights and metrics as a run t
 for bit on the same hardware and software, with deterministic kernels). The learning rate is a function of the
 epoch (:meth:`~coreecho.train.config.TrainConfig.lr_at`), so no scheduler state is needed.
 
-Outputs in ``cfg.out``: ``checkpoint_last.pt``, ``metrics.csv`` (one row per epoch), ``train_config.json``,
+Outputs in ``cfg.out``: ``checkpoint_last.pt``, ``metrics.csv`` (one row per epoch), ``curves.png`` (its figure:
+at the end, and after every pass of a minute or more), ``train_config.json``,
 ``best_model/`` (best validation MAE so far, a :func:`coreecho.load_model` folder), ``last_model/`` and, for
 stage 2, ``model/`` (the final export); ``tensorboard/`` when TensorBoard is installed.
 
@@ -61,6 +62,7 @@ from coreecho.train.config import TrainConfig
 from coreecho.train.divergence import TrainingDiverged, find_divergence, validation_divergence, weights_divergence
 from coreecho.train.distributed import DistEnv, ResumableSampler, all_gather_objects, barrier, is_main, unwrap
 from coreecho.train.evaluation import predict_dataset
+from coreecho.train.figures import CURVES_AFTER_PASS_S, write_training_curves
 from coreecho.train.metrics import regression_metrics
 from coreecho.train.recipe import check_resume
 from coreecho.train.runfolder import remove_previous_run
@@ -411,6 +413,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
             sums = {}
             checkpoint(epoch + 1, 0)
             log.epoch(history)
+            if env.main and row["seconds"] >= CURVES_AFTER_PASS_S:  # an interrupted long run keeps its figure
+                write_training_curves(out)
             if env.main and cfg.progress:
                 print(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(
                     f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)), flush=True)
@@ -436,6 +440,8 @@ def run(cfg: TrainConfig, env: DistEnv, stage: Stage, train_set: EchoNetDynamic,
                 "val_r2": best_row.get("val_r2")}, "history": history}, title="CoReEcho (trained with coreecho)")
         result = {"best_val_mae": best_mae, "best_epoch": best_epoch, "epochs": cfg.epochs, "history": history}
         replace_atomically(out / "result.json", lambda fh: fh.write(json.dumps(result, indent=2) + "\n"))
+        if history:  # the log is closed: curves.png from the whole metrics.csv (a warning, never a failure)
+            write_training_curves(out)
     elif stage.export_final:
         final = out / "model"
     barrier()

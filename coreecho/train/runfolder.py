@@ -39,9 +39,10 @@ from coreecho.errors import OutputError
 __all__ = ["RunFolderError", "RUN_FILES", "run_files", "claim_run_folder", "check_not_input", "remove_previous_run"]
 
 #: What a training run writes in its ``out`` folder.
-RUN_FILES = ("checkpoint_last.pt", "checkpoint_prev.pt", "metrics.csv", "train_config.json", "result.json",
-             "best_model", "last_model", "model", "tensorboard")
-_WRITTEN = ("metrics.csv", "train_config.json", "result.json", "checkpoint_last.pt", "checkpoint_prev.pt")
+RUN_FILES = ("checkpoint_last.pt", "checkpoint_prev.pt", "metrics.csv", "curves.png", "train_config.json",
+             "result.json", "best_model", "last_model", "model", "tensorboard")
+_WRITTEN = ("metrics.csv", "curves.png", "train_config.json", "result.json", "checkpoint_last.pt",
+            "checkpoint_prev.pt")
 _MODEL_FOLDERS = ("best_model", "last_model", "model")
 _MODEL_FILES = ("model.safetensors", "config.json", "README.md", "calibration.safetensors")
 

@@ -80,7 +80,8 @@ def as_frames(
 
     Raises:
         InputError: wrong ndim or channel count, 0 frames, NaN/inf, values outside 0..255 for integers,
-            floats that look normalised (0..1 or negative), or a size over the limits.
+            floats that look normalised (0..1 or negative) or exceed 512 (a higher bit depth), or a size over
+            the limits.
 
     Example:
         >>> import numpy as np
@@ -125,6 +126,11 @@ def as_frames(
         if 0.0 < hi <= 1.0:
             raise InputError(
                 src, f"float values lie in {lo:.3g}..{hi:.3g}, which looks like 0..1 scaling; multiply by 255 first"
+            )
+        if hi > 512.0:  # past any resampling overshoot: a higher bit depth or a scaling error, never saturated
+            raise InputError(
+                src, f"float values go up to {hi:.3g}; pixel values must lie in 0..255 (scale higher bit depths to "
+                     "8 bits first)"
             )
         out = np.clip(np.rint(array), 0, 255).astype(np.uint8)
 

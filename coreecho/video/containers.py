@@ -10,6 +10,7 @@ any frame whose size differs from the first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +132,16 @@ class _AvProbe:
     format: str
 
 
-def _av_probe(container, path: Path, limits: Limits) -> _AvProbe:
-    """Count the packets of an opened container (no decoding), once; stops at ``limits.max_frames + 1``."""
+#: Compressed bytes of MJPEG packets a :class:`PyAVReader` keeps from its opening pass, so that ``read`` decodes
+#: them without opening and demuxing the file again; a larger file is demuxed again instead.
+KEEP_PACKET_BYTES = 64 * 1024**2
+
+
+def _av_probe(container, path: Path, limits: Limits, keep: list | None = None) -> _AvProbe:
+    """Count the packets of an opened container (no decoding), once; stops at ``limits.max_frames + 1``.
+
+    ``keep``: a list that receives the MJPEG packets (in order) while their bytes stay under
+    :data:`KEEP_PACKET_BYTES`; it is emptied (and the rest not kept) when they do not."""
     av = import_av(str(path))
     src = str(path)
     stream = container.streams.video[0]
@@ -141,12 +150,22 @@ def _av_probe(container, path: Path, limits: Limits) -> _AvProbe:
                      error=VideoReadError)
     n = 0
     mjpeg = cc.name == "mjpeg"
-    first = None
+    if not mjpeg:
+        keep = None
+    sizes = _MjpegSizes(src)
+    kept = 0
     try:
         for packet in container.demux(stream):
             if packet.size:
                 if mjpeg:  # every MJPEG packet states its frame size: refuse size changes without decoding
-                    first = _check_jpeg_packet(src, bytes(packet), first, n)
+                    sizes.check(memoryview(packet), n)
+                    if keep is not None:
+                        kept += packet.size
+                        if kept <= KEEP_PACKET_BYTES:
+                            keep.append(packet)
+                        else:
+                            keep.clear()
+                            keep = None
                 n += 1
                 if n > limits.max_frames:
                     check_frame_count(src, n, limits, field=f"frame count (more than {limits.max_frames} packets)",
@@ -176,6 +195,29 @@ def _store(out: np.ndarray, k: int, frame, to_rgb, source: str, i: int) -> None:
     out[k] = to_rgb(frame)
 
 
+@lru_cache(maxsize=1)
+def _reformat_threads(av) -> dict:
+    """``threads=1`` for swscale where this PyAV takes it: its default (one thread per CPU) costs more than the
+    conversion of a small frame (about 3x on 112x112 frames), for the same pixels."""
+    from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+
+    try:
+        VideoReformatter().reformat(av.VideoFrame(16, 16, "yuv420p"), format="rgb24", threads=1)
+    except TypeError:  # pragma: no cover - PyAV < 14
+        return {}
+    return {"threads": 1}
+
+
+def _rgb_converter(av):
+    """frame → uint8 RGB ``[H, W, 3]`` with one reformatter for a whole read."""
+    try:
+        from av.video.reformatter import VideoReformatter  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - very old PyAV
+        return lambda frame: frame.to_ndarray(format="rgb24")
+    reformatter, options = VideoReformatter(), _reformat_threads(av)
+    return lambda frame: reformatter.reformat(frame, format="rgb24", **options).to_ndarray()
+
+
 class PyAVReader(VideoReader):
     """A video container read with PyAV (FFmpeg).
 
@@ -190,9 +232,16 @@ class PyAVReader(VideoReader):
         super().__init__(str(path), limits)
         self._path = path
         container = _av_open(path)
+        packets: list = []
         try:
-            self._probe = _av_probe(container, path, limits)
-        finally:
+            self._probe = _av_probe(container, path, limits, keep=packets)
+        except BaseException:
+            container.close()
+            raise
+        # MJPEG (every frame one packet, decoded on its own): the packets of the opening pass are kept with the open
+        # container, and ``read`` decodes the wanted ones with the stream's own decoder (no second open or demux)
+        self._packets, self._container = (packets, container) if packets and self._probe.intra_only else (None, None)
+        if self._container is None:
             container.close()
         pr = self._probe
         self.info = VideoInfo(str(path), pr.n_frames, pr.fps, pr.height, pr.width, "video", pr.codec, "pyav")
@@ -201,19 +250,11 @@ class PyAVReader(VideoReader):
     def _read_sorted(self, wanted: np.ndarray) -> np.ndarray:
         av = import_av(self.source)
         path, info, src = self._path, self.info, self.source
-        try:
-            from av.video.reformatter import VideoReformatter  # noqa: PLC0415
-
-            reformatter = VideoReformatter()
-
-            def to_rgb(frame) -> np.ndarray:
-                return reformatter.reformat(frame, format="rgb24").to_ndarray()
-        except ImportError:  # pragma: no cover - very old PyAV
-
-            def to_rgb(frame) -> np.ndarray:
-                return frame.to_ndarray(format="rgb24")
+        to_rgb = _rgb_converter(av)
 
         out = np.empty((len(wanted), info.height, info.width, 3), dtype=np.uint8)
+        if self._packets is not None:
+            return self._decode_kept(wanted, out, to_rgb)
         need = {int(i): k for k, i in enumerate(wanted)}
         last = int(wanted[-1])
         got = 0
@@ -259,6 +300,33 @@ class PyAVReader(VideoReader):
                                       "(the file is corrupt or truncated)")
         return out
 
+    def _decode_kept(self, wanted: np.ndarray, out: np.ndarray, to_rgb) -> np.ndarray:
+        """Decode the kept MJPEG packets of frames ``wanted`` into ``out`` (one packet in, one frame out)."""
+        av = import_av(self.source)
+        src, packets = self.source, self._packets
+        ctx = self._container.streams.video[0].codec_context
+        try:
+            ctx.thread_type = "SLICE"  # no frame threading: one packet in, one frame out
+        except Exception:  # noqa: BLE001 - older PyAV: the default is fine
+            pass
+        k = 0
+        try:
+            for k, i in enumerate(wanted.tolist()):
+                frames = ctx.decode(packets[i])
+                if len(frames) != 1:
+                    raise VideoReadError(src, f"frame {i} could not be decoded (corrupt or truncated data)")
+                _store(out, k, frames[0], to_rgb, src, i)
+        except av.error.FFmpegError as exc:
+            raise VideoReadError(src, f"decoding failed after {k} frames (FFmpeg: {exc.strerror or exc}); "
+                                      "the file is corrupt or truncated") from exc
+        return out
+
+    def close(self) -> None:
+        """Release the file and the kept packets."""
+        container, self._container, self._packets = self._container, None, None
+        if container is not None:
+            container.close()
+
 
 # ----------------------------------------------------------------------------------------------------------
 # decord
@@ -276,10 +344,13 @@ def _import_decord(source: str):
     return decord
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Height and width from a JPEG's start-of-frame marker, or None."""
+def _jpeg_sof(data, steps: list[int] | None = None) -> tuple[tuple[int, int], int] | None:
+    """Height and width from a JPEG's start-of-frame marker and its offset, or None; ``steps`` receives the offsets
+    of the markers walked over."""
     i, n = 2, len(data)
     while i + 9 <= n:
+        if steps is not None:
+            steps.append(i)
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
@@ -291,19 +362,43 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            return (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")), i
         i += 2 + length
     return None
 
 
-def _check_jpeg_packet(source: str, data: bytes, first: tuple[int, int] | None, i: int) -> tuple[int, int] | None:
-    """The size an MJPEG packet states; refuses it when it differs from the first packet's."""
-    size = _jpeg_size(data)
-    if first is not None and size is not None and size != first:
-        raise VideoReadError(source, f"frame {i} size is {size[0]}x{size[1]}, unlike the first frame "
-                                     f"({first[0]}x{first[1]}); videos that change size mid-stream are not "
-                                     "supported - export it again at one size")
-    return first or size
+class _MjpegSizes:
+    """Refuses an MJPEG packet whose stated frame size differs from the first packet's (the first that states one).
+
+    The marker walk of :func:`_jpeg_sof` reads, at each marker, its first 4 bytes (marker and length) and at the
+    start-of-frame marker 9; a packet with the same bytes at the first packet's marker offsets walks the same way to
+    the same size, so the walk runs only for packets laid out differently (its tables may differ: their bytes are
+    never read)."""
+
+    def __init__(self, source: str):
+        self.source, self.first, self._marks = source, None, ()
+
+    def check(self, data, i: int) -> None:
+        """``data``: the packet's bytes (any bytes-like object); ``i``: its frame number."""
+        if self._marks and len(data) >= self._marks[-1][1]:
+            for a, b, ref in self._marks:
+                if data[a:b] != ref:
+                    break
+            else:
+                return
+        steps: list[int] = []
+        found = _jpeg_sof(data, steps)
+        if found is None:
+            return
+        size, at = found
+        if self.first is None:
+            self.first = size
+            self._marks = tuple((p, p + 4, bytes(data[p:p + 4])) for p in steps[:-1]) + (
+                (at, at + 9, bytes(data[at:at + 9])),)
+        elif size != self.first:
+            raise VideoReadError(self.source, f"frame {i} size is {size[0]}x{size[1]}, unlike the first frame "
+                                              f"({self.first[0]}x{self.first[1]}); videos that change size "
+                                              "mid-stream are not supported - export it again at one size")
 
 
 def _container_check_for_decord(path: Path, limits: Limits) -> None:
@@ -327,11 +422,11 @@ def _container_check_for_decord(path: Path, limits: Limits) -> None:
         stream = container.streams.video[0]
         if stream.codec_context.name != "mjpeg":
             return
-        first, n = None, 0
+        sizes, n = _MjpegSizes(str(path)), 0
         for packet in container.demux(stream):  # every MJPEG packet states its own frame size
             if not packet.size:
                 continue
-            first = _check_jpeg_packet(str(path), bytes(packet), first, n)
+            sizes.check(memoryview(packet), n)
             n += 1
             if n > limits.max_frames:
                 check_frame_count(str(path), n, limits, field=f"frame count (more than {limits.max_frames} packets)",
