@@ -18,6 +18,7 @@ import numpy as np
 from coreecho.errors import VideoReadError
 from coreecho.video.base import VideoInfo, VideoReader, missing_dependency
 from coreecho.video.limits import Limits, check_frame_count, check_frame_size
+from coreecho.video.mjpeg import MjpegSizes
 
 __all__ = ["PyAVReader", "DecordReader", "VIDEO_FORMATS", "IMAGE_FORMATS"]
 
@@ -134,7 +135,7 @@ class _AvProbe:
 
 #: Compressed bytes of MJPEG packets a :class:`PyAVReader` keeps from its opening pass, so that ``read`` decodes
 #: them without opening and demuxing the file again; a larger file is demuxed again instead.
-KEEP_PACKET_BYTES = 64 * 1024**2
+KEEP_PACKET_BYTES = 32 * 1024**2
 
 
 def _av_probe(container, path: Path, limits: Limits, keep: list | None = None) -> _AvProbe:
@@ -152,7 +153,7 @@ def _av_probe(container, path: Path, limits: Limits, keep: list | None = None) -
     mjpeg = cc.name == "mjpeg"
     if not mjpeg:
         keep = None
-    sizes = _MjpegSizes(src)
+    sizes = MjpegSizes(src)
     kept = 0
     try:
         for packet in container.demux(stream):
@@ -223,7 +224,9 @@ class PyAVReader(VideoReader):
 
     Opening checks the container format, the frame size and counts the packets (one pass, no decoding).
     ``read`` decodes only the packets of the requested frames for intra-only codecs (MJPEG, the codec of
-    EchoNet-style AVIs), otherwise sequentially up to the last requested frame.
+    EchoNet-style AVIs), otherwise sequentially up to the last requested frame. An MJPEG file's packets (up to
+    :data:`KEEP_PACKET_BYTES`) are kept from the opening pass with the open file until :meth:`close`, so its reads
+    neither open nor demux it again; colour conversion runs on one thread (the same pixels, less CPU time).
     """
 
     backend = "pyav"
@@ -321,6 +324,11 @@ class PyAVReader(VideoReader):
                                       "the file is corrupt or truncated") from exc
         return out
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)  # a copy in another process opens the file again to read
+        state["_container"] = state["_packets"] = None
+        return state
+
     def close(self) -> None:
         """Release the file and the kept packets."""
         container, self._container, self._packets = self._container, None, None
@@ -344,63 +352,6 @@ def _import_decord(source: str):
     return decord
 
 
-def _jpeg_sof(data, steps: list[int] | None = None) -> tuple[tuple[int, int], int] | None:
-    """Height and width from a JPEG's start-of-frame marker and its offset, or None; ``steps`` receives the offsets
-    of the markers walked over."""
-    i, n = 2, len(data)
-    while i + 9 <= n:
-        if steps is not None:
-            steps.append(i)
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")), i
-        i += 2 + length
-    return None
-
-
-class _MjpegSizes:
-    """Refuses an MJPEG packet whose stated frame size differs from the first packet's (the first that states one).
-
-    The marker walk of :func:`_jpeg_sof` reads, at each marker, its first 4 bytes (marker and length) and at the
-    start-of-frame marker 9; a packet with the same bytes at the first packet's marker offsets walks the same way to
-    the same size, so the walk runs only for packets laid out differently (its tables may differ: their bytes are
-    never read)."""
-
-    def __init__(self, source: str):
-        self.source, self.first, self._marks = source, None, ()
-
-    def check(self, data, i: int) -> None:
-        """``data``: the packet's bytes (any bytes-like object); ``i``: its frame number."""
-        if self._marks and len(data) >= self._marks[-1][1]:
-            for a, b, ref in self._marks:
-                if data[a:b] != ref:
-                    break
-            else:
-                return
-        steps: list[int] = []
-        found = _jpeg_sof(data, steps)
-        if found is None:
-            return
-        size, at = found
-        if self.first is None:
-            self.first = size
-            self._marks = tuple((p, p + 4, bytes(data[p:p + 4])) for p in steps[:-1]) + (
-                (at, at + 9, bytes(data[at:at + 9])),)
-        elif size != self.first:
-            raise VideoReadError(self.source, f"frame {i} size is {size[0]}x{size[1]}, unlike the first frame "
-                                              f"({self.first[0]}x{self.first[1]}); videos that change size "
-                                              "mid-stream are not supported - export it again at one size")
-
-
 def _container_check_for_decord(path: Path, limits: Limits) -> None:
     """decord accepts what FFmpeg opens and rescales frames that change size, so check the container first."""
     kind = _sniff(path)
@@ -422,7 +373,7 @@ def _container_check_for_decord(path: Path, limits: Limits) -> None:
         stream = container.streams.video[0]
         if stream.codec_context.name != "mjpeg":
             return
-        sizes, n = _MjpegSizes(str(path)), 0
+        sizes, n = MjpegSizes(str(path)), 0
         for packet in container.demux(stream):  # every MJPEG packet states its own frame size
             if not packet.size:
                 continue

@@ -171,8 +171,8 @@ def _dicom_header(p: Path):
     nf_raw = ds.get("NumberOfFrames", 1)
     try:
         n_frames = int(nf_raw) if nf_raw not in (None, "") else 1
-    except (TypeError, ValueError):
-        n_frames = 1
+    except (TypeError, ValueError):  # never guess one frame: the pixel data would be cut or misread
+        raise VideoReadError(str(p), f"NumberOfFrames = {str(nf_raw)!r} is not an integer") from None
     if n_frames <= 0:
         raise VideoReadError(str(p), f"contains no frames (NumberOfFrames = {nf_raw})")
     if rows <= 0 or cols <= 0:

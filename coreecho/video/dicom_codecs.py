@@ -96,6 +96,9 @@ def check_decoder(p: Path, uid: str, syntax_name: str) -> None:
         if importlib.util.find_spec("av") is None:
             raise _missing(p, syntax_name, "av", "; PyAV decodes MPEG-2/H.264/HEVC cines")
         return
+    if not UID(uid).is_transfer_syntax:  # a private or mistyped UID: pydicom would raise a bare ValueError
+        raise VideoReadError(str(p), f"names TransferSyntaxUID {uid!r}, which is not a DICOM transfer syntax; "
+                                     "the file meta information is damaged - export the cine again")
     if not UID(uid).is_compressed:
         return
     try:

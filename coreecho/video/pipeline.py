@@ -342,7 +342,12 @@ class ClipPipeline:
             notes: list[str] = []
             info: VideoInfo = self._believed(reader.info, resample_fps, notes)
             time_map = self._time_map(info, resample_fps, window, notes)
-            plan = sampler.plan(len(time_map), frames=pre.frames, stride=pre.stride, rng=rng)
+            try:
+                plan = sampler.plan(len(time_map), frames=pre.frames, stride=pre.stride, rng=rng)
+            except InputError as err:  # "video: has 1 frame" -> the file or item that has it
+                if err.source != "video" or err.problem is None:
+                    raise
+                raise type(err)(reader.source, err.problem) from None
             if pre.sampling == "clips":
                 span = (pre.frames - 1) * pre.stride + 1
                 if plan.n < span:
