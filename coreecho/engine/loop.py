@@ -193,7 +193,7 @@ def stream(items: torch.utils.data.Dataset | Sequence[Any], model: torch.nn.Modu
 
     def take(n: int) -> list[_Part]:
         """The first ``n`` queued clips (splitting an item's clips where the pass ends)."""
-        nonlocal queue, queued
+        nonlocal queued
         parts, got = [], 0
         while got < n:
             part = queue.pop(0)
