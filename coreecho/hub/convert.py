@@ -46,7 +46,8 @@ NAMESPACE_MESSAGE = (
 
 
 def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``module`` requiring identical key sets and shapes; the error lists the diff."""
+    """Load ``state`` into ``module`` requiring identical key sets and shapes, real-valued dtypes where the model has
+    them and finite values; the error lists the diff or names the tensors."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -70,6 +71,11 @@ def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], source: st
     if kinds:  # load_state_dict would cast int64 or bool tensors into the float weights silently
         raise WeightsError(f"{source}: {len(kinds)} tensors hold integers where the model has real-valued weights "
                            f"({', '.join(kinds[:6])}{' ...' if len(kinds) > 6 else ''}); not weights of this model")
+    broken = [k for k in sorted(state) if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if broken:  # a model with a NaN or infinite weight computes nothing usable: refuse it where it is loaded
+        raise WeightsError(f"{source}: {len(broken)} tensors hold NaN or infinite values "
+                           f"({', '.join(broken[:6])}{' ...' if len(broken) > 6 else ''}); these weights are broken "
+                           "(a diverged training run, or a damaged file)")
     module.load_state_dict(dict(state), strict=True)
 
 
