@@ -44,3 +44,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_cli(argv, capsys):
+    """Run the CLI in-process: (exit code, stdout, stderr); argparse's usage errors count as exit 2."""
+    from coreecho.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

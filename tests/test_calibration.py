@@ -255,6 +255,7 @@ def _assert_shipped(model, cal, fresh, hostile):
     assert law.ppf(0.0005) <= alarms <= law.ppf(0.9995), (alarms, law.mean())
 
 
+@pytest.mark.slow  # the default suite's time budget; the 'many phantoms' variant below is slow too
 def test_shipped_phantom_tiny_calibration_on_fresh_phantoms(one_thread):
     _assert_shipped(*_shipped_check(n_fresh=40, n_hostile=20))
 

@@ -57,6 +57,7 @@ def files(tmp_path_factory):
     return root, model, videos
 
 
+@pytest.mark.slow  # torchrun start-up of several processes: opt-in (pytest -m slow)
 def test_torchrun_predict_and_embed_equal_one_process_and_resume(files, tmp_path, capsys):
     from coreecho.cli import main
 
@@ -105,6 +106,7 @@ def test_torchrun_predict_and_embed_equal_one_process_and_resume(files, tmp_path
     assert Path(single_emb).exists()
 
 
+@pytest.mark.slow  # torchrun start-up of several processes: opt-in (pytest -m slow)
 def test_torchrun_evaluate_equals_one_process(files, tmp_path, capsys):
     from coreecho.cli import main
     from coreecho.data.phantom import write_echonet_layout

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from coreecho.cli import main
+from conftest import run_cli
 from coreecho.errors import DeviceError, ModelNotFoundError, WeightsError
 
 NO_CUDA = not torch.cuda.is_available()
@@ -91,14 +91,7 @@ def env(tmp_path_factory):
     return d
 
 
-def cli(argv, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr); argparse's usage errors count as exit 2."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli  # (exit code, stdout, stderr) of an in-process CLI run (tests/conftest.py)
 
 
 def rows_of(path):

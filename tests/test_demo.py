@@ -26,6 +26,7 @@ def test_phantom_tiny_is_bundled_small_and_labelled(phantom_tiny):
     assert meta["seed"] == 7 and "train_phantom.py" in meta["command"]
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_phantom_tiny_accuracy_on_unseen_phantoms(phantom_tiny):
     result = phantom_benchmark(phantom_tiny, n=30, seed=5_000_000)
     assert result["mae"] <= 3.0, result

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -24,6 +25,7 @@ def test_quickstart(tmp_path):
     assert np.load(tmp_path / "qs" / "embeddings.npy").shape[0] == 3
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_embeddings_umap_with_phantom_tiny(tmp_path):
     out = run_example("embeddings_umap.py", "--n", "12", "--method", "pca", "--output", "map.png", "--threads", "1",
                       cwd=tmp_path)
@@ -31,6 +33,7 @@ def test_embeddings_umap_with_phantom_tiny(tmp_path):
     assert (tmp_path / "map.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_finetune_custom_smoke(tmp_path):
     out = run_example("finetune_custom.py", "--out", "ft", "--n-videos", "8", "--folds", "2", "--epochs", "2",
                       cwd=tmp_path)

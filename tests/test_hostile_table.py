@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import coreecho
-from coreecho.cli import main
+from conftest import run_cli
 from coreecho.errors import (ChecksumError, ConfigError, CoReEchoError, InputError,
                              NoSignalError, VideoReadError, WeightsError)
 
@@ -71,13 +71,7 @@ def good():
     return make_phantom(ef=55, seed=0, n_frames=40)[0]
 
 
-def cli(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli  # (exit code, stdout, stderr) of an in-process CLI run (tests/conftest.py)
 
 
 def assert_clean(out: str, err: str) -> None:
@@ -163,7 +157,7 @@ def test_environment_variable(name, env, kind, code, words, root, tmp_path, caps
         assert out.exists() and "good.npy" in out.read_text()  # every good row is written
 
 
-@pytest.mark.parametrize("value", ["0", "abc", "-3"])
+@pytest.mark.parametrize("value", ["abc", *(pytest.param(v, marks=pytest.mark.slow) for v in ("0", "-3"))])
 def test_omp_num_threads_garbage_still_runs(value, root, tmp_path):
     """OpenMP reads OMP_NUM_THREADS when torch is imported: a subprocess. libgomp warns; the run works."""
     import os

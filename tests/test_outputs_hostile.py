@@ -209,7 +209,7 @@ def _spawn(model: str, inputs: list[Path], out: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.parametrize("trial", [0, *(pytest.param(t, marks=pytest.mark.slow) for t in (1, 2))])  # more trials: -m slow
 def test_two_runs_on_one_output_lose_nothing(videos, tmp_path, trial):
     """Started together: one holds the lock and the other refuses at once (or resumes after it); every row that a
     successful run computed is in the output, nothing is left behind."""

@@ -110,6 +110,7 @@ def test_embeddings_umap(workdir):
     assert data.embeddings.shape[0] == 12 and np.isfinite(data.columns["ef"]).all()
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_finetune_csv(workdir):
     rows = list(csv.DictReader(open(workdir / "EchoNet-Dynamic" / "FileList.csv")))
     with open(workdir / "labels.csv", "w", newline="") as fh:

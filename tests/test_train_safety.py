@@ -22,6 +22,7 @@ import torch
 
 from coreecho.errors import ConfigError, DatasetError
 from coreecho.train.config import TrainConfig
+from test_train import _cfg  # the micro recipe the training tests share
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,12 +71,6 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), preset="micro", init="none", frames=4, stride=4, size=32,
-                batch_size=4, epochs=1, num_workers=0, progress=False, tensorboard=False, device="cpu", seed=3,
-                encoder_args=dict(MICRO))
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 # ------------------------------------------------------------------------------------------- 1. run folders
