@@ -39,6 +39,7 @@ def _faults(keep: str) -> tuple[bool, int]:
     return applied == "True", int(faults)
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_reused_buffers_cost_no_page_faults_and_the_switch_turns_it_off():
     applied, faults = _faults("1")
     off, faults_off = _faults("0")

@@ -108,6 +108,7 @@ def test_predict_killed_keeps_rows_and_resume_finishes(batch, tmp_path, capsys):
     assert full.read_text() == out.read_text()
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_embed_killed_keeps_rows_and_resume_finishes(batch, tmp_path, capsys):
     root, model, videos = batch
     out = tmp_path / "emb.npz"

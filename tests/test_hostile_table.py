@@ -630,8 +630,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 
 # id, frames shape, clips, expected (OK or FLAG), words of the error, extra bytes allowed over the loaded model
 MEMORY = [
-    ("100000-frames-of-1x1", (100000, 1, 1), None, OK, [], 300 * 2**20),
-    ("20000-frames-of-8x8", (20000, 8, 8), None, OK, [], 300 * 2**20),
+    pytest.param("100000-frames-of-1x1", (100000, 1, 1), None, OK, [], 300 * 2**20, marks=pytest.mark.slow),
+    pytest.param("20000-frames-of-8x8", (20000, 8, 8), None, OK, [], 300 * 2**20, marks=pytest.mark.slow),
     ("60-frames-of-2x4096", (60, 2, 4096), None, FLAG, ["no usable signal"], 600 * 2**20),
     ("frames-past-max-side", (60, 2, 5000), None, FLAG, ["max_side"], 300 * 2**20),
     pytest.param("clips-2000", (200, 64, 64), 2000, OK, [], 2 * 2**30, marks=pytest.mark.slow),

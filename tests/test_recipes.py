@@ -82,6 +82,7 @@ def test_phantoms(workdir):
     assert len(rows) == 12 and len(list((workdir / "EchoNet-Dynamic" / "Videos").glob("*.avi"))) == 12
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_dicom_folder(workdir):
     pytest.importorskip("pydicom")
     from coreecho.data.phantom import make_phantom
@@ -99,6 +100,7 @@ def test_dicom_folder(workdir):
         assert not row.get("error") and abs(float(row["ef"]) - truth[key]) < 12, row
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_embeddings_umap(workdir):
     pytest.importorskip("matplotlib")
     out = run_recipe("embeddings-umap", workdir)
@@ -124,6 +126,7 @@ def test_finetune_csv(workdir):
     assert len(list(csv.DictReader(open(workdir / "my-model-ef.csv")))) == 12
 
 
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_evaluate_official(workdir):
     rows = list(csv.DictReader(open(workdir / "EchoNet-Dynamic" / "FileList.csv")))
     starts = {f"{r['FileName']}.avi": np.array([0, 9, 18]) for r in rows if r["Split"] == "TEST"}

@@ -467,6 +467,7 @@ def _no_big_files() -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.slow  # the default suite stays under 5 min on 2 cores: opt-in with -m slow
 def test_file_size_limit_while_saving_keeps_the_previous_checkpoint(data, stage1, tmp_path, capsys):
     from coreecho.train.checkpoint import load_checkpoint
 
