@@ -216,7 +216,7 @@ def test_nifti_needs_nibabel(camus_nifti, monkeypatch):
 def test_whole_sequence_resampling_blends_neighbours():
     from coreecho.models.config import PreprocessConfig
     from coreecho.video.pipeline import ClipPipeline
-    from coreecho.video.samplers import WholeSequence
+    from coreecho.video.sampling import WholeSequence
 
     f = np.repeat((np.arange(5, dtype=np.uint8) * 10)[:, None, None], 16, axis=1).repeat(16, axis=2)
     pre = PreprocessConfig(frames=9, size=16, sampling="sequence", crop_sector=False)

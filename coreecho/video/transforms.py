@@ -3,11 +3,10 @@
 Pure functions of their arguments: the model configuration decides the values (size, mean, std...).
 Frames are ``uint8`` ``[T, H, W, 3]`` unless stated; clips are ``[K, T, H, W, 3]``.
 
-The preprocessing of a raw video for a CoReEcho model is::
-
-    frames = prepare_frames(frames, size=112)           # 112x112 input passes through bit-exact
-    clips = extract_clips(frames, starts, 36, 4)          # coreecho.video.sampling, zero padding
-    x = normalize(clips, ECHONET_MEAN, ECHONET_STD)       # float32 (K, 3, 36, 112, 112)
+These are the pixel steps of :class:`coreecho.video.pipeline.ClipPipeline` (its ``transform`` calls
+:func:`prepare_frames`; the model input is made by :mod:`coreecho.video.model_input`, which gives exactly the
+numbers of :func:`normalize`). A model's input comes from the pipeline, ``model.pipeline()(video).x``, which also
+finds the fan box in the whole video and applies the fps policy, the memory budget and the clip limit.
 
 Example:
     >>> import numpy as np
