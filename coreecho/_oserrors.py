@@ -23,18 +23,32 @@ import re
 
 from coreecho.errors import DiskFullError, NotWritableError, OutputError
 
-__all__ = ["as_output_error", "errno_of"]
+__all__ = ["as_output_error", "errno_of", "os_error_hint"]
 
 _FULL = {errno.ENOSPC: ("the disk is full", "free some space or write elsewhere"),
-         errno.EFBIG: ("the file-size limit is reached", "raise it (ulimit -f) or write elsewhere")}
+         errno.EFBIG: ("the file-size limit is reached", "raise the file-size limit (ulimit -f) or write elsewhere")}
 if hasattr(errno, "EDQUOT"):
     _FULL[errno.EDQUOT] = ("the disk quota is exceeded", "free some space or write elsewhere")
 _DENIED = {errno.EACCES: ("permission denied", "check the permissions of the file and its folder, or write elsewhere"),
            errno.EPERM: ("operation not permitted", "check the permissions of the file and its folder, or write "
                          "elsewhere"),
            errno.EROFS: ("the file system is read-only", "write elsewhere")}
+#: What to do about a failed file operation, by errno: the write failures above plus path mistakes.
+_HINTS = {**{code: fix for code, (_what, fix) in {**_FULL, **_DENIED}.items()},
+          errno.EISDIR: "give a file name, not a folder", errno.ENOENT: "check the path",
+          errno.ENOTDIR: "a part of the path is a file, not a folder"}
 _OS_CODE = re.compile(r"\(os error (\d+)\)|\[Errno (\d+)\]|code: (\d+)")
 _TORCH_WRITE = ("inline_container.cc", "PytorchStreamWriter", "file write failed", "unexpected pos")
+
+
+def os_error_hint(code: int | None) -> str:
+    """What to do about a file operation that failed with ``code`` (an errno), or ``""`` when there is no advice.
+
+    Example:
+        >>> os_error_hint(errno.EROFS)
+        'write elsewhere'
+    """
+    return _HINTS.get(code if code is not None else -1, "")
 
 
 def errno_of(err: BaseException) -> int | None:

@@ -40,6 +40,7 @@ import os
 import warnings
 from typing import Any, Callable, Sequence
 
+from coreecho._oserrors import os_error_hint
 from coreecho._version import __version__
 from coreecho.cli._common import UsageError, add_debug, quiet_stdout, say
 from coreecho.errors import CoReEchoError, DeviceError
@@ -104,17 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_os_error(err: OSError) -> str:
-    """An :class:`OSError` as one line that names the file and says what to do."""
-    import errno
-
+    """An :class:`OSError` as one line that names the file and says what to do (advice: :func:`os_error_hint`)."""
     where = err.filename if err.filename is not None else "a file"
     what = err.strerror or str(err)
-    hint = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some space or write elsewhere",
-            errno.EACCES: "check the permissions or write elsewhere", errno.EPERM: "check the permissions",
-            errno.EROFS: "the file system is read-only; write elsewhere",
-            errno.EFBIG: "the file-size limit (ulimit -f) is reached; write elsewhere or raise it",
-            errno.EISDIR: "give a file name, not a folder", errno.ENOENT: "check the path",
-            errno.ENOTDIR: "a part of the path is a file, not a folder"}.get(err.errno or -1, "")
+    hint = os_error_hint(err.errno)
     return f"{where}: {what}" + (f"; {hint}" if hint else "")
 
 
