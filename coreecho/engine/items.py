@@ -97,7 +97,10 @@ def share_clips(x: torch.Tensor) -> torch.Tensor:
                 os.ftruncate(fd, size)
                 done = 0
                 while done < len(data):
-                    done += os.pwrite(fd, data[done:], done)
+                    wrote = os.pwrite(fd, data[done:], done)
+                    if wrote <= 0:  # never loop on a write that makes no progress: torch's own way instead
+                        raise OSError("no progress writing the shared-memory file")
+                    done += wrote
                 storage = torch.UntypedStorage._new_shared_fd_cpu(fd, size)  # maps (a duplicate of) the file
             finally:
                 os.close(fd)
