@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from coreecho.cli._common import UsageError
+from coreecho.cli.output import clashing_input
 
 __all__ = ["model_folder", "dataset_inputs", "check_result_file", "check_result_folder"]
 
@@ -67,11 +68,13 @@ def _check_inside(target: Path, option: str, out: str, model_dir: Path | None, i
     if model_dir is not None and _within(target, model_dir):
         raise UsageError(f"{option} {out}: lies inside the model folder {model_dir} that this command reads; "
                          "choose a path outside it")
-    for item in inputs:
-        real = _real(item)
-        if target == real or (real.name == "Videos" and real.is_dir() and _within(target, real)):
-            raise UsageError(f"{option} {out}: is also an input ({item}); refusing to overwrite it. Choose another "
-                             "output name")
+    given = {os.path.expanduser(i): i for i in inputs}
+    item = given.get(clashing_input(target, list(given)))
+    inputs = list(given.values())
+    videos = [i for i in inputs if _real(i).name == "Videos" and _real(i).is_dir() and _within(target, _real(i))]
+    if item is not None or videos:
+        raise UsageError(f"{option} {out}: is also an input ({item if item is not None else videos[0]}); refusing to "
+                         "overwrite it. Choose another output name")
 
 
 def check_result_file(output: str, inputs: Sequence[str], *, overwrite: bool, model: str | None = None,

@@ -115,6 +115,22 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def clashing_input(target: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> str | os.PathLike | None:
+    """The input that ``target`` names (the same file through links, ``..`` or a hard link), or ``None``: the one
+    "an output is never an input" check of every command.
+
+    Example:
+        >>> clashing_input("runs/../a.avi", ["b.avi", "a.avi"])
+        'a.avi'
+    """
+    t = Path(target)
+    exists = t.exists() or t.is_symlink()
+    for item in inputs:
+        if (exists and Path(item).exists() and same_file(t, item)) or os.path.realpath(t) == os.path.realpath(item):
+            return item
+    return None
+
+
 def check_output(output: str, inputs: Sequence[Any], *, option: str = "--output",
                  targets: Sequence[str] | None = None) -> Path:
     """Refuse an output that is a folder or one of the inputs; create its folder; check that it can be written.
@@ -134,15 +150,10 @@ def check_output(output: str, inputs: Sequence[Any], *, option: str = "--output"
         if t.is_dir():
             raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {Path(target) / 'out'}"
                              f"{Path(output).suffix or '.csv'}")
-        if t.exists() or t.is_symlink():
-            for item in paths:
-                if (Path(item).exists() and same_file(t, item)) or os.path.realpath(t) == os.path.realpath(item):
-                    raise UsageError(f"{option} {target} is also an input ({item}); refusing to overwrite it. "
-                                     "Choose another output name")
-        else:
-            for item in paths:
-                if os.path.realpath(t) == os.path.realpath(item):
-                    raise UsageError(f"{option} {target} is also an input ({item}); choose another output name")
+        item = clashing_input(t, paths)
+        if item is not None:
+            overwrite = "refusing to overwrite it. Choose" if t.exists() or t.is_symlink() else "choose"
+            raise UsageError(f"{option} {target} is also an input ({item}); {overwrite} another output name")
         for path in (t, partial_path(t)):
             try:
                 check_output_target(path)  # a link, device, FIFO or socket is never replaced
